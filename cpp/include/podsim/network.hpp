@@ -1,0 +1,47 @@
+// Flows sharing links max-min fairly (progressive filling), advanced in time.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "podsim/topology.hpp"
+
+namespace podsim {
+
+class FlowNetwork {
+ public:
+  explicit FlowNetwork(const Topology& topology);
+
+  // Adds a flow of `bytes` from src to dst owned by `owner`; rates are stale until
+  // recompute(). Call advance_to(now) first.
+  void add(std::int32_t owner, std::int32_t src, std::int32_t dst, double bytes);
+  // Applies progress at the current rates up to `now`.
+  void advance_to(double now);
+  // Max-min fair rates for the active flows; returns the time the next flows finish
+  // (infinity if none).
+  double recompute();
+  // At the time recompute() returned: removes the flows that finish then, appending
+  // their owners (in flow order) to `owners`.
+  void finish(double now, std::vector<std::int32_t>& owners);
+
+  std::size_t active() const { return flows_.size(); }
+
+ private:
+  struct ActiveFlow {
+    std::int32_t owner;
+    Path path;
+    double remaining;
+    double rate;
+    double finish_in;
+  };
+  const Topology& topology_;
+  std::vector<ActiveFlow> flows_;
+  std::vector<double> capacity_left_;
+  std::vector<std::int32_t> unfixed_count_;
+  std::vector<char> touched_;
+  std::vector<std::int32_t> touched_links_;
+  double now_ = 0.0;
+  double next_finish_in_ = 0.0;
+};
+
+}  // namespace podsim

@@ -1,0 +1,410 @@
+#include "podsim/collectives.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <string>
+#include <unordered_map>
+
+#include "podsim/errors.hpp"
+
+namespace podsim {
+namespace {
+
+using Members = std::span<const std::int32_t>;
+
+// Contention mode builds every flow of a direct all-to-all; beyond this it would not fit.
+constexpr std::size_t kMaxFlowsPerPhase = std::size_t{1} << 22;
+
+struct StepCost {
+  double a = 0.0;  // largest path latency, seconds
+  double b = 0.0;  // seconds per byte of the slowest path
+};
+
+StepCost cost_of(const Topology& topology, const std::vector<Phase>& phases) {
+  StepCost cost;
+  for (const Phase& phase : phases) {
+    for (const Flow& flow : phase.flows) {
+      const Path path = route(topology, flow.src, flow.dst);
+      cost.a = std::max(cost.a, path.latency);
+      cost.b = std::max(cost.b, 1.0 / path.bandwidth);
+    }
+  }
+  return cost;
+}
+
+double n_of(Members members) { return static_cast<double>(members.size()); }
+
+bool power_of_two(std::size_t n) { return n >= 1 && std::has_single_bit(n); }
+
+int floor_log2(std::size_t n) { return static_cast<int>(std::bit_width(n)) - 1; }
+
+int ceil_log2(std::size_t n) { return n <= 1 ? 0 : static_cast<int>(std::bit_width(n - 1)); }
+
+// Ring over `ranks`: each sends `bytes` to the next (wrapping round).
+Phase ring(Members ranks, double bytes, double latency) {
+  Phase phase{latency, {}};
+  const std::size_t n = ranks.size();
+  if (n < 2 || bytes <= 0) return phase;
+  phase.flows.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) phase.flows.push_back({ranks[i], ranks[(i + 1) % n], bytes});
+  return phase;
+}
+
+// Members grouped by domain, domains in order of first appearance, members in group order.
+std::vector<std::vector<std::int32_t>> by_domain(const Topology& topology, Members members) {
+  std::vector<std::vector<std::int32_t>> domains;
+  std::unordered_map<std::int64_t, std::size_t> index;
+  for (std::int32_t rank : members) {
+    auto [it, added] = index.emplace(topology.domain(rank), domains.size());
+    if (added) domains.emplace_back();
+    domains[it->second].push_back(rank);
+  }
+  return domains;
+}
+
+bool balanced(const std::vector<std::vector<std::int32_t>>& domains) {
+  return std::all_of(domains.begin(), domains.end(),
+                     [&](const auto& d) { return d.size() == domains.front().size(); });
+}
+
+// The same-local-index rings across domains (the "rails"), one per local index.
+std::vector<std::vector<std::int32_t>> rails(const std::vector<std::vector<std::int32_t>>& domains) {
+  std::vector<std::vector<std::int32_t>> out(domains.front().size());
+  for (const auto& domain : domains) {
+    for (std::size_t j = 0; j < domain.size(); ++j) out[j].push_back(domain[j]);
+  }
+  return out;
+}
+
+// One phase holding a ring per list of ranks, all in parallel.
+Phase rings(const std::vector<std::vector<std::int32_t>>& lists, double bytes, double latency) {
+  Phase phase{latency, {}};
+  for (const auto& list : lists) {
+    Phase one = ring(list, bytes, latency);
+    phase.flows.insert(phase.flows.end(), one.flows.begin(), one.flows.end());
+  }
+  return phase;
+}
+
+// Phases with unit latency per step; latencies are scaled once the step cost is known.
+struct Plan {
+  std::vector<Phase> phases;
+  std::vector<double> steps;  // latency steps of each phase
+};
+
+void push(Plan& plan, Phase phase, double steps) {
+  if (phase.flows.empty()) return;
+  plan.phases.push_back(std::move(phase));
+  plan.steps.push_back(steps);
+}
+
+// Double binary tree: tree 1 is heap-ordered over positions, tree 2 over mirrored positions.
+Phase tree_phase(Members m, double bytes, bool up) {
+  Phase phase;
+  const std::size_t n = m.size();
+  for (std::size_t p = 1; p < n; ++p) {
+    const std::int32_t child = m[p], parent = m[(p - 1) / 2];
+    phase.flows.push_back(up ? Flow{child, parent, bytes} : Flow{parent, child, bytes});
+  }
+  for (std::size_t q = 1; q < n; ++q) {
+    const std::int32_t child = m[n - 1 - q], parent = m[n - 1 - (q - 1) / 2];
+    phase.flows.push_back(up ? Flow{child, parent, bytes} : Flow{parent, child, bytes});
+  }
+  return phase;
+}
+
+Phase exchange(Members m, std::size_t distance, double bytes) {
+  Phase phase;
+  for (std::size_t p = 0; p < m.size(); ++p) phase.flows.push_back({m[p], m[p ^ distance], bytes});
+  return phase;
+}
+
+void halving_doubling(Plan& plan, Members m, double bytes, bool scatter, bool gather) {
+  const int steps = floor_log2(m.size());
+  if (scatter) {
+    for (int k = 0; k < steps; ++k) push(plan, exchange(m, std::size_t{1} << k, bytes / (2 << k)), 1);
+  }
+  if (gather) {
+    for (int k = steps - 1; k >= 0; --k) {
+      push(plan, exchange(m, std::size_t{1} << k, bytes / (2 << k)), 1);
+    }
+  }
+}
+
+Phase chain(Members m, double bytes, bool toward_root) {
+  Phase phase;
+  for (std::size_t i = 0; i + 1 < m.size(); ++i) {
+    phase.flows.push_back(toward_root ? Flow{m[i + 1], m[i], bytes} : Flow{m[i], m[i + 1], bytes});
+  }
+  return phase;
+}
+
+void binomial(Plan& plan, Members m, double bytes, bool toward_root) {
+  const int steps = ceil_log2(m.size());
+  for (int s = 0; s < steps; ++s) {
+    const int k = toward_root ? steps - 1 - s : s;
+    const std::size_t d = std::size_t{1} << k;
+    Phase phase;
+    for (std::size_t p = 0; p < d && p + d < m.size(); ++p) {
+      phase.flows.push_back(toward_root ? Flow{m[p + d], m[p], bytes} : Flow{m[p], m[p + d], bytes});
+    }
+    push(plan, std::move(phase), 1);
+  }
+}
+
+Phase all_pairs(Members m, double bytes) {
+  const std::size_t n = m.size();
+  if (n * (n - 1) > kMaxFlowsPerPhase) {
+    throw ProgramError("all-to-all on " + std::to_string(n) + " ranks in contention mode needs " +
+                       std::to_string(n * (n - 1)) + " flows; the limit is " +
+                       std::to_string(kMaxFlowsPerPhase) +
+                       ": use the analytical network or smaller groups");
+  }
+  Phase phase;
+  phase.flows.reserve(n * (n - 1));
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < n; ++j) {
+      if (i != j) phase.flows.push_back({m[i], m[j], bytes / n_of(m)});
+    }
+  }
+  return phase;
+}
+
+// Hierarchical phases with their step counts; intra and inter phases are costed separately.
+struct Hierarchy {
+  Plan intra_before, inter, intra_after;
+  double g = 1.0, m = 1.0;
+};
+
+Hierarchy hierarchical(const Topology& topology, CollectiveOp op, Members members, double S) {
+  const auto domains = by_domain(topology, members);
+  Hierarchy h;
+  h.g = static_cast<double>(domains.front().size());
+  h.m = static_cast<double>(domains.size());
+  const double g = h.g, m = h.m;
+  const auto across = rails(domains);
+  if (op == CollectiveOp::AllReduce) {
+    push(h.intra_before, rings(domains, (g - 1) / g * S, 0), g - 1);
+    push(h.inter, rings(across, 2 * (m - 1) / m * S / g, 0), 2 * (m - 1));
+    push(h.intra_after, rings(domains, (g - 1) / g * S, 0), g - 1);
+  } else if (op == CollectiveOp::AllGather) {
+    push(h.inter, rings(across, (m - 1) / m * S / g, 0), m - 1);
+    push(h.intra_after, rings(domains, (g - 1) / g * S, 0), g - 1);
+  } else {  // reduce-scatter
+    push(h.intra_before, rings(domains, (g - 1) / g * S, 0), g - 1);
+    push(h.inter, rings(across, (m - 1) / m * S / g, 0), m - 1);
+  }
+  return h;
+}
+
+void scale_latencies(Plan& plan, double a) {
+  for (std::size_t i = 0; i < plan.phases.size(); ++i) plan.phases[i].latency = plan.steps[i] * a;
+}
+
+// Flat (non-hierarchical, non-direct) algorithms as a plan.
+Plan flat_plan(CollectiveOp op, Algorithm algorithm, Members m, double S) {
+  Plan plan;
+  const double n = n_of(m);
+  const bool to_root = op == CollectiveOp::Reduce;
+  switch (algorithm) {
+    case Algorithm::Ring:
+      if (op == CollectiveOp::AllReduce) push(plan, ring(m, 2 * (n - 1) / n * S, 0), 2 * (n - 1));
+      if (op == CollectiveOp::AllGather || op == CollectiveOp::ReduceScatter) {
+        push(plan, ring(m, (n - 1) / n * S, 0), n - 1);
+      }
+      if (op == CollectiveOp::Broadcast || op == CollectiveOp::Reduce) {
+        push(plan, chain(m, S, to_root), n - 1);
+      }
+      break;
+    case Algorithm::Tree:
+      if (op == CollectiveOp::AllReduce) {
+        const double h = floor_log2(m.size());
+        push(plan, tree_phase(m, S / 2, true), h);
+        push(plan, tree_phase(m, S / 2, false), h);
+      } else {
+        binomial(plan, m, S, to_root);
+      }
+      break;
+    case Algorithm::HalvingDoubling:
+      halving_doubling(plan, m, S, op != CollectiveOp::AllGather,
+                       op != CollectiveOp::ReduceScatter);
+      break;
+    default:
+      break;
+  }
+  return plan;
+}
+
+double flat_time(CollectiveOp op, Algorithm algorithm, std::size_t size, double S, StepCost c) {
+  const double n = static_cast<double>(size);
+  if (size < 2) return 0.0;
+  switch (algorithm) {
+    case Algorithm::Ring:
+      if (op == CollectiveOp::AllReduce) return 2 * (n - 1) * c.a + 2 * (n - 1) / n * S * c.b;
+      if (op == CollectiveOp::Broadcast || op == CollectiveOp::Reduce) {
+        return (n - 1) * c.a + S * c.b;
+      }
+      return (n - 1) * c.a + (n - 1) / n * S * c.b;
+    case Algorithm::Tree:
+      if (op == CollectiveOp::AllReduce) {
+        const double half = size == 2 ? 0.5 : 1.0;
+        return 2 * floor_log2(size) * c.a + 2 * half * S * c.b;
+      }
+      return ceil_log2(size) * (c.a + S * c.b);
+    case Algorithm::HalvingDoubling: {
+      const double steps = floor_log2(size);
+      const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
+      return rounds * (steps * c.a + (n - 1) / n * S * c.b);
+    }
+    default:
+      return 0.0;
+  }
+}
+
+double hierarchical_time(const Topology& topology, CollectiveOp op, Members members, double S) {
+  const Hierarchy h = hierarchical(topology, op, members, S);
+  const StepCost up = cost_of(topology, h.intra_before.phases.empty() ? h.intra_after.phases
+                                                                       : h.intra_before.phases);
+  const StepCost out = cost_of(topology, h.inter.phases);
+  const double g = h.g, m = h.m;
+  const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
+  return rounds * ((g - 1) * up.a + (g - 1) / g * S * up.b) +
+         rounds * ((m - 1) * out.a + (m - 1) / m * (S / g) * out.b);
+}
+
+double direct_time(const Topology& topology, Members members, double S) {
+  const auto domains = by_domain(topology, members);
+  const double n = n_of(members);
+  std::size_t largest = 0, smallest = members.size();
+  bool many_pods = false;
+  for (std::int32_t r : members) many_pods = many_pods || topology.pod(r) != topology.pod(members[0]);
+  for (const auto& d : domains) {
+    largest = std::max(largest, d.size());
+    smallest = std::min(smallest, d.size());
+  }
+  double a = 0.0, time = 0.0;
+  if (largest > 1) {  // some pairs share a domain
+    a = topology.scale_up_latency;
+    time = static_cast<double>(largest - 1) * S / n / topology.scale_up_bandwidth;
+  }
+  if (domains.size() > 1) {  // some pairs cross domains
+    double bw = topology.scale_out_bandwidth;
+    if (many_pods) bw = std::min(bw, topology.link_capacity(static_cast<std::int32_t>(4 * topology.devices)));
+    a = std::max(a, topology.scale_out_latency);
+    time = std::max(time, (n - static_cast<double>(smallest)) * S / n / bw);
+  }
+  return (n - 1) * a + time;
+}
+
+void require_members(Members members) {
+  if (members.empty()) throw ProgramError("a collective needs a group of at least one rank");
+}
+
+}  // namespace
+
+bool applicable(const Topology& topology, CollectiveOp op, Algorithm algorithm, Members members) {
+  const bool all_reduce = op == CollectiveOp::AllReduce;
+  const bool gather_scatter = op == CollectiveOp::AllGather || op == CollectiveOp::ReduceScatter;
+  const bool rooted = op == CollectiveOp::Broadcast || op == CollectiveOp::Reduce;
+  switch (algorithm) {
+    case Algorithm::Ring:
+      return all_reduce || gather_scatter || rooted;
+    case Algorithm::Tree:
+      return all_reduce || rooted;
+    case Algorithm::HalvingDoubling:
+      return (all_reduce || gather_scatter) && power_of_two(members.size());
+    case Algorithm::Hierarchical:
+      return (all_reduce || gather_scatter) && balanced(by_domain(topology, members));
+    case Algorithm::Direct:
+      return op == CollectiveOp::AllToAll;
+    default:
+      return false;
+  }
+}
+
+double collective_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                       Members members, double bytes) {
+  require_members(members);
+  if (algorithm == Algorithm::Hierarchical) {
+    return topology.launch_latency + hierarchical_time(topology, op, members, bytes);
+  }
+  if (algorithm == Algorithm::Direct) {
+    return topology.launch_latency + direct_time(topology, members, bytes);
+  }
+  const Plan plan = flat_plan(op, algorithm, members, bytes);
+  return topology.launch_latency +
+         flat_time(op, algorithm, members.size(), bytes, cost_of(topology, plan.phases));
+}
+
+Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm requested,
+                            Members members, double bytes) {
+  require_members(members);
+  if (requested != Algorithm::Auto) {
+    if (applicable(topology, op, requested, members)) return requested;
+    std::string allowed;
+    for (int a = 1; a < kAlgorithms; ++a) {
+      if (applicable(topology, op, static_cast<Algorithm>(a), members)) {
+        allowed += (allowed.empty() ? "" : ", ") + std::string(to_string(static_cast<Algorithm>(a)));
+      }
+    }
+    throw ProgramError(std::string("algorithm ") + to_string(requested) + " cannot run " +
+                       to_string(op) + " on a group of " + std::to_string(members.size()) +
+                       " ranks; allowed here: " + allowed);
+  }
+  Algorithm best = Algorithm::Auto;
+  double best_time = 0.0;
+  for (int a = 1; a < kAlgorithms; ++a) {
+    const auto algorithm = static_cast<Algorithm>(a);
+    if (!applicable(topology, op, algorithm, members)) continue;
+    const double time = collective_time(topology, op, algorithm, members, bytes);
+    if (best == Algorithm::Auto || time < best_time) best = algorithm, best_time = time;
+  }
+  return best;
+}
+
+std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op,
+                                     Algorithm algorithm, Members members, double bytes) {
+  require_members(members);
+  if (members.size() < 2) return {};
+  if (algorithm == Algorithm::Direct) {
+    Phase phase = all_pairs(members, bytes);
+    phase.latency = (n_of(members) - 1) * cost_of(topology, {phase}).a;
+    return {std::move(phase)};
+  }
+  if (algorithm == Algorithm::Hierarchical) {
+    Hierarchy h = hierarchical(topology, op, members, bytes);
+    const StepCost up = cost_of(topology, h.intra_before.phases.empty() ? h.intra_after.phases
+                                                                         : h.intra_before.phases);
+    scale_latencies(h.intra_before, up.a);
+    scale_latencies(h.inter, cost_of(topology, h.inter.phases).a);
+    scale_latencies(h.intra_after, up.a);
+    std::vector<Phase> out;
+    for (Plan* plan : {&h.intra_before, &h.inter, &h.intra_after}) {
+      for (Phase& phase : plan->phases) out.push_back(std::move(phase));
+    }
+    return out;
+  }
+  Plan plan = flat_plan(op, algorithm, members, bytes);
+  scale_latencies(plan, cost_of(topology, plan.phases).a);
+  return std::move(plan.phases);
+}
+
+const char* to_string(Kind kind) {
+  static const char* names[] = {"compute", "collective", "send", "recv", "wait"};
+  return names[static_cast<int>(kind)];
+}
+
+const char* to_string(CollectiveOp op) {
+  static const char* names[] = {"all-reduce", "all-gather", "reduce-scatter",
+                                "all-to-all", "broadcast",  "reduce"};
+  return names[static_cast<int>(op)];
+}
+
+const char* to_string(Algorithm algorithm) {
+  static const char* names[] = {"auto", "ring", "tree", "halving-doubling", "hierarchical",
+                                "direct"};
+  return names[static_cast<int>(algorithm)];
+}
+
+}  // namespace podsim

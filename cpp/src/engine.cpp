@@ -1,0 +1,292 @@
+#include "podsim/engine.hpp"
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <queue>
+#include <span>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+
+#include "podsim/collectives.hpp"
+#include "podsim/errors.hpp"
+#include "podsim/network.hpp"
+#include "podsim/program_index.hpp"
+
+namespace podsim {
+namespace {
+
+enum class EventType : std::int8_t { FlowCheck, PhaseStart, OpDone, InstanceDone, TransferDone };
+
+struct Event {
+  double time;
+  int priority;
+  std::uint64_t seq;
+  EventType type;
+  std::int64_t payload;
+
+  // Earliest time first, then priority, then insertion order: deterministic.
+  bool operator>(const Event& o) const {
+    return std::tie(time, priority, seq) > std::tie(o.time, o.priority, o.seq);
+  }
+};
+
+struct Instance {
+  std::int32_t group = 0;
+  std::int32_t arrived = 0;
+  Algorithm algorithm = Algorithm::Auto;
+};
+
+// A collective instance or a send/recv transfer running in the contention network.
+struct Activity {
+  bool transfer = false;
+  std::int64_t id = 0;  // instance index, or the send op
+  std::vector<Phase> phases;
+  std::size_t phase = 0;
+  std::int64_t pending_flows = 0;
+};
+
+using CostKey = std::tuple<std::int32_t, std::int8_t, std::int8_t, double>;
+
+}  // namespace
+
+struct Engine::State {
+  Program program;
+  Topology topology;
+  NetworkMode mode;
+  ProgramIndex graph;  // dependents, stream successors, collective instances, send/recv partners
+
+  std::vector<std::int32_t> pending;
+  std::vector<char> ready;
+  std::vector<double> start, end;
+  std::vector<std::int8_t> resolved;
+  std::vector<Instance> instances;
+  std::vector<Activity> activities;
+  std::map<CostKey, std::pair<Algorithm, double>> costs;
+
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> queue;
+  std::uint64_t seq = 0, events = 0, generation = 0;
+  std::size_t completed = 0;
+  double now = 0.0, makespan = 0.0;
+  FlowNetwork network;
+  bool dirty = false;
+  std::vector<std::int32_t> finished_owners;
+
+  State(Program p, Topology t, NetworkMode m)
+      : program(std::move(p)), topology(t), mode(m), graph(index_program(program, topology)),
+        network(topology) {}
+
+  std::span<const std::int32_t> members(std::int32_t group) const {
+    const auto& offsets = program.group_offsets;
+    return {program.group_ranks.data() + offsets[group],
+            static_cast<std::size_t>(offsets[group + 1] - offsets[group])};
+  }
+
+  void push(double time, int priority, EventType type, std::int64_t payload) {
+    queue.push({time, priority, seq++, type, payload});
+  }
+
+  void init() {
+    const std::size_t n = program.num_ops();
+    pending = graph.initial_pending;
+    ready.assign(n, 0);
+    start.assign(n, std::numeric_limits<double>::quiet_NaN());
+    end.assign(n, std::numeric_limits<double>::quiet_NaN());
+    resolved.assign(n, -1);
+    instances.resize(graph.instance_groups.size());
+    for (std::size_t i = 0; i < instances.size(); ++i) instances[i].group = graph.instance_groups[i];
+    for (std::size_t op = 0; op < n; ++op) {
+      if (pending[op] == 0) on_ready(static_cast<std::int64_t>(op), 0.0);
+    }
+  }
+
+  void on_ready(std::int64_t op, double t) {
+    ready[op] = 1;
+    switch (static_cast<Kind>(program.kind[op])) {
+      case Kind::Compute:
+      case Kind::Wait:
+        start[op] = t;
+        push(t + program.duration[op], 2, EventType::OpDone, op);
+        break;
+      case Kind::Collective: {
+        const std::int32_t index = graph.instance_of[op];
+        if (++instances[index].arrived == static_cast<std::int32_t>(members(instances[index].group).size())) {
+          start_instance(index, op, t);
+        }
+        break;
+      }
+      case Kind::Send:
+      case Kind::Recv: {
+        const std::int64_t partner = graph.partner[op];
+        if (partner >= 0 && ready[partner]) {
+          start_transfer(program.kind[op] == static_cast<std::int8_t>(Kind::Send) ? op : partner, t);
+        }
+        break;
+      }
+    }
+  }
+
+  std::pair<Algorithm, double> cost(std::int32_t group, std::int64_t op) {
+    const CostKey key{group, program.collective[op], program.algorithm[op], program.bytes[op]};
+    auto it = costs.find(key);
+    if (it == costs.end()) {
+      const auto c = static_cast<CollectiveOp>(program.collective[op]);
+      const Algorithm a = resolve_algorithm(topology, c, static_cast<Algorithm>(program.algorithm[op]),
+                                            members(group), program.bytes[op]);
+      it = costs.emplace(key, std::pair{a, collective_time(topology, c, a, members(group),
+                                                           program.bytes[op])}).first;
+    }
+    return it->second;
+  }
+
+  void start_instance(std::int32_t index, std::int64_t op, double t) {
+    Instance& instance = instances[index];
+    const auto [algorithm, time] = cost(instance.group, op);
+    instance.algorithm = algorithm;
+    for (std::int64_t member : graph.instance_ops(index)) {
+      start[member] = t;
+      resolved[member] = static_cast<std::int8_t>(algorithm);
+    }
+    if (mode == NetworkMode::Analytical) {
+      push(t + time, 2, EventType::InstanceDone, index);
+      return;
+    }
+    auto phases = collective_phases(topology, static_cast<CollectiveOp>(program.collective[op]),
+                                    algorithm, members(instance.group), program.bytes[op]);
+    begin_activity({false, index, std::move(phases), 0, 0}, t);
+  }
+
+  void start_transfer(std::int64_t send, double t) {
+    const std::int64_t recv = graph.partner[send];
+    start[send] = start[recv] = t;
+    const Path path = route(topology, program.rank[send], program.rank[recv]);
+    if (mode == NetworkMode::Analytical) {
+      push(t + topology.launch_latency + path.latency + program.bytes[send] / path.bandwidth, 2,
+           EventType::TransferDone, send);
+      return;
+    }
+    Phase phase{path.latency, {{program.rank[send], program.rank[recv], program.bytes[send]}}};
+    begin_activity({true, send, {std::move(phase)}, 0, 0}, t);
+  }
+
+  void begin_activity(Activity activity, double t) {
+    const bool empty = activity.phases.empty();
+    const double first = empty ? 0.0 : activity.phases.front().latency;
+    activities.push_back(std::move(activity));
+    const auto id = static_cast<std::int64_t>(activities.size() - 1);
+    if (empty) {
+      finish_activity(id, t + topology.launch_latency);
+    } else {
+      push(t + topology.launch_latency + first, 1, EventType::PhaseStart, id);
+    }
+  }
+
+  // Completion is an event so that it happens at its own time, in queue order.
+  void finish_activity(std::int64_t id, double t) {
+    const Activity& a = activities[id];
+    push(t, 2, a.transfer ? EventType::TransferDone : EventType::InstanceDone, a.id);
+  }
+
+  void start_phase(std::int64_t id, double t) {
+    Activity& a = activities[id];
+    network.advance_to(t);
+    for (const Flow& flow : a.phases[a.phase].flows) network.add(static_cast<std::int32_t>(id), flow.src, flow.dst, flow.bytes);
+    a.pending_flows = static_cast<std::int64_t>(a.phases[a.phase].flows.size());
+    dirty = true;
+    if (a.pending_flows == 0) phase_done(id, t);
+  }
+
+  void phase_done(std::int64_t id, double t) {
+    Activity& a = activities[id];
+    if (++a.phase < a.phases.size()) {
+      push(t + a.phases[a.phase].latency, 1, EventType::PhaseStart, id);
+      return;
+    }
+    a.phases.clear();
+    a.phases.shrink_to_fit();
+    finish_activity(id, t);
+  }
+
+  void flow_check(double t) {
+    finished_owners.clear();
+    network.finish(t, finished_owners);
+    dirty = true;
+    for (std::int32_t owner : finished_owners) {
+      if (--activities[owner].pending_flows == 0) phase_done(owner, t);
+    }
+  }
+
+  void complete(std::int64_t op, double t) {
+    end[op] = t;
+    ++completed;
+    makespan = std::max(makespan, t);
+    for (std::int64_t next : graph.dependents(op)) {
+      if (--pending[next] == 0) on_ready(next, t);
+    }
+  }
+
+  void handle(const Event& e) {
+    now = e.time;
+    switch (e.type) {
+      case EventType::OpDone:
+        complete(e.payload, e.time);
+        break;
+      case EventType::InstanceDone:
+        for (std::int64_t op : graph.instance_ops(static_cast<std::int32_t>(e.payload))) complete(op, e.time);
+        break;
+      case EventType::TransferDone:
+        complete(e.payload, e.time);
+        complete(graph.partner[e.payload], e.time);
+        break;
+      case EventType::PhaseStart:
+        start_phase(e.payload, e.time);
+        break;
+      case EventType::FlowCheck:
+        if (static_cast<std::uint64_t>(e.payload) == generation) flow_check(e.time);
+        break;
+    }
+  }
+
+  // Rates change only once every event of this instant has been handled.
+  void settle_network() {
+    if (!dirty || (!queue.empty() && queue.top().time <= now)) return;
+    dirty = false;
+    ++generation;
+    const double next = network.recompute();
+    if (std::isfinite(next)) push(next, 0, EventType::FlowCheck, static_cast<std::int64_t>(generation));
+  }
+};
+
+Engine::Engine(Program program, Topology topology, NetworkMode mode) {
+  topology.validate();
+  state_ = std::make_unique<State>(std::move(program), topology, mode);
+  state_->init();
+}
+
+Engine::~Engine() = default;
+Engine::Engine(Engine&&) noexcept = default;
+Engine& Engine::operator=(Engine&&) noexcept = default;
+
+bool Engine::advance(std::uint64_t max_events) {
+  State& s = *state_;
+  for (std::uint64_t i = 0; i < max_events && !s.queue.empty(); ++i) {
+    const Event event = s.queue.top();
+    s.queue.pop();
+    ++s.events;
+    s.handle(event);
+    s.settle_network();
+  }
+  if (!s.queue.empty()) return false;
+  if (s.completed < s.program.num_ops()) throw DeadlockError(describe_deadlock(s.program, s.graph, s.pending, s.ready, s.end));
+  return true;
+}
+
+bool Engine::done() const { return state_->queue.empty(); }
+const std::vector<double>& Engine::start() const { return state_->start; }
+const std::vector<double>& Engine::end() const { return state_->end; }
+const std::vector<std::int8_t>& Engine::resolved_algorithm() const { return state_->resolved; }
+std::uint64_t Engine::events_processed() const { return state_->events; }
+double Engine::makespan() const { return state_->makespan; }
+
+}  // namespace podsim

@@ -1,0 +1,267 @@
+#include "podsim/program_index.hpp"
+
+#include <cmath>
+#include <unordered_map>
+
+#include "podsim/errors.hpp"
+
+namespace podsim {
+namespace {
+
+[[noreturn]] void fail(std::int64_t op, const std::string& what) {
+  throw ProgramError("op " + std::to_string(op) + ": " + what);
+}
+
+std::uint64_t pair_key(std::int64_t a, std::int64_t b) {
+  return (static_cast<std::uint64_t>(a) << 32) | static_cast<std::uint32_t>(b);
+}
+
+template <class T>
+void require_size(const std::vector<T>& column, std::size_t n, const char* name) {
+  if (column.size() != n) {
+    throw ProgramError(std::string("program.") + name + " has " + std::to_string(column.size()) +
+                       " entries; expected " + std::to_string(n));
+  }
+}
+
+void check_offsets(const std::vector<std::int64_t>& offsets, std::size_t rows, std::size_t values,
+                   const char* name) {
+  require_size(offsets, rows + 1, name);
+  if (offsets.front() != 0 || static_cast<std::size_t>(offsets.back()) != values) {
+    throw ProgramError(std::string("program.") + name + " must start at 0 and end at " +
+                       std::to_string(values));
+  }
+  for (std::size_t i = 0; i < rows; ++i) {
+    if (offsets[i + 1] < offsets[i]) {
+      throw ProgramError(std::string("program.") + name + " must not decrease (at " +
+                         std::to_string(i) + ")");
+    }
+  }
+}
+
+void check_columns(const Program& p) {
+  const std::size_t n = p.num_ops();
+  require_size(p.stream, n, "stream");
+  require_size(p.kind, n, "kind");
+  require_size(p.duration, n, "duration");
+  require_size(p.bytes, n, "bytes");
+  require_size(p.peer, n, "peer");
+  require_size(p.collective, n, "collective");
+  require_size(p.algorithm, n, "algorithm");
+  check_offsets(p.dep_offsets, n, p.dep_ops.size(), "dep_offsets");
+  if (p.group_offsets.empty()) throw ProgramError("program.group_offsets must hold at least [0]");
+  check_offsets(p.group_offsets, p.num_groups(), p.group_ranks.size(), "group_offsets");
+}
+
+// Group membership: key (group, rank) -> how many collectives the rank has run on it so far.
+std::unordered_map<std::uint64_t, std::int32_t> check_groups(const Program& p, const Topology& t) {
+  std::unordered_map<std::uint64_t, std::int32_t> members;
+  for (std::size_t g = 0; g < p.num_groups(); ++g) {
+    if (p.group_offsets[g + 1] == p.group_offsets[g]) {
+      throw ProgramError("group " + std::to_string(g) + " has no members");
+    }
+    for (std::int64_t i = p.group_offsets[g]; i < p.group_offsets[g + 1]; ++i) {
+      const std::int32_t r = p.group_ranks[i];
+      if (r < 0 || r >= t.devices) {
+        throw ProgramError("group " + std::to_string(g) + " has rank " + std::to_string(r) +
+                           ", outside [0, " + std::to_string(t.devices) + ")");
+      }
+      if (!members.emplace(pair_key(static_cast<std::int64_t>(g), r), 0).second) {
+        throw ProgramError("group " + std::to_string(g) + " lists rank " + std::to_string(r) +
+                           " twice");
+      }
+    }
+  }
+  return members;
+}
+
+void check_op(const Program& p, const Topology& t, std::size_t i) {
+  const auto op = static_cast<std::int64_t>(i);
+  if (p.rank[i] < 0 || p.rank[i] >= t.devices) {
+    fail(op, "rank = " + std::to_string(p.rank[i]) + " is outside [0, " +
+                 std::to_string(t.devices) + ")");
+  }
+  if (p.stream[i] < 0 || p.stream[i] >= kMaxStreams) {
+    fail(op, "stream = " + std::to_string(p.stream[i]) + " is outside [0, 64)");
+  }
+  if (p.kind[i] < 0 || p.kind[i] > static_cast<std::int8_t>(Kind::Wait)) {
+    fail(op, "kind = " + std::to_string(p.kind[i]) + " is not a known op kind (0..4)");
+  }
+  const auto kind = static_cast<Kind>(p.kind[i]);
+  if (kind == Kind::Compute && !(std::isfinite(p.duration[i]) && p.duration[i] >= 0)) {
+    fail(op, "duration = " + std::to_string(p.duration[i]) + " s must be finite and >= 0");
+  }
+  const bool comm = kind == Kind::Collective || kind == Kind::Send || kind == Kind::Recv;
+  if (comm && !(std::isfinite(p.bytes[i]) && p.bytes[i] > 0)) {
+    fail(op, "bytes = " + std::to_string(p.bytes[i]) + " must be finite and > 0");
+  }
+  if (kind == Kind::Collective) {
+    if (p.peer[i] < 0 || static_cast<std::size_t>(p.peer[i]) >= p.num_groups()) {
+      fail(op, "group = " + std::to_string(p.peer[i]) + " is outside [0, " +
+                   std::to_string(p.num_groups()) + ")");
+    }
+    if (p.collective[i] < 0 || p.collective[i] >= kCollectiveOps) {
+      fail(op, "collective = " + std::to_string(p.collective[i]) + " is not known (0..5)");
+    }
+    if (p.algorithm[i] < 0 || p.algorithm[i] >= kAlgorithms) {
+      fail(op, "algorithm = " + std::to_string(p.algorithm[i]) + " is not known (0..5)");
+    }
+  }
+  if ((kind == Kind::Send || kind == Kind::Recv) &&
+      (p.peer[i] < 0 || p.peer[i] >= t.devices || p.peer[i] == p.rank[i])) {
+    fail(op, "peer = " + std::to_string(p.peer[i]) + " must be another rank in [0, " +
+                 std::to_string(t.devices) + ")");
+  }
+}
+
+// Deps (same rank, earlier op) and stream order, as a dependents CSR.
+void link_dependencies(const Program& p, ProgramIndex& index) {
+  const std::size_t n = p.num_ops();
+  std::vector<std::int64_t> successor(n, -1);
+  std::unordered_map<std::uint64_t, std::int64_t> last_on_stream;
+  index.initial_pending.assign(n, 0);
+  std::vector<std::int64_t> count(n + 1, 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto op = static_cast<std::int64_t>(i);
+    for (std::int64_t d = p.dep_offsets[i]; d < p.dep_offsets[i + 1]; ++d) {
+      const std::int32_t dep = p.dep_ops[d];
+      if (dep < 0 || dep >= op || p.rank[dep] != p.rank[i]) {
+        fail(op, "dep " + std::to_string(dep) + " must be an earlier op of the same rank");
+      }
+      ++index.initial_pending[i];
+      ++count[dep + 1];
+    }
+    auto [it, added] = last_on_stream.try_emplace(pair_key(p.rank[i], p.stream[i]), op);
+    if (!added) {
+      successor[it->second] = op;
+      ++count[it->second + 1];
+      ++index.initial_pending[i];
+      it->second = op;
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) count[i + 1] += count[i];
+  index.dependent_offsets = count;
+  index.dependent_ops.assign(static_cast<std::size_t>(count[n]), 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::int64_t d = p.dep_offsets[i]; d < p.dep_offsets[i + 1]; ++d) {
+      index.dependent_ops[count[p.dep_ops[d]]++] = static_cast<std::int64_t>(i);
+    }
+    if (successor[i] >= 0) index.dependent_ops[count[i]++] = successor[i];
+  }
+}
+
+// The k-th collective of a rank on group g joins instance (g, k); members must agree.
+void match_collectives(const Program& p, const Topology& t, ProgramIndex& index) {
+  auto seen = check_groups(p, t);
+  std::unordered_map<std::uint64_t, std::int32_t> instance_id;
+  std::vector<std::int64_t> first_op;
+  std::vector<std::int64_t> count;
+  index.instance_of.assign(p.num_ops(), -1);
+  for (std::size_t i = 0; i < p.num_ops(); ++i) {
+    if (p.kind[i] != static_cast<std::int8_t>(Kind::Collective)) continue;
+    const auto op = static_cast<std::int64_t>(i);
+    auto member = seen.find(pair_key(p.peer[i], p.rank[i]));
+    if (member == seen.end()) {
+      fail(op, "rank " + std::to_string(p.rank[i]) + " is not a member of group " +
+                   std::to_string(p.peer[i]));
+    }
+    const std::int32_t k = member->second++;
+    auto [it, added] = instance_id.try_emplace(pair_key(p.peer[i], k),
+                                               static_cast<std::int32_t>(first_op.size()));
+    if (added) {
+      first_op.push_back(op);
+      count.push_back(0);
+      index.instance_groups.push_back(p.peer[i]);
+    }
+    const std::int64_t first = first_op[it->second];
+    if (p.collective[i] != p.collective[first] || p.bytes[i] != p.bytes[first] ||
+        p.algorithm[i] != p.algorithm[first]) {
+      fail(op, "collective #" + std::to_string(k) + " on group " + std::to_string(p.peer[i]) +
+                   " does not match op " + std::to_string(first) +
+                   " of another member (collective, bytes and algorithm must agree)");
+    }
+    index.instance_of[i] = it->second;
+    ++count[it->second];
+  }
+  index.instance_offsets.assign(count.size() + 1, 0);
+  for (std::size_t k = 0; k < count.size(); ++k) {
+    index.instance_offsets[k + 1] = index.instance_offsets[k] + count[k];
+  }
+  index.instance_members.assign(static_cast<std::size_t>(index.instance_offsets.back()), 0);
+  std::vector<std::int64_t> fill(index.instance_offsets.begin(), index.instance_offsets.end() - 1);
+  for (std::size_t i = 0; i < p.num_ops(); ++i) {
+    if (index.instance_of[i] >= 0) index.instance_members[fill[index.instance_of[i]]++] = static_cast<std::int64_t>(i);
+  }
+}
+
+// The k-th send from a to b matches the k-th recv on b from a.
+void match_transfers(const Program& p, ProgramIndex& index) {
+  std::unordered_map<std::uint64_t, std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>>> channels;
+  for (std::size_t i = 0; i < p.num_ops(); ++i) {
+    const auto kind = static_cast<Kind>(p.kind[i]);
+    if (kind == Kind::Send) channels[pair_key(p.rank[i], p.peer[i])].first.push_back(static_cast<std::int64_t>(i));
+    if (kind == Kind::Recv) channels[pair_key(p.peer[i], p.rank[i])].second.push_back(static_cast<std::int64_t>(i));
+  }
+  index.partner.assign(p.num_ops(), -1);
+  for (const auto& [key, channel] : channels) {
+    const auto& [sends, recvs] = channel;
+    for (std::size_t k = 0; k < sends.size() && k < recvs.size(); ++k) {
+      if (p.bytes[sends[k]] != p.bytes[recvs[k]]) {
+        fail(recvs[k], "receives " + std::to_string(p.bytes[recvs[k]]) + " bytes but its send (op " +
+                           std::to_string(sends[k]) + ") sends " + std::to_string(p.bytes[sends[k]]));
+      }
+      index.partner[sends[k]] = recvs[k];
+      index.partner[recvs[k]] = sends[k];
+    }
+  }
+}
+
+}  // namespace
+
+ProgramIndex index_program(const Program& program, const Topology& topology) {
+  check_columns(program);
+  for (std::size_t i = 0; i < program.num_ops(); ++i) check_op(program, topology, i);
+  ProgramIndex index;
+  link_dependencies(program, index);
+  match_collectives(program, topology, index);
+  match_transfers(program, index);
+  return index;
+}
+
+std::string describe_deadlock(const Program& p, const ProgramIndex& index,
+                              const std::vector<std::int32_t>& pending,
+                              const std::vector<char>& ready, const std::vector<double>& end) {
+  for (std::size_t i = 0; i < p.num_ops(); ++i) {
+    if (!ready[i] || !std::isnan(end[i])) continue;
+    std::string what = "deadlock: op " + std::to_string(i) + " (" +
+                       to_string(static_cast<Kind>(p.kind[i])) + " on rank " +
+                       std::to_string(p.rank[i]) + ") ";
+    if (p.kind[i] == static_cast<std::int8_t>(Kind::Collective)) {
+      const std::int32_t instance = index.instance_of[i];
+      std::size_t arrived = 0;
+      for (std::int64_t op : index.instance_ops(instance)) arrived += ready[op] ? 1 : 0;
+      const std::int32_t g = p.peer[i];
+      const auto size = p.group_offsets[g + 1] - p.group_offsets[g];
+      return what + "waits in a collective on group " + std::to_string(g) + ": " +
+             std::to_string(arrived) + " of " + std::to_string(size) +
+             " members reached it; the others never do";
+    }
+    const std::int64_t partner = index.partner[i];
+    const bool send = p.kind[i] == static_cast<std::int8_t>(Kind::Send);
+    if (partner < 0) {
+      return what + "has no matching " + (send ? "recv on rank " : "send from rank ") +
+             std::to_string(p.peer[i]);
+    }
+    return what + "waits for op " + std::to_string(partner) + " on rank " +
+           std::to_string(p.peer[i]) + ", which never becomes ready";
+  }
+  for (std::size_t i = 0; i < p.num_ops(); ++i) {
+    if (std::isnan(end[i])) {
+      return "deadlock: op " + std::to_string(i) + " never became ready (" +
+             std::to_string(pending[i]) + " predecessors unfinished)";
+    }
+  }
+  return "deadlock";
+}
+
+}  // namespace podsim

@@ -1,0 +1,140 @@
+"""Clusters: N devices of one chip in scale-up domains, joined by a scale-out fabric.
+
+Topology (docs/engine.md): devices 0..N-1; device d is in domain d // domain_size and in pod
+d // pod_size. Inside a pod the scale-out fabric is non-blocking (rail-optimised fat tree);
+each pod's uplink carries pod_size * scale_out_bandwidth / oversubscription.
+"""
+
+import tomllib
+from dataclasses import dataclass, replace
+from functools import cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
+
+from podsim.chips import Chip, get_chip
+from podsim.errors import SpecError, check
+from podsim.units import parse_bandwidth, parse_time
+
+MAX_DEVICES = 2**31 - 1
+# Kernel launch plus protocol set-up paid once per collective or transfer. An estimate: NCCL's
+# own tuner adds a few microseconds of base latency per collective (src/graph/tuning.cc).
+DEFAULT_LAUNCH_LATENCY = 5e-6
+
+_OVERRIDES = {
+    "scale_up_bandwidth": parse_bandwidth,
+    "scale_up_latency": parse_time,
+    "scale_out_bandwidth": parse_bandwidth,
+    "scale_out_latency": parse_time,
+    "launch_latency": parse_time,
+}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A cluster with every field resolved (SI units, bandwidths per device per direction)."""
+
+    chip: Chip
+    devices: int
+    domain_size: int
+    pod_size: int
+    scale_up_bandwidth: float
+    scale_up_latency: float
+    scale_out_bandwidth: float
+    scale_out_latency: float
+    oversubscription: float = 1.0
+    launch_latency: float = DEFAULT_LAUNCH_LATENCY
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _integer("cluster.devices", self.devices, 1, MAX_DEVICES)
+        _integer("cluster.domain_size", self.domain_size, 1, MAX_DEVICES)
+        _integer("cluster.pod_size", self.pod_size, 1, MAX_DEVICES)
+        check(self.pod_size % self.domain_size == 0, "cluster.pod_size", self.pod_size,
+              f"a multiple of domain_size ({self.domain_size})")
+        for name in ("scale_up_bandwidth", "scale_out_bandwidth"):
+            _number(f"cluster.{name}", getattr(self, name), 0.0, strict=True)
+        for name in ("scale_up_latency", "scale_out_latency", "launch_latency"):
+            _number(f"cluster.{name}", getattr(self, name), 0.0, strict=False)
+        _number("cluster.oversubscription", self.oversubscription, 1.0, strict=False)
+
+    @property
+    def domains(self) -> int:
+        return -(-self.devices // self.domain_size)
+
+    def topology(self) -> tuple:
+        """The parameters the engines take, in the order of podsim._core.Topology."""
+        return (self.devices, self.domain_size, self.pod_size, self.scale_up_bandwidth,
+                self.scale_up_latency, self.scale_out_bandwidth, self.scale_out_latency,
+                self.oversubscription, self.launch_latency)
+
+    def with_devices(self, devices: int) -> "Cluster":
+        return replace(self, devices=devices, pod_size=_default_pod(self, devices))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["chip"] = self.chip.id
+        return out
+
+
+def _integer(field: str, value: object, low: int, high: int) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    check(ok and low <= value <= high, field, value, f"an integer in [{low}, {high}]")
+
+
+def _number(field: str, value: object, low: float, strict: bool) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = ok and value == value and value != float("inf")
+    ok = ok and (value > low if strict else value >= low)
+    check(ok, field, value, f"a finite number {'>' if strict else '>='} {low:g}")
+
+
+def _default_pod(cluster: "Cluster | None", devices: int, domain: int = 0) -> int:
+    domain = domain or cluster.domain_size
+    return max(domain, -(-devices // domain) * domain)
+
+
+def make_cluster(chip: "str | Chip | dict", devices: int, **overrides: Any) -> Cluster:
+    """A cluster of `devices` chips; fabric fields default to the chip's standard system.
+
+    overrides: domain_size, pod_size, oversubscription, name, and any bandwidth or latency
+    (numbers in SI or unit strings such as "400 Gb/s", "2 us"). Unknown keys are errors.
+    """
+    chip = get_chip(chip)
+    allowed = {"domain_size", "pod_size", "oversubscription", "name", *_OVERRIDES}
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise SpecError(f"cluster: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    values: dict[str, Any] = {
+        "scale_up_bandwidth": chip.scale_up_bandwidth,
+        "scale_up_latency": chip.scale_up_latency,
+        "scale_out_bandwidth": chip.scale_out_bandwidth,
+        "scale_out_latency": chip.scale_out_latency,
+        "domain_size": chip.domain_size,
+    }
+    for name, value in overrides.items():
+        values[name] = _OVERRIDES[name](f"cluster.{name}", value) if name in _OVERRIDES else value
+    _integer("cluster.devices", devices, 1, MAX_DEVICES)
+    _integer("cluster.domain_size", values["domain_size"], 1, MAX_DEVICES)
+    values.setdefault("pod_size", _default_pod(None, devices, values["domain_size"]))
+    return Cluster(chip=chip, devices=devices, **values)
+
+
+@cache
+def presets() -> MappingProxyType:
+    """Cluster presets shipped with podsim (data/clusters.toml), by id, as raw tables."""
+    text = resources.files("podsim").joinpath("data/clusters.toml").read_text(encoding="utf-8")
+    return MappingProxyType(tomllib.loads(text))
+
+
+def preset_cluster(preset: str, devices: int | None = None, **overrides: Any) -> Cluster:
+    """A cluster from a preset (`podsim clusters`), optionally resized or overridden."""
+    if preset not in presets():
+        raise SpecError(f"cluster preset = {preset!r} is not known; known: "
+                        + ", ".join(presets()))
+    table = {k: v for k, v in presets()[preset].items()
+             if k not in ("description", "sources", "devices", "chip")}
+    table.update(overrides)
+    table.setdefault("name", preset)
+    return make_cluster(presets()[preset]["chip"], devices or presets()[preset]["devices"],
+                        **table)

@@ -1,0 +1,93 @@
+"""One collective on a cluster, nccl-tests style: time, algbw and busbw."""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from podsim.clusters import Cluster
+from podsim.engine import NetworkMode, simulate
+from podsim.errors import SpecError
+from podsim.program import Algorithm, Collective, Kind, Program
+
+SEND_RECV = "send-recv"
+OPS = (*(c.label for c in Collective), SEND_RECV)
+
+
+def bus_factor(op: str, devices: int) -> float:
+    """busbw / algbw as in nccl-tests doc/PERFORMANCE.md."""
+    n = devices
+    if op == "all-reduce":
+        return 2 * (n - 1) / n
+    if op in ("all-gather", "reduce-scatter", "all-to-all"):
+        return (n - 1) / n
+    return 1.0
+
+
+@dataclass(frozen=True)
+class CollectiveResult:
+    op: str
+    devices: int
+    size_bytes: float
+    algorithm: str
+    network: str
+    time_s: float
+    algbw_bytes_per_s: float
+    busbw_bytes_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check(op: str, size: float) -> None:
+    if op not in OPS:
+        raise SpecError(f"op = {op!r} is not known; allowed: {', '.join(OPS)}")
+    if not (isinstance(size, int | float) and np.isfinite(size) and size > 0):
+        raise SpecError(f"size = {size!r} bytes is not allowed: a finite number > 0")
+
+
+def collective_program(op: str, devices: int, size: float, algorithm: str = "auto") -> Program:
+    """Every rank runs one collective on the group of all ranks (send-recv: a ring of pairs)."""
+    _check(op, size)
+    n = devices
+    ranks = np.arange(n, dtype=np.int32)
+    if op == SEND_RECV:
+        if n < 2:
+            raise SpecError(f"devices = {n} is not allowed for send-recv: at least 2")
+        return _columns(
+            rank=np.concatenate([ranks, ranks]),
+            kind=np.repeat(np.array([Kind.SEND, Kind.RECV], dtype=np.int8), n),
+            peer=np.concatenate([(ranks + 1) % n, (ranks - 1) % n]).astype(np.int32),
+            streams=np.repeat(np.array([1, 2], dtype=np.int32), n),
+            size=size, collective=-1, algorithm=-1, group_ranks=np.empty(0, np.int32),
+        )
+    return _columns(rank=ranks, kind=np.full(n, Kind.COLLECTIVE, np.int8),
+                    peer=np.zeros(n, np.int32), streams=np.ones(n, np.int32), size=size,
+                    collective=Collective.parse(op), algorithm=Algorithm.parse(algorithm),
+                    group_ranks=ranks)
+
+
+def _columns(rank, kind, peer, streams, size, collective, algorithm, group_ranks) -> Program:
+    count = len(rank)
+    groups = [0, len(group_ranks)] if len(group_ranks) else [0]
+    return Program(
+        rank=rank.astype(np.int32), stream=streams, kind=kind,
+        duration=np.zeros(count), bytes=np.full(count, float(size)), peer=peer,
+        collective=np.full(count, collective, np.int8),
+        algorithm=np.full(count, algorithm, np.int8),
+        dep_offsets=np.zeros(count + 1, np.int64), dep_ops=np.empty(0, np.int32),
+        group_offsets=np.array(groups, np.int64), group_ranks=group_ranks,
+    )
+
+
+def collective(cluster: Cluster, op: str, size: float, algorithm: str = "auto",
+               network: NetworkMode = "analytical") -> CollectiveResult:
+    """Simulate one collective of `size` bytes (nccl-tests convention) on every rank."""
+    program = collective_program(op, cluster.devices, size, algorithm)
+    timeline = simulate(program, cluster, network)
+    time = float(timeline.end.max() - timeline.start.min())
+    used = timeline.resolved_algorithm[0]
+    name = Algorithm(int(used)).label if used >= 0 else "direct"
+    algbw = size / time
+    return CollectiveResult(op, cluster.devices, float(size), name, network, time, algbw,
+                            algbw * bus_factor(op, cluster.devices))

@@ -1,0 +1,109 @@
+"""The cluster network of docs/engine.md: devices, scale-up domains, pods and their links.
+
+A link is named by a tuple (kind, index):
+
+- ("up", d), ("down", d): device d to its domain switch and back (scale_up_bandwidth);
+- ("nic_up", d), ("nic_down", d): device d's NIC (scale_out_bandwidth);
+- ("pod_up", p), ("pod_down", p): pod p's uplink to the spine and back
+  (pod_size * scale_out_bandwidth / oversubscription).
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from podsim.errors import check
+
+Link = tuple[str, int]
+
+# Path classes, from the cheapest to the most expensive path.
+SAME_DOMAIN, SAME_POD, CROSS_POD = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The nine numbers the engines take, in the order of `Cluster.topology()`."""
+
+    devices: int
+    domain_size: int
+    pod_size: int
+    scale_up_bandwidth: float
+    scale_up_latency: float
+    scale_out_bandwidth: float
+    scale_out_latency: float
+    oversubscription: float = 1.0
+    launch_latency: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("devices", "domain_size", "pod_size"):
+            value = getattr(self, name)
+            check(isinstance(value, int) and value >= 1, f"topology.{name}", value,
+                  "an integer >= 1")
+        check(self.pod_size % self.domain_size == 0, "topology.pod_size", self.pod_size,
+              f"a multiple of domain_size ({self.domain_size})")
+        for name in ("scale_up_bandwidth", "scale_out_bandwidth"):
+            value = getattr(self, name)
+            check(0 < value < float("inf"), f"topology.{name}", value, "a finite number > 0")
+        for name in ("scale_up_latency", "scale_out_latency", "launch_latency"):
+            value = getattr(self, name)
+            check(0 <= value < float("inf"), f"topology.{name}", value, "a finite number >= 0")
+        check(1 <= self.oversubscription < float("inf"), "topology.oversubscription",
+              self.oversubscription, "a finite number >= 1")
+
+    @classmethod
+    def from_cluster(cls, cluster: Any) -> "Topology":
+        return cls(*cluster.topology())
+
+    @classmethod
+    def of(cls, value: "Topology | tuple | Any") -> "Topology":
+        """A Topology from a Topology, a 9-tuple or anything with a `.topology()` (a Cluster)."""
+        if isinstance(value, Topology):
+            return value
+        if hasattr(value, "topology"):
+            return cls.from_cluster(value)
+        return cls(*value)
+
+    def domain(self, device: int) -> int:
+        return device // self.domain_size
+
+    def pod(self, device: int) -> int:
+        return device // self.pod_size
+
+    def path_class(self, src: int, dst: int) -> int:
+        if src == dst:
+            raise ValueError(f"a path needs two distinct devices, got {src} -> {dst}")
+        if self.domain(src) == self.domain(dst):
+            return SAME_DOMAIN
+        return SAME_POD if self.pod(src) == self.pod(dst) else CROSS_POD
+
+    def latency(self, src: int, dst: int) -> float:
+        if self.path_class(src, dst) == SAME_DOMAIN:
+            return self.scale_up_latency
+        return self.scale_out_latency
+
+    def links(self, src: int, dst: int) -> list[Link]:
+        """The links a flow from src to dst crosses, in order."""
+        kind = self.path_class(src, dst)
+        if kind == SAME_DOMAIN:
+            return [("up", src), ("down", dst)]
+        if kind == SAME_POD:
+            return [("nic_up", src), ("nic_down", dst)]
+        return [("nic_up", src), ("pod_up", self.pod(src)), ("pod_down", self.pod(dst)),
+                ("nic_down", dst)]
+
+    @property
+    def pod_link_capacity(self) -> float:
+        return self.pod_size * self.scale_out_bandwidth / self.oversubscription
+
+    def capacity(self, link: Link) -> float:
+        kind = link[0]
+        if kind in ("up", "down"):
+            return self.scale_up_bandwidth
+        if kind in ("nic_up", "nic_down"):
+            return self.scale_out_bandwidth
+        if kind in ("pod_up", "pod_down"):
+            return self.pod_link_capacity
+        raise ValueError(f"unknown link {link!r}")
+
+    def bandwidth(self, src: int, dst: int) -> float:
+        """A path's bandwidth: that of its slowest link."""
+        return min(self.capacity(link) for link in self.links(src, dst))
