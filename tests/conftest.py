@@ -9,18 +9,29 @@ SU_BW, SU_LAT = 400e9, 2e-6  # scale-up: bytes/s per direction, seconds per path
 SO_BW, SO_LAT = 50e9, 5e-6  # scale-out
 LAUNCH = 3e-6
 
-TEST_CHIP = chip_from_dict("test-chip", {
-    "name": "round-number test chip", "vendor": "none", "peak_flops": {"bf16": 1e15},
-    "hbm_bytes": 80e9, "hbm_bandwidth": 3e12, "scale_up_bandwidth": SU_BW,
-    "scale_up_latency": SU_LAT, "domain_size": 8, "scale_out_bandwidth": SO_BW,
-    "scale_out_latency": SO_LAT, "tdp_watts": 700,
-})
+TEST_CHIP = chip_from_dict(
+    "test-chip",
+    {
+        "name": "round-number test chip",
+        "vendor": "none",
+        "peak_flops": {"bf16": 1e15},
+        "hbm_bytes": 80e9,
+        "hbm_bandwidth": 3e12,
+        "scale_up_bandwidth": SU_BW,
+        "scale_up_latency": SU_LAT,
+        "domain_size": 8,
+        "scale_out_bandwidth": SO_BW,
+        "scale_out_latency": SO_LAT,
+        "tdp_watts": 700,
+    },
+)
 
 
 def cluster(devices: int, domain_size: int = 8, **overrides):
     """A cluster of the test chip; pod_size and oversubscription as given."""
-    return make_cluster(TEST_CHIP, devices, domain_size=domain_size, launch_latency=LAUNCH,
-                        **overrides)
+    return make_cluster(
+        TEST_CHIP, devices, domain_size=domain_size, launch_latency=LAUNCH, **overrides
+    )
 
 
 @pytest.fixture

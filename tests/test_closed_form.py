@@ -5,8 +5,8 @@ competes for the links. a = path latency, b = seconds per byte, L = launch laten
 import math
 
 import pytest
-
 from conftest import LAUNCH, SO_BW, SO_LAT, SU_BW, SU_LAT, cluster
+
 from podsim import collective
 from podsim.collectives import bus_factor
 
@@ -38,9 +38,14 @@ SINGLE_DOMAIN = [
     (op, algo, n, formula)
     for n in (2, 3, 4, 5, 8)
     for op, algo, formula in [
-        ("all-reduce", "ring", ring), ("all-gather", "ring", ring),
-        ("reduce-scatter", "ring", ring), ("broadcast", "ring", ring), ("reduce", "ring", ring),
-        ("all-reduce", "tree", tree), ("broadcast", "tree", tree), ("reduce", "tree", tree),
+        ("all-reduce", "ring", ring),
+        ("all-gather", "ring", ring),
+        ("reduce-scatter", "ring", ring),
+        ("broadcast", "ring", ring),
+        ("reduce", "ring", ring),
+        ("all-reduce", "tree", tree),
+        ("broadcast", "tree", tree),
+        ("reduce", "tree", tree),
         ("all-reduce", "halving-doubling", halving_doubling),
         ("all-gather", "halving-doubling", halving_doubling),
         ("reduce-scatter", "halving-doubling", halving_doubling),
@@ -59,20 +64,43 @@ def test_single_domain(op, algorithm, n, formula, network):
 
 
 @pytest.mark.parametrize("network", MODES)
-@pytest.mark.parametrize("op", ["all-reduce", "all-gather", "reduce-scatter"])
-def test_flat_ring_across_domains_is_bound_by_the_nic(op, network):
-    # 16 ranks in 4 domains: the ring's slowest hop crosses domains over scale-out.
-    result = collective(cluster(16, domain_size=4), op, S, "ring", network)
-    assert result.time_s == pytest.approx(LAUNCH + ring(op, 16, SO_LAT, 1 / SO_BW), rel=1e-9)
+@pytest.mark.parametrize(
+    ("op", "rounds"), [("all-reduce", 2), ("all-gather", 1), ("reduce-scatter", 1)]
+)
+def test_ring_across_domains_runs_one_channel_per_nic(op, rounds, network):
+    # 16 ranks in 4 domains of g = 4: NCCL-style, g rings (channels) each carry 1/g of the
+    # data; each member leaves its domain in one channel only. Per member, (g-1)/g of the
+    # ring's bytes go over scale-up and 1/g over its NIC, at the same time.
+    n, g = 16, 4
+    ring_bytes = rounds * (n - 1) / n * S
+    expected = (
+        LAUNCH + rounds * (n - 1) * SO_LAT + ring_bytes * max((g - 1) / g / SU_BW, 1 / g / SO_BW)
+    )
+    result = collective(cluster(n, domain_size=g), op, S, "ring", network)
+    assert result.time_s == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.parametrize("network", MODES)
-@pytest.mark.parametrize(("op", "rounds"), [("all-reduce", 2), ("all-gather", 1),
-                                            ("reduce-scatter", 1)])
+def test_ring_over_unbalanced_domains_is_bound_by_its_slowest_hop(network):
+    # 12 ranks, domains of 8: 8 + 4 members, so no channels: one ring whose slowest hop is
+    # a NIC (scale-out).
+    result = collective(cluster(12, domain_size=8), "all-reduce", S, "ring", network)
+    assert result.time_s == pytest.approx(
+        LAUNCH + ring("all-reduce", 12, SO_LAT, 1 / SO_BW), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("network", MODES)
+@pytest.mark.parametrize(
+    ("op", "rounds"), [("all-reduce", 2), ("all-gather", 1), ("reduce-scatter", 1)]
+)
 def test_hierarchical(op, rounds, network):
     g, m = 4, 4  # 4 members per domain, 4 domains
-    expected = LAUNCH + rounds * ((g - 1) * SU_LAT + (g - 1) / g * S / SU_BW) \
+    expected = (
+        LAUNCH
+        + rounds * ((g - 1) * SU_LAT + (g - 1) / g * S / SU_BW)
         + rounds * ((m - 1) * SO_LAT + (m - 1) / m * (S / g) / SO_BW)
+    )
     result = collective(cluster(g * m, domain_size=g), op, S, "hierarchical", network)
     assert result.time_s == pytest.approx(expected, rel=1e-9)
 
@@ -96,11 +124,17 @@ def test_send_recv_ring(domain_size, a, bw, network):
 
 
 @pytest.mark.parametrize("n", [2, 8, 1000])
-@pytest.mark.parametrize(("op", "factor"), [
-    ("all-reduce", lambda n: 2 * (n - 1) / n), ("all-gather", lambda n: (n - 1) / n),
-    ("reduce-scatter", lambda n: (n - 1) / n), ("all-to-all", lambda n: (n - 1) / n),
-    ("broadcast", lambda n: 1.0), ("reduce", lambda n: 1.0),
-])
+@pytest.mark.parametrize(
+    ("op", "factor"),
+    [
+        ("all-reduce", lambda n: 2 * (n - 1) / n),
+        ("all-gather", lambda n: (n - 1) / n),
+        ("reduce-scatter", lambda n: (n - 1) / n),
+        ("all-to-all", lambda n: (n - 1) / n),
+        ("broadcast", lambda n: 1.0),
+        ("reduce", lambda n: 1.0),
+    ],
+)
 def test_nccl_tests_bus_bandwidth_factors(op, factor, n):
     assert bus_factor(op, n) == pytest.approx(factor(n), rel=1e-15)
     result = collective(cluster(n), op, S)
@@ -117,8 +151,10 @@ def test_small_messages_are_latency_bound():
 def test_auto_picks_the_fastest_applicable_algorithm():
     c = cluster(64, domain_size=8)
     for size in (8.0, 2**16, 2**30):
-        times = {algo: collective(c, "all-reduce", size, algo).time_s
-                 for algo in ("ring", "tree", "halving-doubling", "hierarchical")}
+        times = {
+            algo: collective(c, "all-reduce", size, algo).time_s
+            for algo in ("ring", "tree", "halving-doubling", "hierarchical")
+        }
         auto = collective(c, "all-reduce", size)
         assert auto.time_s == min(times.values())
         assert times[auto.algorithm] == auto.time_s

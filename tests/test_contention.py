@@ -2,8 +2,8 @@
 time is derived in a comment. Transfers start after launch L and the path latency."""
 
 import pytest
-
 from conftest import LAUNCH, SO_BW, SO_LAT, SU_BW, SU_LAT, cluster
+
 from podsim import ProgramBuilder, collective, simulate
 
 S = 1e9
@@ -48,11 +48,11 @@ def test_max_min_gives_the_leftover_to_the_unconstrained_flow():
     # Fair shares: pod uplink (bw/2)/2 = bw/4 < nic_up(0) bw/2, so A and B are fixed at bw/4;
     # nic_up(0) has 3bw/4 left for C alone. C ends at S/(3bw/4); A and B stay at bw/4 (their
     # bottleneck is the uplink), ending at 4S/bw.
-    ends = run([(0, 2), (1, 3), (0, 1)],
-               cluster(4, domain_size=1, pod_size=2, oversubscription=4))
+    ends = run([(0, 2), (1, 3), (0, 1)], cluster(4, domain_size=1, pod_size=2, oversubscription=4))
     start = LAUNCH + SO_LAT
-    assert ends == pytest.approx([start + 4 * S / SO_BW, start + 4 * S / SO_BW,
-                                  start + S / (0.75 * SO_BW)], rel=1e-12)
+    assert ends == pytest.approx(
+        [start + 4 * S / SO_BW, start + 4 * S / SO_BW, start + S / (0.75 * SO_BW)], rel=1e-12
+    )
 
 
 def test_rates_are_recomputed_when_a_flow_ends():

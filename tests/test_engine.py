@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import LAUNCH, SU_BW, SU_LAT, cluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import LAUNCH, SU_BW, SU_LAT, cluster
 from podsim import DeadlockError, ProgramBuilder, ProgramError, SpecError, collective, simulate
 from podsim.program import Program
 
@@ -99,21 +99,24 @@ def program_error(builder: ProgramBuilder, match: str, devices: int = 4):
         simulate(builder.build(), cluster(devices))
 
 
-@pytest.mark.parametrize(("make", "match"), [
-    (lambda b: b.compute(4, 1.0), "rank = 4 is outside"),
-    (lambda b: b.compute(0, -1.0), "duration = -1"),
-    (lambda b: b.compute(0, float("nan")), "duration = nan"),
-    (lambda b: b.compute(0, 1.0, stream=64), "stream = 64"),
-    (lambda b: b.send(0, 0, S), "peer = 0 must be another rank"),
-    (lambda b: b.send(0, 9, S), "peer = 9"),
-    (lambda b: b.send(0, 1, 0.0), "bytes = 0"),
-    (lambda b: b.send(0, 1, -5.0), "bytes = -5"),
-    (lambda b: b.collective(0, "all-reduce", 3, S), "group = 3 is outside"),
-    (lambda b: b.collective(0, "all-reduce", b.group([1, 2]), S), "not a member"),
-    (lambda b: b.collective(0, "all-reduce", b.group([0, 0]), S), "twice"),
-    (lambda b: b.collective(0, "all-reduce", b.group([0, 9]), S), "rank 9"),
-    (lambda b: b.compute(0, 1.0, deps=[0]), "dep 0 must be an earlier op"),
-])
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda b: b.compute(4, 1.0), "rank = 4 is outside"),
+        (lambda b: b.compute(0, -1.0), "duration = -1"),
+        (lambda b: b.compute(0, float("nan")), "duration = nan"),
+        (lambda b: b.compute(0, 1.0, stream=64), "stream = 64"),
+        (lambda b: b.send(0, 0, S), "peer = 0 must be another rank"),
+        (lambda b: b.send(0, 9, S), "peer = 9"),
+        (lambda b: b.send(0, 1, 0.0), "bytes = 0"),
+        (lambda b: b.send(0, 1, -5.0), "bytes = -5"),
+        (lambda b: b.collective(0, "all-reduce", 3, S), "group = 3 is outside"),
+        (lambda b: b.collective(0, "all-reduce", b.group([1, 2]), S), "not a member"),
+        (lambda b: b.collective(0, "all-reduce", b.group([0, 0]), S), "twice"),
+        (lambda b: b.collective(0, "all-reduce", b.group([0, 9]), S), "rank 9"),
+        (lambda b: b.compute(0, 1.0, deps=[0]), "dep 0 must be an earlier op"),
+    ],
+)
 def test_malformed_programs_are_rejected(make, match):
     b = ProgramBuilder()
     make(b)
@@ -141,22 +144,25 @@ def test_columns_of_the_wrong_type_or_length_are_rejected():
     b.compute(0, 1.0)
     good = b.build()
     fields = {name: getattr(good, name) for name in good.__dataclass_fields__}
-    with pytest.raises(ProgramError, match="program.rank must be a 1-D array of int32"):
+    with pytest.raises(ProgramError, match=r"program\.rank must be a 1-D array of int32"):
         simulate(Program(**{**fields, "rank": fields["rank"].astype(np.int64)}), cluster(2))
-    with pytest.raises(ProgramError, match="program.stream has 2 entries"):
+    with pytest.raises(ProgramError, match=r"program\.stream has 2 entries"):
         simulate(Program(**{**fields, "stream": np.zeros(2, np.int32)}), cluster(2))
     with pytest.raises(ProgramError, match="dep_offsets"):
         simulate(Program(**{**fields, "dep_offsets": np.array([0, 5])}), cluster(2))
 
 
-@pytest.mark.parametrize(("overrides", "match"), [
-    ({"scale_up_bandwidth": 0}, "scale_up_bandwidth"),
-    ({"scale_out_bandwidth": -1}, "scale_out_bandwidth"),
-    ({"scale_out_latency": "-2 us"}, "scale_out_latency"),
-    ({"oversubscription": 0.5}, "oversubscription"),
-    ({"pod_size": 12}, "pod_size"),
-    ({"fabric": "x"}, "unknown key"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"scale_up_bandwidth": 0}, "scale_up_bandwidth"),
+        ({"scale_out_bandwidth": -1}, "scale_out_bandwidth"),
+        ({"scale_out_latency": "-2 us"}, "scale_out_latency"),
+        ({"oversubscription": 0.5}, "oversubscription"),
+        ({"pod_size": 12}, "pod_size"),
+        ({"fabric": "x"}, "unknown key"),
+    ],
+)
 def test_bad_cluster_fields_are_named(overrides, match):
     with pytest.raises(SpecError, match=match):
         cluster(16, **overrides)
@@ -173,28 +179,40 @@ def test_unknown_names_are_named():
         collective(cluster(4), "all-reduce", 0)
     with pytest.raises(SpecError, match="chip = 'h1000'"):
         from podsim import make_cluster
+
         make_cluster("h1000", 8)
 
 
-ops = st.sampled_from(["all-reduce", "all-gather", "reduce-scatter", "all-to-all",
-                       "broadcast", "reduce", "send-recv"])
+ops = st.sampled_from(
+    ["all-reduce", "all-gather", "reduce-scatter", "all-to-all", "broadcast", "reduce", "send-recv"]
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(op=ops, n=st.integers(2, 24), domain=st.sampled_from([1, 2, 4, 8]),
-       size=st.floats(1.0, 1e10), factor=st.floats(1.0, 100.0),
-       network=st.sampled_from(["analytical", "contention"]))
+@given(
+    op=ops,
+    n=st.integers(2, 24),
+    domain=st.sampled_from([1, 2, 4, 8]),
+    size=st.floats(1.0, 1e10),
+    factor=st.floats(1.0, 100.0),
+    network=st.sampled_from(["analytical", "contention"]),
+)
 def test_more_bandwidth_is_never_slower(op, n, domain, size, factor, network):
     slow = cluster(n, domain_size=domain)
-    fast = cluster(n, domain_size=domain, scale_up_bandwidth=SU_BW * factor,
-                   scale_out_bandwidth=50e9 * factor)
-    assert collective(fast, op, size, network=network).time_s <= \
-        collective(slow, op, size, network=network).time_s * (1 + 1e-12)
+    fast = cluster(
+        n, domain_size=domain, scale_up_bandwidth=SU_BW * factor, scale_out_bandwidth=50e9 * factor
+    )
+    assert collective(fast, op, size, network=network).time_s <= collective(
+        slow, op, size, network=network
+    ).time_s * (1 + 1e-12)
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(2, 16), seed=st.integers(0, 2**32 - 1),
-       network=st.sampled_from(["analytical", "contention"]))
+@given(
+    n=st.integers(2, 16),
+    seed=st.integers(0, 2**32 - 1),
+    network=st.sampled_from(["analytical", "contention"]),
+)
 def test_relabelling_ranks_changes_nothing(n, seed, network):
     # A permutation of the devices, applied to every rank and group member, gives the same
     # times when every device is alike (one domain of n).

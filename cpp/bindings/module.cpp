@@ -86,8 +86,8 @@ py::tuple collective_time_py(const Topology& topology, int op, int algorithm,
   const auto members = members_of(ranks, topology);
   check_bytes(bytes);
   const auto c = enum_arg<CollectiveOp>(op, kCollectiveOps, "op");
-  const auto a = resolve_algorithm(topology, c, enum_arg<Algorithm>(algorithm, kAlgorithms, "algorithm"),
-                                   members, bytes);
+  const auto a = resolve_algorithm(
+      topology, c, enum_arg<Algorithm>(algorithm, kAlgorithms, "algorithm"), members, bytes);
   return py::make_tuple(static_cast<int>(a), collective_time(topology, c, a, members, bytes));
 }
 
@@ -97,8 +97,8 @@ py::list collective_phases_py(const Topology& topology, int op, int algorithm,
   const auto members = members_of(ranks, topology);
   check_bytes(bytes);
   const auto c = enum_arg<CollectiveOp>(op, kCollectiveOps, "op");
-  const auto a = resolve_algorithm(topology, c, enum_arg<Algorithm>(algorithm, kAlgorithms, "algorithm"),
-                                   members, bytes);
+  const auto a = resolve_algorithm(
+      topology, c, enum_arg<Algorithm>(algorithm, kAlgorithms, "algorithm"), members, bytes);
   py::list out;
   for (const Phase& phase : collective_phases(topology, c, a, members, bytes)) {
     py::list flows;
@@ -129,7 +129,8 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init([](std::int64_t devices, std::int64_t domain_size, std::int64_t pod_size,
                        double su_bw, double su_lat, double so_bw, double so_lat, double oversub,
                        double launch) {
-             Topology t{devices, domain_size, pod_size, su_bw, su_lat, so_bw, so_lat, oversub, launch};
+             Topology t{devices, domain_size, pod_size, su_bw, su_lat,
+                        so_bw,   so_lat,      oversub,  launch};
              t.validate();
              return t;
            }),

@@ -21,10 +21,17 @@ struct StepCost {
   double b = 0.0;  // seconds per byte of the slowest path
 };
 
-StepCost cost_of(const Topology& topology, const std::vector<Phase>& phases) {
+enum class Paths { All, IntraDomain, InterDomain };
+
+StepCost cost_of(const Topology& topology, const std::vector<Phase>& phases,
+                 Paths which = Paths::All) {
   StepCost cost;
   for (const Phase& phase : phases) {
     for (const Flow& flow : phase.flows) {
+      const bool intra = topology.domain(flow.src) == topology.domain(flow.dst);
+      if ((which == Paths::IntraDomain && !intra) || (which == Paths::InterDomain && intra)) {
+        continue;
+      }
       const Path path = route(topology, flow.src, flow.dst);
       cost.a = std::max(cost.a, path.latency);
       cost.b = std::max(cost.b, 1.0 / path.bandwidth);
@@ -69,7 +76,8 @@ bool balanced(const std::vector<std::vector<std::int32_t>>& domains) {
 }
 
 // The same-local-index rings across domains (the "rails"), one per local index.
-std::vector<std::vector<std::int32_t>> rails(const std::vector<std::vector<std::int32_t>>& domains) {
+std::vector<std::vector<std::int32_t>> rails(
+    const std::vector<std::vector<std::int32_t>>& domains) {
   std::vector<std::vector<std::int32_t>> out(domains.front().size());
   for (const auto& domain : domains) {
     for (std::size_t j = 0; j < domain.size(); ++j) out[j].push_back(domain[j]);
@@ -85,6 +93,30 @@ Phase rings(const std::vector<std::vector<std::int32_t>>& lists, double bytes, d
     phase.flows.insert(phase.flows.end(), one.flows.begin(), one.flows.end());
   }
   return phase;
+}
+
+// Multi-domain ring as NCCL builds it: g channels (g members per domain), each carrying 1/g
+// of the data round the domains in order; channel c enters every domain at its c-th member,
+// so each member leaves its domain (over its own NIC) in exactly one channel.
+Phase channel_rings(const std::vector<std::vector<std::int32_t>>& domains, double bytes) {
+  Phase phase;
+  const std::size_t g = domains.front().size();
+  std::vector<std::int32_t> order;
+  for (std::size_t c = 0; c < g; ++c) {
+    order.clear();
+    for (const auto& domain : domains) {
+      for (std::size_t j = 0; j < g; ++j) order.push_back(domain[(c + j) % g]);
+    }
+    Phase one = ring(order, bytes / static_cast<double>(g), 0);
+    phase.flows.insert(phase.flows.end(), one.flows.begin(), one.flows.end());
+  }
+  return phase;
+}
+
+// Whether a ring runs as channels: the group spans balanced domains.
+bool channelled(const Topology& topology, Members members) {
+  const auto domains = by_domain(topology, members);
+  return domains.size() > 1 && balanced(domains);
 }
 
 // Phases with unit latency per step; latencies are scaled once the step cost is known.
@@ -123,7 +155,8 @@ Phase exchange(Members m, std::size_t distance, double bytes) {
 void halving_doubling(Plan& plan, Members m, double bytes, bool scatter, bool gather) {
   const int steps = floor_log2(m.size());
   if (scatter) {
-    for (int k = 0; k < steps; ++k) push(plan, exchange(m, std::size_t{1} << k, bytes / (2 << k)), 1);
+    for (int k = 0; k < steps; ++k)
+      push(plan, exchange(m, std::size_t{1} << k, bytes / (2 << k)), 1);
   }
   if (gather) {
     for (int k = steps - 1; k >= 0; --k) {
@@ -147,7 +180,8 @@ void binomial(Plan& plan, Members m, double bytes, bool toward_root) {
     const std::size_t d = std::size_t{1} << k;
     Phase phase;
     for (std::size_t p = 0; p < d && p + d < m.size(); ++p) {
-      phase.flows.push_back(toward_root ? Flow{m[p + d], m[p], bytes} : Flow{m[p], m[p + d], bytes});
+      phase.flows.push_back(toward_root ? Flow{m[p + d], m[p], bytes}
+                                        : Flow{m[p], m[p + d], bytes});
     }
     push(plan, std::move(phase), 1);
   }
@@ -264,8 +298,8 @@ double flat_time(CollectiveOp op, Algorithm algorithm, std::size_t size, double 
 
 double hierarchical_time(const Topology& topology, CollectiveOp op, Members members, double S) {
   const Hierarchy h = hierarchical(topology, op, members, S);
-  const StepCost up = cost_of(topology, h.intra_before.phases.empty() ? h.intra_after.phases
-                                                                       : h.intra_before.phases);
+  const StepCost up = cost_of(
+      topology, h.intra_before.phases.empty() ? h.intra_after.phases : h.intra_before.phases);
   const StepCost out = cost_of(topology, h.inter.phases);
   const double g = h.g, m = h.m;
   const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
@@ -278,7 +312,8 @@ double direct_time(const Topology& topology, Members members, double S) {
   const double n = n_of(members);
   std::size_t largest = 0, smallest = members.size();
   bool many_pods = false;
-  for (std::int32_t r : members) many_pods = many_pods || topology.pod(r) != topology.pod(members[0]);
+  for (std::int32_t r : members)
+    many_pods = many_pods || topology.pod(r) != topology.pod(members[0]);
   for (const auto& d : domains) {
     largest = std::max(largest, d.size());
     smallest = std::min(smallest, d.size());
@@ -290,11 +325,39 @@ double direct_time(const Topology& topology, Members members, double S) {
   }
   if (domains.size() > 1) {  // some pairs cross domains
     double bw = topology.scale_out_bandwidth;
-    if (many_pods) bw = std::min(bw, topology.link_capacity(static_cast<std::int32_t>(4 * topology.devices)));
+    if (many_pods)
+      bw = std::min(bw, topology.link_capacity(static_cast<std::int32_t>(4 * topology.devices)));
     a = std::max(a, topology.scale_out_latency);
     time = std::max(time, (n - static_cast<double>(smallest)) * S / n / bw);
   }
   return (n - 1) * a + time;
+}
+
+bool ring_family(CollectiveOp op, Algorithm algorithm) {
+  return algorithm == Algorithm::Ring &&
+         (op == CollectiveOp::AllReduce || op == CollectiveOp::AllGather ||
+          op == CollectiveOp::ReduceScatter);
+}
+
+// The channelled ring: one phase; returns its latency steps and fills `phase`.
+double channel_plan(const Topology& topology, CollectiveOp op, Members members, double S,
+                    Phase& phase) {
+  const double n = n_of(members);
+  const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
+  phase = channel_rings(by_domain(topology, members), rounds * (n - 1) / n * S);
+  return rounds * (n - 1);
+}
+
+// Per member: (g-1)/g of the ring's bytes over scale-up, 1/g over its NIC, in parallel.
+double channel_time(const Topology& topology, CollectiveOp op, Members members, double S) {
+  Phase phase;
+  const double steps = channel_plan(topology, op, members, S, phase);
+  const std::vector<Phase> phases{std::move(phase)};
+  const double g = static_cast<double>(by_domain(topology, members).front().size());
+  const double per_ring = (steps / n_of(members)) * S;  // rounds (n-1)/n S
+  const double b = std::max((g - 1) / g * cost_of(topology, phases, Paths::IntraDomain).b,
+                            cost_of(topology, phases, Paths::InterDomain).b / g);
+  return steps * cost_of(topology, phases).a + per_ring * b;
 }
 
 void require_members(Members members) {
@@ -332,6 +395,9 @@ double collective_time(const Topology& topology, CollectiveOp op, Algorithm algo
   if (algorithm == Algorithm::Direct) {
     return topology.launch_latency + direct_time(topology, members, bytes);
   }
+  if (ring_family(op, algorithm) && channelled(topology, members)) {
+    return topology.launch_latency + channel_time(topology, op, members, bytes);
+  }
   const Plan plan = flat_plan(op, algorithm, members, bytes);
   return topology.launch_latency +
          flat_time(op, algorithm, members.size(), bytes, cost_of(topology, plan.phases));
@@ -345,7 +411,8 @@ Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm
     std::string allowed;
     for (int a = 1; a < kAlgorithms; ++a) {
       if (applicable(topology, op, static_cast<Algorithm>(a), members)) {
-        allowed += (allowed.empty() ? "" : ", ") + std::string(to_string(static_cast<Algorithm>(a)));
+        allowed +=
+            (allowed.empty() ? "" : ", ") + std::string(to_string(static_cast<Algorithm>(a)));
       }
     }
     throw ProgramError(std::string("algorithm ") + to_string(requested) + " cannot run " +
@@ -363,8 +430,8 @@ Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm
   return best;
 }
 
-std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op,
-                                     Algorithm algorithm, Members members, double bytes) {
+std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                                     Members members, double bytes) {
   require_members(members);
   if (members.size() < 2) return {};
   if (algorithm == Algorithm::Direct) {
@@ -374,8 +441,8 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op,
   }
   if (algorithm == Algorithm::Hierarchical) {
     Hierarchy h = hierarchical(topology, op, members, bytes);
-    const StepCost up = cost_of(topology, h.intra_before.phases.empty() ? h.intra_after.phases
-                                                                         : h.intra_before.phases);
+    const StepCost up = cost_of(
+        topology, h.intra_before.phases.empty() ? h.intra_after.phases : h.intra_before.phases);
     scale_latencies(h.intra_before, up.a);
     scale_latencies(h.inter, cost_of(topology, h.inter.phases).a);
     scale_latencies(h.intra_after, up.a);
@@ -384,6 +451,12 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op,
       for (Phase& phase : plan->phases) out.push_back(std::move(phase));
     }
     return out;
+  }
+  if (ring_family(op, algorithm) && channelled(topology, members)) {
+    Phase phase;
+    const double steps = channel_plan(topology, op, members, bytes, phase);
+    phase.latency = steps * cost_of(topology, {phase}).a;
+    return {std::move(phase)};
   }
   Plan plan = flat_plan(op, algorithm, members, bytes);
   scale_latencies(plan, cost_of(topology, plan.phases).a);
@@ -402,8 +475,8 @@ const char* to_string(CollectiveOp op) {
 }
 
 const char* to_string(Algorithm algorithm) {
-  static const char* names[] = {"auto", "ring", "tree", "halving-doubling", "hierarchical",
-                                "direct"};
+  static const char* names[] = {"auto",         "ring",  "tree", "halving-doubling",
+                                "hierarchical", "direct"};
   return names[static_cast<int>(algorithm)];
 }
 

@@ -74,7 +74,10 @@ struct Engine::State {
   std::vector<std::int32_t> finished_owners;
 
   State(Program p, Topology t, NetworkMode m)
-      : program(std::move(p)), topology(t), mode(m), graph(index_program(program, topology)),
+      : program(std::move(p)),
+        topology(t),
+        mode(m),
+        graph(index_program(program, topology)),
         network(topology) {}
 
   std::span<const std::int32_t> members(std::int32_t group) const {
@@ -95,7 +98,8 @@ struct Engine::State {
     end.assign(n, std::numeric_limits<double>::quiet_NaN());
     resolved.assign(n, -1);
     instances.resize(graph.instance_groups.size());
-    for (std::size_t i = 0; i < instances.size(); ++i) instances[i].group = graph.instance_groups[i];
+    for (std::size_t i = 0; i < instances.size(); ++i)
+      instances[i].group = graph.instance_groups[i];
     for (std::size_t op = 0; op < n; ++op) {
       if (pending[op] == 0) on_ready(static_cast<std::int64_t>(op), 0.0);
     }
@@ -111,7 +115,8 @@ struct Engine::State {
         break;
       case Kind::Collective: {
         const std::int32_t index = graph.instance_of[op];
-        if (++instances[index].arrived == static_cast<std::int32_t>(members(instances[index].group).size())) {
+        if (++instances[index].arrived ==
+            static_cast<std::int32_t>(members(instances[index].group).size())) {
           start_instance(index, op, t);
         }
         break;
@@ -120,7 +125,8 @@ struct Engine::State {
       case Kind::Recv: {
         const std::int64_t partner = graph.partner[op];
         if (partner >= 0 && ready[partner]) {
-          start_transfer(program.kind[op] == static_cast<std::int8_t>(Kind::Send) ? op : partner, t);
+          start_transfer(program.kind[op] == static_cast<std::int8_t>(Kind::Send) ? op : partner,
+                         t);
         }
         break;
       }
@@ -132,10 +138,13 @@ struct Engine::State {
     auto it = costs.find(key);
     if (it == costs.end()) {
       const auto c = static_cast<CollectiveOp>(program.collective[op]);
-      const Algorithm a = resolve_algorithm(topology, c, static_cast<Algorithm>(program.algorithm[op]),
-                                            members(group), program.bytes[op]);
-      it = costs.emplace(key, std::pair{a, collective_time(topology, c, a, members(group),
-                                                           program.bytes[op])}).first;
+      const Algorithm a =
+          resolve_algorithm(topology, c, static_cast<Algorithm>(program.algorithm[op]),
+                            members(group), program.bytes[op]);
+      it = costs
+               .emplace(key, std::pair{a, collective_time(topology, c, a, members(group),
+                                                          program.bytes[op])})
+               .first;
     }
     return it->second;
   }
@@ -191,7 +200,8 @@ struct Engine::State {
   void start_phase(std::int64_t id, double t) {
     Activity& a = activities[id];
     network.advance_to(t);
-    for (const Flow& flow : a.phases[a.phase].flows) network.add(static_cast<std::int32_t>(id), flow.src, flow.dst, flow.bytes);
+    for (const Flow& flow : a.phases[a.phase].flows)
+      network.add(static_cast<std::int32_t>(id), flow.src, flow.dst, flow.bytes);
     a.pending_flows = static_cast<std::int64_t>(a.phases[a.phase].flows.size());
     dirty = true;
     if (a.pending_flows == 0) phase_done(id, t);
@@ -233,7 +243,8 @@ struct Engine::State {
         complete(e.payload, e.time);
         break;
       case EventType::InstanceDone:
-        for (std::int64_t op : graph.instance_ops(static_cast<std::int32_t>(e.payload))) complete(op, e.time);
+        for (std::int64_t op : graph.instance_ops(static_cast<std::int32_t>(e.payload)))
+          complete(op, e.time);
         break;
       case EventType::TransferDone:
         complete(e.payload, e.time);
@@ -254,7 +265,8 @@ struct Engine::State {
     dirty = false;
     ++generation;
     const double next = network.recompute();
-    if (std::isfinite(next)) push(next, 0, EventType::FlowCheck, static_cast<std::int64_t>(generation));
+    if (std::isfinite(next))
+      push(next, 0, EventType::FlowCheck, static_cast<std::int64_t>(generation));
   }
 };
 
@@ -278,7 +290,8 @@ bool Engine::advance(std::uint64_t max_events) {
     s.settle_network();
   }
   if (!s.queue.empty()) return false;
-  if (s.completed < s.program.num_ops()) throw DeadlockError(describe_deadlock(s.program, s.graph, s.pending, s.ready, s.end));
+  if (s.completed < s.program.num_ops())
+    throw DeadlockError(describe_deadlock(s.program, s.graph, s.pending, s.ready, s.end));
   return true;
 }
 

@@ -51,19 +51,21 @@ double FlowNetwork::recompute() {
   while (!unfixed.empty()) {
     double share = std::numeric_limits<double>::infinity();
     for (std::int32_t link : touched_links_) {
-      if (unfixed_count_[link] > 0) share = std::min(share, capacity_left_[link] / unfixed_count_[link]);
+      if (unfixed_count_[link] > 0)
+        share = std::min(share, capacity_left_[link] / unfixed_count_[link]);
     }
     const double threshold = share * (1.0 + kShareTolerance);
     for (std::int32_t link : touched_links_) {
-      touched_[link] = unfixed_count_[link] > 0 && capacity_left_[link] / unfixed_count_[link] <= threshold
-                           ? 2
-                           : 1;
+      touched_[link] =
+          unfixed_count_[link] > 0 && capacity_left_[link] / unfixed_count_[link] <= threshold ? 2
+                                                                                               : 1;
     }
     std::size_t kept = 0;
     for (std::size_t index : unfixed) {
       ActiveFlow& flow = flows_[index];
       bool fixed = false;
-      for (int i = 0; i < flow.path.size && !fixed; ++i) fixed = touched_[flow.path.links[static_cast<std::size_t>(i)]] == 2;
+      for (int i = 0; i < flow.path.size && !fixed; ++i)
+        fixed = touched_[flow.path.links[static_cast<std::size_t>(i)]] == 2;
       if (!fixed) {
         unfixed[kept++] = index;
         continue;

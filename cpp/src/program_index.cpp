@@ -166,8 +166,8 @@ void match_collectives(const Program& p, const Topology& t, ProgramIndex& index)
                    std::to_string(p.peer[i]));
     }
     const std::int32_t k = member->second++;
-    auto [it, added] = instance_id.try_emplace(pair_key(p.peer[i], k),
-                                               static_cast<std::int32_t>(first_op.size()));
+    auto [it, added] =
+        instance_id.try_emplace(pair_key(p.peer[i], k), static_cast<std::int32_t>(first_op.size()));
     if (added) {
       first_op.push_back(op);
       count.push_back(0);
@@ -190,25 +190,30 @@ void match_collectives(const Program& p, const Topology& t, ProgramIndex& index)
   index.instance_members.assign(static_cast<std::size_t>(index.instance_offsets.back()), 0);
   std::vector<std::int64_t> fill(index.instance_offsets.begin(), index.instance_offsets.end() - 1);
   for (std::size_t i = 0; i < p.num_ops(); ++i) {
-    if (index.instance_of[i] >= 0) index.instance_members[fill[index.instance_of[i]]++] = static_cast<std::int64_t>(i);
+    if (index.instance_of[i] >= 0)
+      index.instance_members[fill[index.instance_of[i]]++] = static_cast<std::int64_t>(i);
   }
 }
 
 // The k-th send from a to b matches the k-th recv on b from a.
 void match_transfers(const Program& p, ProgramIndex& index) {
-  std::unordered_map<std::uint64_t, std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>>> channels;
+  std::unordered_map<std::uint64_t, std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>>>
+      channels;
   for (std::size_t i = 0; i < p.num_ops(); ++i) {
     const auto kind = static_cast<Kind>(p.kind[i]);
-    if (kind == Kind::Send) channels[pair_key(p.rank[i], p.peer[i])].first.push_back(static_cast<std::int64_t>(i));
-    if (kind == Kind::Recv) channels[pair_key(p.peer[i], p.rank[i])].second.push_back(static_cast<std::int64_t>(i));
+    if (kind == Kind::Send)
+      channels[pair_key(p.rank[i], p.peer[i])].first.push_back(static_cast<std::int64_t>(i));
+    if (kind == Kind::Recv)
+      channels[pair_key(p.peer[i], p.rank[i])].second.push_back(static_cast<std::int64_t>(i));
   }
   index.partner.assign(p.num_ops(), -1);
   for (const auto& [key, channel] : channels) {
     const auto& [sends, recvs] = channel;
     for (std::size_t k = 0; k < sends.size() && k < recvs.size(); ++k) {
       if (p.bytes[sends[k]] != p.bytes[recvs[k]]) {
-        fail(recvs[k], "receives " + std::to_string(p.bytes[recvs[k]]) + " bytes but its send (op " +
-                           std::to_string(sends[k]) + ") sends " + std::to_string(p.bytes[sends[k]]));
+        fail(recvs[k], "receives " + std::to_string(p.bytes[recvs[k]]) +
+                           " bytes but its send (op " + std::to_string(sends[k]) + ") sends " +
+                           std::to_string(p.bytes[sends[k]]));
       }
       index.partner[sends[k]] = recvs[k];
       index.partner[recvs[k]] = sends[k];

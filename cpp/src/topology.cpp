@@ -36,14 +36,14 @@ void Topology::validate() const {
           scale_up_bandwidth, "a finite number > 0");
   require(finite(scale_out_bandwidth) && scale_out_bandwidth > 0, "scale_out_bandwidth",
           scale_out_bandwidth, "a finite number > 0");
-  require(finite(scale_up_latency) && scale_up_latency >= 0, "scale_up_latency",
-          scale_up_latency, "a finite number >= 0");
+  require(finite(scale_up_latency) && scale_up_latency >= 0, "scale_up_latency", scale_up_latency,
+          "a finite number >= 0");
   require(finite(scale_out_latency) && scale_out_latency >= 0, "scale_out_latency",
           scale_out_latency, "a finite number >= 0");
   require(finite(launch_latency) && launch_latency >= 0, "launch_latency", launch_latency,
           "a finite number >= 0");
-  require(finite(oversubscription) && oversubscription >= 1, "oversubscription",
-          oversubscription, "a finite number >= 1");
+  require(finite(oversubscription) && oversubscription >= 1, "oversubscription", oversubscription,
+          "a finite number >= 1");
 }
 
 double Topology::link_capacity(std::int32_t link) const {

@@ -51,16 +51,28 @@ class Chip:
     def __post_init__(self) -> None:
         where = f"chip {self.id!r}"
         check(bool(self.id), f"{where}: id", self.id, "a non-empty string")
-        check("bf16" in self.peak_flops, f"{where}: peak_flops", dict(self.peak_flops),
-              "must give at least bf16")
+        check(
+            "bf16" in self.peak_flops,
+            f"{where}: peak_flops",
+            dict(self.peak_flops),
+            "must give at least bf16",
+        )
         for precision, flops in self.peak_flops.items():
-            check(precision in PRECISIONS, f"{where}: peak_flops precision", precision,
-                  "one of " + ", ".join(PRECISIONS))
+            check(
+                precision in PRECISIONS,
+                f"{where}: peak_flops precision",
+                precision,
+                "one of " + ", ".join(PRECISIONS),
+            )
             _positive(f"{where}: peak_flops.{precision}", flops)
         for name in _QUANTITIES:
             _positive(f"{where}: {name}", getattr(self, name))
-        check(isinstance(self.domain_size, int) and self.domain_size >= 1,
-              f"{where}: domain_size", self.domain_size, "an integer >= 1")
+        check(
+            isinstance(self.domain_size, int) and self.domain_size >= 1,
+            f"{where}: domain_size",
+            self.domain_size,
+            "an integer >= 1",
+        )
         _positive(f"{where}: tdp_watts", self.tdp_watts)
         for kernel, value in self.kernel_efficiency.items():
             check(0 < value <= 1, f"{where}: kernel_efficiency.{kernel}", value, "0 < e <= 1")
@@ -96,10 +108,12 @@ def chip_from_dict(chip_id: str, table: dict[str, Any]) -> Chip:
     values = dict(table)
     for name, parse in _QUANTITIES.items():
         values[name] = parse(f"chip {chip_id!r}: {name}", values[name])
-    values["peak_flops"] = MappingProxyType({
-        p: parse_flops(f"chip {chip_id!r}: peak_flops.{p}", v)
-        for p, v in dict(values["peak_flops"]).items()
-    })
+    values["peak_flops"] = MappingProxyType(
+        {
+            p: parse_flops(f"chip {chip_id!r}: peak_flops.{p}", v)
+            for p, v in dict(values["peak_flops"]).items()
+        }
+    )
     for name in ("kernel_efficiency", "sources"):
         values[name] = MappingProxyType(dict(values.get(name, {})))
     return Chip(id=chip_id, **values)

@@ -55,27 +55,35 @@ def _cluster(args: argparse.Namespace) -> Cluster:
     if not args.chip:
         raise SpecError("give --chip ID (`podsim chips`) or --cluster PRESET (`podsim clusters`)")
     chip = get_chip(args.chip)
-    return make_cluster(chip, args.devices or chip.domain_size)
+    return make_cluster(chip, chip.domain_size if args.devices is None else args.devices)
 
 
 def cmd_collective(args: argparse.Namespace, console: Console) -> None:
     cluster = _cluster(args)
-    results = [collective(cluster, args.op, size, args.algorithm, args.network)
-               for size in parse_sizes(args.size)]
+    results = [
+        collective(cluster, args.op, size, args.algorithm, args.network)
+        for size in parse_sizes(args.size)
+    ]
     if args.json:
         rows = [r.to_dict() for r in results]
         out = rows[0] if len(rows) == 1 else {**_header(rows[0]), "results": rows}
         print(json.dumps(out))
         return
-    title = (f"{args.op} on {cluster.devices} x {cluster.chip.id}"
-             f" ({cluster.name or 'custom'}, {args.network} network)")
+    title = (
+        f"{args.op} on {cluster.devices} x {cluster.chip.id}"
+        f" ({cluster.name or 'custom'}, {args.network} network)"
+    )
     table = Table(title=title)
     for column in ("size", "time (us)", "algbw (GB/s)", "busbw (GB/s)", "algorithm"):
         table.add_column(column, justify="right")
     for r in results:
-        table.add_row(format_size(r.size_bytes), f"{r.time_s * 1e6:,.2f}",
-                      f"{r.algbw_bytes_per_s / 1e9:,.2f}", f"{r.busbw_bytes_per_s / 1e9:,.2f}",
-                      r.algorithm)
+        table.add_row(
+            format_size(r.size_bytes),
+            f"{r.time_s * 1e6:,.2f}",
+            f"{r.algbw_bytes_per_s / 1e9:,.2f}",
+            f"{r.busbw_bytes_per_s / 1e9:,.2f}",
+            r.algorithm,
+        )
     console.print(table)
 
 
@@ -89,31 +97,60 @@ def cmd_chips(args: argparse.Namespace, console: Console) -> None:
         print(json.dumps({cid: chip.to_dict() for cid, chip in chips.items()}))
         return
     table = Table(title="chips (dense peaks; bandwidths per direction)")
-    for column in ("id", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM (GB)", "HBM (TB/s)",
-                   "scale-up (GB/s)", "domain", "scale-out (Gb/s)", "TDP (W)"):
+    for column in (
+        "id",
+        "bf16 TFLOP/s",
+        "fp8 TFLOP/s",
+        "HBM (GB)",
+        "HBM (TB/s)",
+        "scale-up (GB/s)",
+        "domain",
+        "scale-out (Gb/s)",
+        "TDP (W)",
+    ):
         table.add_column(column, justify="right")
     for cid, c in chips.items():
         fp8 = c.peak_flops.get("fp8")
-        table.add_row(cid, f"{c.peak('bf16') / 1e12:,.0f}", f"{fp8 / 1e12:,.0f}" if fp8 else "-",
-                      f"{c.hbm_bytes / 1e9:,.0f}", f"{c.hbm_bandwidth / 1e12:.2f}",
-                      f"{c.scale_up_bandwidth / 1e9:,.0f}", str(c.domain_size),
-                      f"{c.scale_out_bandwidth * 8 / 1e9:,.0f}", f"{c.tdp_watts:,.0f}")
+        table.add_row(
+            cid,
+            f"{c.peak('bf16') / 1e12:,.0f}",
+            f"{fp8 / 1e12:,.0f}" if fp8 else "-",
+            f"{c.hbm_bytes / 1e9:,.0f}",
+            f"{c.hbm_bandwidth / 1e12:.2f}",
+            f"{c.scale_up_bandwidth / 1e9:,.0f}",
+            str(c.domain_size),
+            f"{c.scale_out_bandwidth * 8 / 1e9:,.0f}",
+            f"{c.tdp_watts:,.0f}",
+        )
     console.print(table)
     console.print("Sources: `podsim chips --json` lists the source of every value.")
 
 
 def cmd_clusters(args: argparse.Namespace, console: Console) -> None:
     if args.json:
-        print(json.dumps({pid: {**preset_cluster(pid).to_dict(), **dict(table)}
-                          for pid, table in presets().items()}))
+        print(
+            json.dumps(
+                {
+                    pid: {**preset_cluster(pid).to_dict(), **dict(table)}
+                    for pid, table in presets().items()
+                }
+            )
+        )
         return
     table = Table(title="cluster presets")
     for column in ("id", "chip", "devices", "domain", "pod", "oversub.", "description"):
         table.add_column(column)
     for pid, raw in presets().items():
         c = preset_cluster(pid)
-        table.add_row(pid, c.chip.id, str(c.devices), str(c.domain_size), str(c.pod_size),
-                      f"{c.oversubscription:g}", str(raw.get("description", "")))
+        table.add_row(
+            pid,
+            c.chip.id,
+            str(c.devices),
+            str(c.domain_size),
+            str(c.pod_size),
+            f"{c.oversubscription:g}",
+            str(raw.get("description", "")),
+        )
     console.print(table)
 
 
@@ -132,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     coll.add_argument("--cluster", help="cluster preset id (`podsim clusters`)")
     coll.add_argument("--devices", type=int, help="number of devices (ranks)")
     coll.add_argument("--op", required=True, choices=OPS)
-    coll.add_argument("--size", required=True,
-                      help="bytes: 8, 128K, 1G (binary), '1 GiB', or MIN:MAX[:FACTOR]")
+    coll.add_argument(
+        "--size", required=True, help="bytes: 8, 128K, 1G (binary), '1 GiB', or MIN:MAX[:FACTOR]"
+    )
     coll.add_argument("--algorithm", default="auto", choices=[a.label for a in Algorithm])
     coll.add_argument("--network", default="analytical", choices=NETWORK_MODES)
     coll.add_argument("--json", action="store_true", help="one JSON object on stdout (SI units)")
@@ -145,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace, Console], None] = args.run
     try:
-        run(args, Console())
+        # A pipe gets wide tables rather than rich's 80-column default.
+        run(args, Console() if sys.stdout.isatty() else Console(width=140))
     except PodsimError as error:
         print(f"podsim: error: {error}", file=sys.stderr)
         return 2

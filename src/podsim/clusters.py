@@ -50,8 +50,12 @@ class Cluster:
         _integer("cluster.devices", self.devices, 1, MAX_DEVICES)
         _integer("cluster.domain_size", self.domain_size, 1, MAX_DEVICES)
         _integer("cluster.pod_size", self.pod_size, 1, MAX_DEVICES)
-        check(self.pod_size % self.domain_size == 0, "cluster.pod_size", self.pod_size,
-              f"a multiple of domain_size ({self.domain_size})")
+        check(
+            self.pod_size % self.domain_size == 0,
+            "cluster.pod_size",
+            self.pod_size,
+            f"a multiple of domain_size ({self.domain_size})",
+        )
         for name in ("scale_up_bandwidth", "scale_out_bandwidth"):
             _number(f"cluster.{name}", getattr(self, name), 0.0, strict=True)
         for name in ("scale_up_latency", "scale_out_latency", "launch_latency"):
@@ -64,9 +68,17 @@ class Cluster:
 
     def topology(self) -> tuple:
         """The parameters the engines take, in the order of podsim._core.Topology."""
-        return (self.devices, self.domain_size, self.pod_size, self.scale_up_bandwidth,
-                self.scale_up_latency, self.scale_out_bandwidth, self.scale_out_latency,
-                self.oversubscription, self.launch_latency)
+        return (
+            self.devices,
+            self.domain_size,
+            self.pod_size,
+            self.scale_up_bandwidth,
+            self.scale_up_latency,
+            self.scale_out_bandwidth,
+            self.scale_out_latency,
+            self.oversubscription,
+            self.launch_latency,
+        )
 
     def with_devices(self, devices: int) -> "Cluster":
         return replace(self, devices=devices, pod_size=_default_pod(self, devices))
@@ -130,11 +142,13 @@ def presets() -> MappingProxyType:
 def preset_cluster(preset: str, devices: int | None = None, **overrides: Any) -> Cluster:
     """A cluster from a preset (`podsim clusters`), optionally resized or overridden."""
     if preset not in presets():
-        raise SpecError(f"cluster preset = {preset!r} is not known; known: "
-                        + ", ".join(presets()))
-    table = {k: v for k, v in presets()[preset].items()
-             if k not in ("description", "sources", "devices", "chip")}
+        raise SpecError(f"cluster preset = {preset!r} is not known; known: " + ", ".join(presets()))
+    table = {
+        k: v
+        for k, v in presets()[preset].items()
+        if k not in ("description", "sources", "devices", "chip")
+    }
     table.update(overrides)
     table.setdefault("name", preset)
-    return make_cluster(presets()[preset]["chip"], devices or presets()[preset]["devices"],
-                        **table)
+    size = presets()[preset]["devices"] if devices is None else devices
+    return make_cluster(presets()[preset]["chip"], size, **table)

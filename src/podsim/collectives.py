@@ -59,29 +59,49 @@ def collective_program(op: str, devices: int, size: float, algorithm: str = "aut
             kind=np.repeat(np.array([Kind.SEND, Kind.RECV], dtype=np.int8), n),
             peer=np.concatenate([(ranks + 1) % n, (ranks - 1) % n]).astype(np.int32),
             streams=np.repeat(np.array([1, 2], dtype=np.int32), n),
-            size=size, collective=-1, algorithm=-1, group_ranks=np.empty(0, np.int32),
+            size=size,
+            collective=-1,
+            algorithm=-1,
+            group_ranks=np.empty(0, np.int32),
         )
-    return _columns(rank=ranks, kind=np.full(n, Kind.COLLECTIVE, np.int8),
-                    peer=np.zeros(n, np.int32), streams=np.ones(n, np.int32), size=size,
-                    collective=Collective.parse(op), algorithm=Algorithm.parse(algorithm),
-                    group_ranks=ranks)
+    return _columns(
+        rank=ranks,
+        kind=np.full(n, Kind.COLLECTIVE, np.int8),
+        peer=np.zeros(n, np.int32),
+        streams=np.ones(n, np.int32),
+        size=size,
+        collective=Collective.parse(op),
+        algorithm=Algorithm.parse(algorithm),
+        group_ranks=ranks,
+    )
 
 
 def _columns(rank, kind, peer, streams, size, collective, algorithm, group_ranks) -> Program:
     count = len(rank)
     groups = [0, len(group_ranks)] if len(group_ranks) else [0]
     return Program(
-        rank=rank.astype(np.int32), stream=streams, kind=kind,
-        duration=np.zeros(count), bytes=np.full(count, float(size)), peer=peer,
+        rank=rank.astype(np.int32),
+        stream=streams,
+        kind=kind,
+        duration=np.zeros(count),
+        bytes=np.full(count, float(size)),
+        peer=peer,
         collective=np.full(count, collective, np.int8),
         algorithm=np.full(count, algorithm, np.int8),
-        dep_offsets=np.zeros(count + 1, np.int64), dep_ops=np.empty(0, np.int32),
-        group_offsets=np.array(groups, np.int64), group_ranks=group_ranks,
+        dep_offsets=np.zeros(count + 1, np.int64),
+        dep_ops=np.empty(0, np.int32),
+        group_offsets=np.array(groups, np.int64),
+        group_ranks=group_ranks,
     )
 
 
-def collective(cluster: Cluster, op: str, size: float, algorithm: str = "auto",
-               network: NetworkMode = "analytical") -> CollectiveResult:
+def collective(
+    cluster: Cluster,
+    op: str,
+    size: float,
+    algorithm: str = "auto",
+    network: NetworkMode = "analytical",
+) -> CollectiveResult:
     """Simulate one collective of `size` bytes (nccl-tests convention) on every rank."""
     program = collective_program(op, cluster.devices, size, algorithm)
     timeline = simulate(program, cluster, network)
@@ -89,5 +109,13 @@ def collective(cluster: Cluster, op: str, size: float, algorithm: str = "auto",
     used = timeline.resolved_algorithm[0]
     name = Algorithm(int(used)).label if used >= 0 else "direct"
     algbw = size / time
-    return CollectiveResult(op, cluster.devices, float(size), name, network, time, algbw,
-                            algbw * bus_factor(op, cluster.devices))
+    return CollectiveResult(
+        op,
+        cluster.devices,
+        float(size),
+        name,
+        network,
+        time,
+        algbw,
+        algbw * bus_factor(op, cluster.devices),
+    )

@@ -29,8 +29,7 @@ class Timeline:
 
 def network_mode(network: str) -> int:
     if network not in NETWORK_MODES:
-        raise SpecError(f"network = {network!r} is not known; allowed: "
-                        + ", ".join(NETWORK_MODES))
+        raise SpecError(f"network = {network!r} is not known; allowed: " + ", ".join(NETWORK_MODES))
     return NETWORK_MODES.index(network)
 
 
@@ -38,12 +37,21 @@ def core_topology(cluster: Cluster) -> "_core.Topology":
     return _core.Topology(*cluster.topology())
 
 
-def simulate(program: Program, cluster: Cluster, network: NetworkMode = "analytical",
-             chunk_events: int = CHUNK_EVENTS) -> Timeline:
+def simulate(
+    program: Program,
+    cluster: Cluster,
+    network: NetworkMode = "analytical",
+    chunk_events: int = CHUNK_EVENTS,
+) -> Timeline:
     """Run every rank's program on the cluster; raises DeadlockError if it cannot finish."""
     columns = {name: getattr(program, name) for name in program.__dataclass_fields__}
     engine = _core.Engine(columns, core_topology(cluster), network_mode(network))
     while not engine.advance(chunk_events):
         pass
-    return Timeline(engine.start, engine.end, engine.resolved_algorithm,
-                    int(engine.events_processed), float(engine.makespan))
+    return Timeline(
+        engine.start,
+        engine.end,
+        engine.resolved_algorithm,
+        int(engine.events_processed),
+        float(engine.makespan),
+    )

@@ -120,8 +120,9 @@ class ProgramBuilder:
     def wait(self, rank: int, stream: int = 0, deps=()) -> int:
         return self._add(rank, stream, Kind.WAIT, 0.0, 0.0, -1, -1, -1, deps)
 
-    def collective(self, rank: int, op, group: int, nbytes: float, algorithm="auto",
-                   stream: int = 1, deps=()) -> int:
+    def collective(
+        self, rank: int, op, group: int, nbytes: float, algorithm="auto", stream: int = 1, deps=()
+    ) -> int:
         code, algo = Collective.parse(op), Algorithm.parse(algorithm)
         return self._add(rank, stream, Kind.COLLECTIVE, 0.0, nbytes, group, code, algo, deps)
 
@@ -139,8 +140,10 @@ class ProgramBuilder:
         return len(self._deps) - 1
 
     def build(self) -> Program:
-        cols = {name: np.asarray(self._columns[name], dtype=dtype)
-                for name, dtype in _OP_COLUMNS.items()}
+        cols = {
+            name: np.asarray(self._columns[name], dtype=dtype)
+            for name, dtype in _OP_COLUMNS.items()
+        }
         return Program(
             **cols,
             dep_offsets=_offsets(self._deps),

@@ -1,4 +1,4 @@
-"""Quantities as numbers (SI base units) or unit strings: "2 us", "80 GB", "400 Gb/s", "989 TFLOP/s".
+"""Quantities as numbers (SI base units) or unit strings: "2 us", "80 GB", "400 Gb/s".
 
 Decimal prefixes are powers of 1000, binary prefixes (KiB, MiB, ...) powers of 1024.
 Bandwidths in bit/s ("Gb/s", "Gbit/s") are divided by 8 to give bytes/s.
@@ -9,8 +9,16 @@ import re
 
 from podsim.errors import SpecError
 
-_TIME = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0,
-         "d": 86400.0}
+_TIME = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
 _DECIMAL = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 _BINARY = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50}
 _PREFIXES = {**_DECIMAL, **_BINARY}
@@ -52,25 +60,29 @@ def _time_text(field: str, text: str) -> float:
     number, suffix = _split(field, text)
     suffix = suffix or "s"
     if suffix not in _TIME:
-        raise SpecError(f"{field} = {text!r}: unknown time unit {suffix!r}; use one of "
-                        + ", ".join(_TIME))
+        raise SpecError(
+            f"{field} = {text!r}: unknown time unit {suffix!r}; use one of " + ", ".join(_TIME)
+        )
     return number * _TIME[suffix]
 
 
 def _size_text(field: str, text: str) -> float:
-    return _with_prefix(field, text, "B, kB, MB, GB, TB or KiB, MiB, GiB, TiB", {"B": 1.0},
-                        "size")
+    return _with_prefix(field, text, "B, kB, MB, GB, TB or KiB, MiB, GiB, TiB", {"B": 1.0}, "size")
 
 
 def _bandwidth_text(field: str, text: str) -> float:
     units = {"B/s": 1.0, "bit/s": 0.125, "b/s": 0.125, "bps": 0.125}
-    return _with_prefix(field, text, "B/s or bit/s with a prefix (GB/s, Gb/s)", units,
-                        "bandwidth")
+    return _with_prefix(field, text, "B/s or bit/s with a prefix (GB/s, Gb/s)", units, "bandwidth")
 
 
 def _flops_text(field: str, text: str) -> float:
-    return _with_prefix(field, text, "FLOP/s with a prefix (TFLOP/s)",
-                        {"FLOP/s": 1.0, "FLOPS": 1.0, "OP/s": 1.0, "OPS": 1.0}, "compute")
+    return _with_prefix(
+        field,
+        text,
+        "FLOP/s with a prefix (TFLOP/s)",
+        {"FLOP/s": 1.0, "FLOPS": 1.0, "OP/s": 1.0, "OPS": 1.0},
+        "compute",
+    )
 
 
 def parse_time(field: str, value: object) -> float:

@@ -36,8 +36,7 @@ double collective_time(const Topology& topology, CollectiveOp op, Algorithm algo
                        std::span<const std::int32_t> members, double bytes);
 
 // The phases the contention network runs (launch latency not included).
-std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op,
-                                     Algorithm algorithm, std::span<const std::int32_t> members,
-                                     double bytes);
+std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                                     std::span<const std::int32_t> members, double bytes);
 
 }  // namespace podsim

@@ -9,6 +9,7 @@ share links max-min fairly. Events are ordered by (time, priority, sequence numb
 import heapq
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -31,8 +32,9 @@ _ALGORITHMS = frozenset(int(a) for a in Algorithm)
 _COMM = frozenset((Kind.COLLECTIVE, Kind.SEND, Kind.RECV))
 
 
-def simulate(program: Program, topology: "Topology | tuple | Any",
-             network: str = "analytical") -> tuple[np.ndarray, np.ndarray]:
+def simulate(
+    program: Program, topology: "Topology | tuple | Any", network: str = "analytical"
+) -> tuple[np.ndarray, np.ndarray]:
     """Start and end time (seconds, float64) of every op of the program.
 
     topology: a Topology, its 9-tuple, or a Cluster. Raises ProgramError for a malformed program
@@ -76,31 +78,52 @@ class _Checked:
 
 def _check_program(program: Program, topology: Topology) -> _Checked:
     n = program.num_ops
-    col = {name: getattr(program, name).tolist() for name in
-           ("rank", "stream", "kind", "duration", "bytes", "peer", "collective", "algorithm")}
+    col = {
+        name: getattr(program, name).tolist()
+        for name in (
+            "rank",
+            "stream",
+            "kind",
+            "duration",
+            "bytes",
+            "peer",
+            "collective",
+            "algorithm",
+        )
+    }
     for name, values in col.items():
         if len(values) != n:
             raise ProgramError(f"program.{name} has {len(values)} entries, expected {n}")
     deps = _csr("dep", program.dep_offsets, program.dep_ops, n)
-    groups = [tuple(g) for g in _csr("group", program.group_offsets, program.group_ranks,
-                                     program.num_groups)]
+    groups = [
+        tuple(g)
+        for g in _csr("group", program.group_offsets, program.group_ranks, program.num_groups)
+    ]
     for index, group in enumerate(groups):
         _check_group(index, group, topology.devices)
     for i in range(n):
         _check_op(i, col, groups, topology.devices)
         _check_deps(i, deps[i], col["rank"])
     instance = _match(col, groups, topology)
-    return _Checked(col["kind"], col["rank"], col["stream"], col["duration"],
-                    *_dependencies(col, deps), instance)
+    return _Checked(
+        col["kind"],
+        col["rank"],
+        col["stream"],
+        col["duration"],
+        *_dependencies(col, deps),
+        instance,
+    )
 
 
 def _csr(name: str, offsets: np.ndarray, values: np.ndarray, rows: int) -> list[list[int]]:
     offsets, values = offsets.tolist(), values.tolist()
     ok = len(offsets) == rows + 1 and offsets[0] == 0 and offsets[-1] == len(values)
-    if not ok or any(lo > hi for lo, hi in zip(offsets, offsets[1:])):
-        raise ProgramError(f"program.{name}_offsets must be non-decreasing, start at 0, end at "
-                           f"len({name}_ops/ranks) = {len(values)}, with {rows + 1} entries")
-    return [values[lo:hi] for lo, hi in zip(offsets, offsets[1:])]
+    if not ok or any(lo > hi for lo, hi in pairwise(offsets)):
+        raise ProgramError(
+            f"program.{name}_offsets must be non-decreasing, start at 0, end at "
+            f"len({name}_ops/ranks) = {len(values)}, with {rows + 1} entries"
+        )
+    return [values[lo:hi] for lo, hi in pairwise(offsets)]
 
 
 def _check_group(index: int, group: tuple[int, ...], devices: int) -> None:
@@ -138,8 +161,9 @@ def _check_op(i: int, col: dict[str, list], groups: list[tuple[int, ...]], devic
         raise ProgramError(f"op {i}: rank {rank} sends to or receives from itself")
 
 
-def _check_collective(i: int, rank: int, group: int, col: dict[str, list],
-                      groups: list[tuple[int, ...]]) -> None:
+def _check_collective(
+    i: int, rank: int, group: int, col: dict[str, list], groups: list[tuple[int, ...]]
+) -> None:
     if not 0 <= group < len(groups):
         raise ProgramError(f"op {i}: group {group} is out of range [0, {len(groups)})")
     if col["collective"][i] not in _COLLECTIVES:
@@ -147,8 +171,9 @@ def _check_collective(i: int, rank: int, group: int, col: dict[str, list],
     if col["algorithm"][i] not in _ALGORITHMS:
         raise ProgramError(f"op {i}: algorithm {col['algorithm'][i]} is not known")
     if rank not in groups[group]:
-        raise ProgramError(f"op {i}: rank {rank} is not a member of group {group} "
-                           f"{list(groups[group])}")
+        raise ProgramError(
+            f"op {i}: rank {rank} is not a member of group {group} {list(groups[group])}"
+        )
 
 
 def _check_deps(i: int, deps: list[int], ranks: list[int]) -> None:
@@ -156,8 +181,10 @@ def _check_deps(i: int, deps: list[int], ranks: list[int]) -> None:
         if not 0 <= d < i:
             raise ProgramError(f"op {i}: dep {d} is not an op of smaller index (0 <= dep < {i})")
         if ranks[d] != ranks[i]:
-            raise ProgramError(f"op {i} (rank {ranks[i]}): dep {d} runs on rank {ranks[d]}; "
-                               "deps must be ops of the same rank")
+            raise ProgramError(
+                f"op {i} (rank {ranks[i]}): dep {d} runs on rank {ranks[d]}; "
+                "deps must be ops of the same rank"
+            )
 
 
 def _dependencies(col: dict[str, list], deps: list[list[int]]) -> tuple[list, list]:
@@ -176,8 +203,9 @@ def _dependencies(col: dict[str, list], deps: list[list[int]]) -> tuple[list, li
     return successors, pending
 
 
-def _match(col: dict[str, list], groups: list[tuple[int, ...]],
-           topology: Topology) -> list[_Instance | None]:
+def _match(
+    col: dict[str, list], groups: list[tuple[int, ...]], topology: Topology
+) -> list[_Instance | None]:
     """Each comm op's instance: the k-th op of a rank on a group, the k-th send a->b / recv."""
     instance: list[_Instance | None] = [None] * len(col["kind"])
     found: dict[tuple, _Instance] = {}
@@ -192,16 +220,16 @@ def _match(col: dict[str, list], groups: list[tuple[int, ...]],
             src, dst = (rank, peer) if kind == Kind.SEND else (peer, rank)
             counter, key = (kind, src, dst), ("transfer", src, dst)  # sends, recvs apart
         k = count[counter] = count.get(counter, -1) + 1
-        if (*key, k) not in found:
-            found[*key, k] = _new_instance(i, k, col, groups)
-        instance[i] = _join(found[*key, k], i, col)
+        key = (*key, k)
+        if key not in found:
+            found[key] = _new_instance(i, k, col, groups)
+        instance[i] = _join(found[key], i, col)
     for inst in found.values():
         _resolve(inst, topology)
     return instance
 
 
-def _new_instance(i: int, k: int, col: dict[str, list],
-                  groups: list[tuple[int, ...]]) -> _Instance:
+def _new_instance(i: int, k: int, col: dict[str, list], groups: list[tuple[int, ...]]) -> _Instance:
     rank, peer, nbytes = col["rank"][i], col["peer"][i], col["bytes"][i]
     if col["kind"][i] == Kind.COLLECTIVE:
         op, algorithm = Collective(col["collective"][i]), Algorithm(col["algorithm"][i])
@@ -215,22 +243,30 @@ def _join(inst: _Instance, i: int, col: dict[str, list]) -> _Instance:
     """Add op i to the instance; every participant must describe the same operation."""
     first = min(inst.ops.values(), default=i)
     names = ("collective", "algorithm", "bytes") if inst.op is not None else ("bytes",)
-    mine, theirs = ([col[name][j] for name in names] for j in (i, first))
+    mine, theirs = ([_describe(name, col[name][j]) for name in names] for j in (i, first))
     if mine != theirs:
-        raise ProgramError(f"op {i} (rank {col['rank'][i]}) disagrees with op {first} "
-                           f"(rank {col['rank'][first]}) in {inst.what}: "
-                           + ", ".join(f"{n} {a} vs {b}" for n, a, b in zip(names, mine, theirs)
-                                       if a != b))
+        differ = [f"{n} {a} vs {b}" for n, a, b in zip(names, mine, theirs, strict=True) if a != b]
+        raise ProgramError(
+            f"op {i} (rank {col['rank'][i]}) disagrees with op {first} "
+            f"(rank {col['rank'][first]}) in {inst.what}: " + ", ".join(differ)
+        )
     inst.ops[col["rank"][i]] = i
     return inst
+
+
+def _describe(name: str, value: Any) -> Any:
+    if name == "collective":
+        return Collective(value).label
+    return Algorithm(value).label if name == "algorithm" else value
 
 
 def _resolve(inst: _Instance, topology: Topology) -> None:
     if inst.op is None:
         return
     try:
-        inst.algorithm = collectives.resolve(topology, inst.op, inst.algorithm, inst.ranks,
-                                             inst.nbytes)
+        inst.algorithm = collectives.resolve(
+            topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes
+        )
     except ProgramError as error:
         raise ProgramError(f"op {min(inst.ops.values())}: {error}") from None
 
@@ -298,9 +334,9 @@ class _Network:
 
     def finish(self, now: float) -> list[_Instance]:
         """Advance to `now`, the earliest finish, and remove the flows finishing with it."""
-        ends = [self.now + f.remaining / f.rate for f in self.flows]
-        done = [f for f, end in zip(self.flows, ends) if end <= now * (1 + REL_TOL)]
-        self.flows = [f for f, end in zip(self.flows, ends) if end > now * (1 + REL_TOL)]
+        cutoff = now * (1 + REL_TOL)
+        done = [f for f in self.flows if self.now + f.remaining / f.rate <= cutoff]
+        self.flows = [f for f in self.flows if self.now + f.remaining / f.rate > cutoff]
         self.advance(now)
         self.changed = True
         return [f.owner for f in done]
@@ -310,7 +346,7 @@ class _Network:
             return
         links = [f.links for f in self.flows]
         capacity = {link: self.topology.capacity(link) for ls in links for link in ls}
-        for f, rate in zip(self.flows, max_min_rates(links, capacity)):
+        for f, rate in zip(self.flows, max_min_rates(links, capacity), strict=True):
             f.rate = rate
         self.changed = False
 
@@ -399,14 +435,14 @@ class _Simulation:
     def _analytical_time(self, inst: _Instance) -> float:
         if inst.op is None:
             return collectives.transfer_time(self.topology, *inst.ranks, inst.nbytes)
-        return collectives.collective_time(self.topology, inst.op, inst.algorithm, inst.ranks,
-                                           inst.nbytes)
+        return collectives.collective_time(
+            self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes
+        )
 
     def _phases(self, inst: _Instance) -> list[collectives.Phase]:
         if inst.op is None:
             return collectives.transfer_phases(self.topology, *inst.ranks, inst.nbytes)
-        return collectives.phases(self.topology, inst.op, inst.algorithm, inst.ranks,
-                                  inst.nbytes)
+        return collectives.phases(self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes)
 
     def _complete(self, inst: _Instance, t: float) -> None:
         for op in sorted(inst.ops.values()):
@@ -449,6 +485,9 @@ class _Simulation:
         for rank in inst.ranks:
             if rank not in inst.arrived:
                 other = inst.ops.get(rank)
-                missing.append(f"rank {rank} (op {other}, never ready)" if other is not None
-                               else f"rank {rank} (no matching op)")
+                missing.append(
+                    f"rank {rank} (op {other}, never ready)"
+                    if other is not None
+                    else f"rank {rank} (no matching op)"
+                )
         return f"deadlock: {where} in {inst.what} waits for " + ", ".join(missing)

@@ -9,6 +9,7 @@ A link is named by a tuple (kind, index):
 """
 
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
 from podsim.errors import check
@@ -36,18 +37,30 @@ class Topology:
     def __post_init__(self) -> None:
         for name in ("devices", "domain_size", "pod_size"):
             value = getattr(self, name)
-            check(isinstance(value, int) and value >= 1, f"topology.{name}", value,
-                  "an integer >= 1")
-        check(self.pod_size % self.domain_size == 0, "topology.pod_size", self.pod_size,
-              f"a multiple of domain_size ({self.domain_size})")
+            check(
+                isinstance(value, Integral) and value >= 1,
+                f"topology.{name}",
+                value,
+                "an integer >= 1",
+            )
+        check(
+            self.pod_size % self.domain_size == 0,
+            "topology.pod_size",
+            self.pod_size,
+            f"a multiple of domain_size ({self.domain_size})",
+        )
         for name in ("scale_up_bandwidth", "scale_out_bandwidth"):
             value = getattr(self, name)
             check(0 < value < float("inf"), f"topology.{name}", value, "a finite number > 0")
         for name in ("scale_up_latency", "scale_out_latency", "launch_latency"):
             value = getattr(self, name)
             check(0 <= value < float("inf"), f"topology.{name}", value, "a finite number >= 0")
-        check(1 <= self.oversubscription < float("inf"), "topology.oversubscription",
-              self.oversubscription, "a finite number >= 1")
+        check(
+            1 <= self.oversubscription < float("inf"),
+            "topology.oversubscription",
+            self.oversubscription,
+            "a finite number >= 1",
+        )
 
     @classmethod
     def from_cluster(cls, cluster: Any) -> "Topology":
@@ -87,8 +100,12 @@ class Topology:
             return [("up", src), ("down", dst)]
         if kind == SAME_POD:
             return [("nic_up", src), ("nic_down", dst)]
-        return [("nic_up", src), ("pod_up", self.pod(src)), ("pod_down", self.pod(dst)),
-                ("nic_down", dst)]
+        return [
+            ("nic_up", src),
+            ("pod_up", self.pod(src)),
+            ("pod_down", self.pod(dst)),
+            ("nic_down", dst),
+        ]
 
     @property
     def pod_link_capacity(self) -> float:
