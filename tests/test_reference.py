@@ -260,7 +260,7 @@ def _cases():
                 )
 
 
-@pytest.mark.parametrize(("group", "op", "algorithm", "exact"), _cases())
+@pytest.mark.parametrize(("group", "op", "algorithm", "exact"), list(_cases()))
 def test_phases_reproduce_closed_form(group, op, algorithm, exact):
     # Where a group's steps mix scale-up and scale-out pairs, the closed form charges every
     # step the slowest pair's (a, b), so the phases (costed link by link) finish earlier:

@@ -61,11 +61,15 @@ Phase ring(Members ranks, double bytes, double latency) {
 // Members grouped by domain, domains in order of first appearance, members in group order.
 std::vector<std::vector<std::int32_t>> by_domain(const Topology& topology, Members members) {
   std::vector<std::vector<std::int32_t>> domains;
-  std::unordered_map<std::int64_t, std::size_t> index;
+  const auto count = static_cast<std::size_t>(topology.domain(topology.devices - 1) + 1);
+  std::vector<std::int32_t> index(count, -1);  // domain -> its position in `domains`
   for (std::int32_t rank : members) {
-    auto [it, added] = index.emplace(topology.domain(rank), domains.size());
-    if (added) domains.emplace_back();
-    domains[it->second].push_back(rank);
+    std::int32_t& slot = index[static_cast<std::size_t>(topology.domain(rank))];
+    if (slot < 0) {
+      slot = static_cast<std::int32_t>(domains.size());
+      domains.emplace_back();
+    }
+    domains[static_cast<std::size_t>(slot)].push_back(rank);
   }
   return domains;
 }
@@ -349,15 +353,23 @@ double channel_plan(const Topology& topology, CollectiveOp op, Members members, 
 }
 
 // Per member: (g-1)/g of the ring's bytes over scale-up, 1/g over its NIC, in parallel.
+// Costed from the hops the channels use, without building their g x n flows.
 double channel_time(const Topology& topology, CollectiveOp op, Members members, double S) {
-  Phase phase;
-  const double steps = channel_plan(topology, op, members, S, phase);
-  const std::vector<Phase> phases{std::move(phase)};
-  const double g = static_cast<double>(by_domain(topology, members).front().size());
-  const double per_ring = (steps / n_of(members)) * S;  // rounds (n-1)/n S
-  const double b = std::max((g - 1) / g * cost_of(topology, phases, Paths::IntraDomain).b,
-                            cost_of(topology, phases, Paths::InterDomain).b / g);
-  return steps * cost_of(topology, phases).a + per_ring * b;
+  const auto domains = by_domain(topology, members);
+  const std::size_t m = domains.size(), g = domains.front().size();
+  StepCost up, out;
+  if (g > 1) up = {topology.scale_up_latency, 1.0 / topology.scale_up_bandwidth};
+  for (std::size_t i = 0; i < m; ++i) {  // channel c leaves domain i at its (c-1)-th member
+    for (std::size_t c = 0; c < g; ++c) {
+      const Path path = route(topology, domains[i][(c + g - 1) % g], domains[(i + 1) % m][c]);
+      out.a = std::max(out.a, path.latency);
+      out.b = std::max(out.b, 1.0 / path.bandwidth);
+    }
+  }
+  const double n = n_of(members), gd = static_cast<double>(g);
+  const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
+  const double b = std::max((gd - 1) / gd * up.b, out.b / gd);
+  return rounds * (n - 1) * std::max(up.a, out.a) + rounds * (n - 1) / n * S * b;
 }
 
 void require_members(Members members) {

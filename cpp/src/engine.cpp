@@ -200,6 +200,7 @@ struct Engine::State {
   void start_phase(std::int64_t id, double t) {
     Activity& a = activities[id];
     network.advance_to(t);
+    network.reserve(a.phases[a.phase].flows.size());
     for (const Flow& flow : a.phases[a.phase].flows)
       network.add(static_cast<std::int32_t>(id), flow.src, flow.dst, flow.bytes);
     a.pending_flows = static_cast<std::int64_t>(a.phases[a.phase].flows.size());

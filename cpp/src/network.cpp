@@ -12,11 +12,17 @@ constexpr double kShareTolerance = 1e-12;
 
 }  // namespace
 
-FlowNetwork::FlowNetwork(const Topology& topology)
-    : topology_(topology),
-      capacity_left_(static_cast<std::size_t>(topology.num_links()), 0.0),
-      unfixed_count_(static_cast<std::size_t>(topology.num_links()), 0),
-      touched_(static_cast<std::size_t>(topology.num_links()), 0) {}
+FlowNetwork::FlowNetwork(const Topology& topology) : topology_(topology) {}
+
+void FlowNetwork::reserve(std::size_t more) {
+  if (touched_.empty()) {  // per-link state, allocated only once the network is used
+    const auto links = static_cast<std::size_t>(topology_.num_links());
+    capacity_left_.assign(links, 0.0);
+    unfixed_count_.assign(links, 0);
+    touched_.assign(links, 0);
+  }
+  flows_.reserve(flows_.size() + more);
+}
 
 void FlowNetwork::add(std::int32_t owner, std::int32_t src, std::int32_t dst, double bytes) {
   flows_.push_back({owner, route(topology_, src, dst), bytes, 0.0, 0.0});

@@ -12,6 +12,8 @@ class FlowNetwork {
  public:
   explicit FlowNetwork(const Topology& topology);
 
+  // Makes room for `more` flows; call before add().
+  void reserve(std::size_t more);
   // Adds a flow of `bytes` from src to dst owned by `owner`; rates are stale until
   // recompute(). Call advance_to(now) first.
   void add(std::int32_t owner, std::int32_t src, std::int32_t dst, double bytes);
