@@ -80,27 +80,37 @@ void check_bytes(double bytes) {
   }
 }
 
-py::tuple collective_time_py(const Topology& topology, int op, int algorithm,
-                             const py::array& ranks, double bytes) {
+// One collective's arguments, checked, with the algorithm resolved (Auto -> the fastest).
+struct CollectiveArgs {
+  std::vector<std::int32_t> members;
+  CollectiveOp op;
+  Algorithm algorithm;
+};
+
+CollectiveArgs collective_args(const Topology& topology, int op, int algorithm,
+                               const py::array& ranks, double bytes) {
   topology.validate();
-  const auto members = members_of(ranks, topology);
+  auto members = members_of(ranks, topology);
   check_bytes(bytes);
   const auto c = enum_arg<CollectiveOp>(op, kCollectiveOps, "op");
-  const auto a = resolve_algorithm(
-      topology, c, enum_arg<Algorithm>(algorithm, kAlgorithms, "algorithm"), members, bytes);
-  return py::make_tuple(static_cast<int>(a), collective_time(topology, c, a, members, bytes));
+  const auto requested = enum_arg<Algorithm>(algorithm, kAlgorithms, "algorithm");
+  const auto a = resolve_algorithm(topology, c, requested, members, bytes);
+  return {std::move(members), c, a};
+}
+
+py::tuple collective_time_py(const Topology& topology, int op, int algorithm,
+                             const py::array& ranks, double bytes) {
+  const auto args = collective_args(topology, op, algorithm, ranks, bytes);
+  return py::make_tuple(static_cast<int>(args.algorithm),
+                        collective_time(topology, args.op, args.algorithm, args.members, bytes));
 }
 
 py::list collective_phases_py(const Topology& topology, int op, int algorithm,
                               const py::array& ranks, double bytes) {
-  topology.validate();
-  const auto members = members_of(ranks, topology);
-  check_bytes(bytes);
-  const auto c = enum_arg<CollectiveOp>(op, kCollectiveOps, "op");
-  const auto a = resolve_algorithm(
-      topology, c, enum_arg<Algorithm>(algorithm, kAlgorithms, "algorithm"), members, bytes);
+  const auto args = collective_args(topology, op, algorithm, ranks, bytes);
   py::list out;
-  for (const Phase& phase : collective_phases(topology, c, a, members, bytes)) {
+  for (const Phase& phase :
+       collective_phases(topology, args.op, args.algorithm, args.members, bytes)) {
     py::list flows;
     for (const Flow& f : phase.flows) flows.append(py::make_tuple(f.src, f.dst, f.bytes));
     out.append(py::make_tuple(phase.latency, flows));

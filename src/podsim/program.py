@@ -21,7 +21,25 @@ class Kind(IntEnum):
     WAIT = 4
 
 
-class Collective(IntEnum):
+class _Named(IntEnum):
+    """An enum written in files and on the command line as a lower-case, dashed label."""
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def parse(cls, name):
+        if isinstance(name, cls):
+            return name
+        for member in cls:
+            if member.label == str(name).lower().replace("_", "-"):
+                return member
+        allowed = ", ".join(m.label for m in cls)
+        raise SpecError(f"{cls._field} = {name!r} is not known; allowed: {allowed}")
+
+
+class Collective(_Named):
     ALL_REDUCE = 0
     ALL_GATHER = 1
     REDUCE_SCATTER = 2
@@ -29,16 +47,8 @@ class Collective(IntEnum):
     BROADCAST = 4
     REDUCE = 5
 
-    @property
-    def label(self) -> str:
-        return self.name.lower().replace("_", "-")
 
-    @classmethod
-    def parse(cls, name: "str | Collective") -> "Collective":
-        return _parse_enum(cls, "op", name)
-
-
-class Algorithm(IntEnum):
+class Algorithm(_Named):
     AUTO = 0
     RING = 1
     TREE = 2
@@ -46,23 +56,9 @@ class Algorithm(IntEnum):
     HIERARCHICAL = 4
     DIRECT = 5
 
-    @property
-    def label(self) -> str:
-        return self.name.lower().replace("_", "-")
 
-    @classmethod
-    def parse(cls, name: "str | Algorithm") -> "Algorithm":
-        return _parse_enum(cls, "algorithm", name)
-
-
-def _parse_enum(cls, field: str, name):
-    if isinstance(name, cls):
-        return name
-    for member in cls:
-        if member.label == str(name).lower().replace("_", "-"):
-            return member
-    allowed = ", ".join(m.label for m in cls)
-    raise SpecError(f"{field} = {name!r} is not known; allowed: {allowed}")
+Collective._field = "op"
+Algorithm._field = "algorithm"
 
 
 @dataclass(frozen=True)
