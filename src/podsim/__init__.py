@@ -1,7 +1,7 @@
 """podsim: simulate clusters of AI accelerators training and serving large models."""
 
 from podsim.chips import Chip, catalog, get_chip
-from podsim.clusters import Cluster, make_cluster, preset_cluster, presets
+from podsim.clusters import Cluster, cluster_from_table, make_cluster, preset_cluster, presets
 from podsim.collectives import CollectiveResult, collective
 from podsim.engine import Timeline, simulate
 from podsim.errors import DeadlockError, PodsimError, ProgramError, SpecError
@@ -24,6 +24,7 @@ __all__ = [
     "SpecError",
     "Timeline",
     "catalog",
+    "cluster_from_table",
     "collective",
     "get_chip",
     "make_cluster",

@@ -152,3 +152,25 @@ def preset_cluster(preset: str, devices: int | None = None, **overrides: Any) ->
     table.setdefault("name", preset)
     size = presets()[preset]["devices"] if devices is None else devices
     return make_cluster(presets()[preset]["chip"], size, **table)
+
+
+def cluster_from_table(table: dict[str, Any]) -> Cluster:
+    """A cluster from a scenario's [cluster] table: `devices` and either `preset` or `chip`
+    (a catalog id, or a [cluster.chip] table of a user's own chip), plus any override of
+    make_cluster (domain_size, pod_size, bandwidths, latencies, ...). Unknown keys are errors.
+    """
+    values = dict(table)
+    if "devices" not in values:
+        raise SpecError("cluster.devices is missing: give the number of devices")
+    devices, preset, chip = (
+        values.pop("devices"),
+        values.pop("preset", None),
+        values.pop("chip", None),
+    )
+    if preset is not None and chip is not None:
+        raise SpecError("cluster: give chip or preset, not both")
+    if preset is not None:
+        return preset_cluster(preset, devices, **values)
+    if chip is None:
+        raise SpecError("cluster.chip is missing: a catalog id (`podsim chips`) or a table")
+    return make_cluster(chip, devices, **values)
