@@ -1,14 +1,20 @@
 """The C++ engine against the pure-Python reference on random small programs (Hypothesis):
 both follow docs/engine.md, so every op's start and end must agree to 1e-9."""
 
+from collections import Counter
+
 import numpy as np
+import pytest
 from conftest import cluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podsim import ProgramBuilder, simulate
+from podsim import ProgramBuilder, _core, simulate
+from podsim.engine import core_topology
+from podsim.program import Collective
 from podsim.reference import Topology
 from podsim.reference import simulate as reference_simulate
+from podsim.reference.collectives import applicable, phases
 
 OPS = ["all-reduce", "all-gather", "reduce-scatter", "all-to-all", "broadcast", "reduce"]
 SIZES = st.sampled_from([8.0, 4096.0, 1e6, 3.3e7, 1e9])
@@ -61,3 +67,32 @@ def test_cpp_engine_matches_python_reference(case, network):
     start, end = reference_simulate(program, Topology.from_cluster(c), network)
     np.testing.assert_allclose(timeline.start, start, rtol=1e-9, atol=1e-15)
     np.testing.assert_allclose(timeline.end, end, rtol=1e-9, atol=1e-15)
+
+
+def _flows(phases):
+    """Phases as comparable values: latency, and the multiset of flows."""
+    return [(round(lat * 1e15), Counter((s, d, round(b, 3)) for s, d, b in f)) for lat, f in phases]
+
+
+def _phase_cases():
+    for devices, domain in [(8, 8), (16, 4), (12, 3), (8, 1)]:
+        ranks = list(range(devices))
+        t = Topology.from_cluster(cluster(devices, domain_size=domain))
+        for op in Collective:
+            for algorithm in applicable(t, op, ranks):
+                yield pytest.param(
+                    devices,
+                    domain,
+                    op,
+                    algorithm,
+                    id=f"{devices}/{domain}-{op.label}-{algorithm.label}",
+                )
+
+
+@pytest.mark.parametrize(("devices", "domain", "op", "algorithm"), list(_phase_cases()))
+def test_cpp_phases_match_the_reference(devices, domain, op, algorithm):
+    c = cluster(devices, domain_size=domain)
+    ranks = np.arange(devices, dtype=np.int32)
+    ours = _core.collective_phases(core_topology(c), int(op), int(algorithm), ranks, 1e6)
+    theirs = phases(Topology.from_cluster(c), op, algorithm, list(ranks), 1e6)
+    assert _flows(ours) == _flows(theirs)

@@ -112,7 +112,10 @@ py::list collective_phases_py(const Topology& topology, int op, int algorithm,
   for (const Phase& phase :
        collective_phases(topology, args.op, args.algorithm, args.members, bytes)) {
     py::list flows;
-    for (const Flow& f : phase.flows) flows.append(py::make_tuple(f.src, f.dst, f.bytes));
+    for (const Flow& f : phase.flows) {  // merged flows listed one by one, as specified
+      for (std::int32_t i = 0; i < f.count; ++i)
+        flows.append(py::make_tuple(f.src, f.dst, f.bytes));
+    }
     out.append(py::make_tuple(phase.latency, flows));
   }
   return out;

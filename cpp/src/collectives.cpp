@@ -104,15 +104,20 @@ Phase rings(const std::vector<std::vector<std::int32_t>>& lists, double bytes, d
 // so each member leaves its domain (over its own NIC) in exactly one channel.
 Phase channel_rings(const std::vector<std::vector<std::int32_t>>& domains, double bytes) {
   Phase phase;
-  const std::size_t g = domains.front().size();
-  std::vector<std::int32_t> order;
-  for (std::size_t c = 0; c < g; ++c) {
-    order.clear();
-    for (const auto& domain : domains) {
-      for (std::size_t j = 0; j < g; ++j) order.push_back(domain[(c + j) % g]);
+  const std::size_t m = domains.size(), g = domains.front().size();
+  const double share = bytes / static_cast<double>(g);
+  // Inside a domain, hop k -> k+1 (cyclic) is in every channel but the one entering at k+1.
+  for (const auto& domain : domains) {
+    for (std::size_t k = 0; g > 1 && k < g; ++k) {
+      phase.flows.push_back(
+          {domain[k], domain[(k + 1) % g], share, static_cast<std::int32_t>(g - 1)});
     }
-    Phase one = ring(order, bytes / static_cast<double>(g), 0);
-    phase.flows.insert(phase.flows.end(), one.flows.begin(), one.flows.end());
+  }
+  // Channel c leaves domain i at its (c-1)-th member and enters the next at its c-th.
+  for (std::size_t i = 0; i < m; ++i) {
+    for (std::size_t c = 0; c < g; ++c) {
+      phase.flows.push_back({domains[i][(c + g - 1) % g], domains[(i + 1) % m][c], share, 1});
+    }
   }
   return phase;
 }

@@ -202,7 +202,7 @@ struct Engine::State {
     network.advance_to(t);
     network.reserve(a.phases[a.phase].flows.size());
     for (const Flow& flow : a.phases[a.phase].flows)
-      network.add(static_cast<std::int32_t>(id), flow.src, flow.dst, flow.bytes);
+      network.add(static_cast<std::int32_t>(id), flow.src, flow.dst, flow.bytes, flow.count);
     a.pending_flows = static_cast<std::int64_t>(a.phases[a.phase].flows.size());
     dirty = true;
     if (a.pending_flows == 0) phase_done(id, t);

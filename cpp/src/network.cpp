@@ -24,8 +24,9 @@ void FlowNetwork::reserve(std::size_t more) {
   flows_.reserve(flows_.size() + more);
 }
 
-void FlowNetwork::add(std::int32_t owner, std::int32_t src, std::int32_t dst, double bytes) {
-  flows_.push_back({owner, route(topology_, src, dst), bytes, 0.0, 0.0});
+void FlowNetwork::add(std::int32_t owner, std::int32_t src, std::int32_t dst, double bytes,
+                      std::int32_t count) {
+  flows_.push_back({owner, count, route(topology_, src, dst), bytes, 0.0, 0.0});
 }
 
 void FlowNetwork::advance_to(double now) {
@@ -48,7 +49,7 @@ double FlowNetwork::recompute() {
         capacity_left_[link] = topology_.link_capacity(link);
         unfixed_count_[link] = 0;
       }
-      ++unfixed_count_[link];
+      unfixed_count_[link] += flow.count;
     }
   }
   std::vector<std::size_t> unfixed(flows_.size());
@@ -79,8 +80,8 @@ double FlowNetwork::recompute() {
       flow.rate = share;
       for (int i = 0; i < flow.path.size; ++i) {
         const std::int32_t link = flow.path.links[static_cast<std::size_t>(i)];
-        capacity_left_[link] = std::max(0.0, capacity_left_[link] - share);
-        --unfixed_count_[link];
+        capacity_left_[link] = std::max(0.0, capacity_left_[link] - share * flow.count);
+        unfixed_count_[link] -= flow.count;
       }
     }
     unfixed.resize(kept);

@@ -32,6 +32,8 @@ class _Named(IntEnum):
     def parse(cls, name):
         if isinstance(name, cls):
             return name
+        if isinstance(name, int) and not isinstance(name, bool) and name in cls._value2member_map_:
+            return cls(name)
         for member in cls:
             if member.label == str(name).lower().replace("_", "-"):
                 return member

@@ -10,10 +10,13 @@
 
 namespace podsim {
 
+// `count` identical flows (same path, same bytes) merged into one: max-min gives each the
+// same rate, so they are simulated once with `count` shares.
 struct Flow {
   std::int32_t src = 0;
   std::int32_t dst = 0;
   double bytes = 0.0;
+  std::int32_t count = 1;
 };
 
 // A phase waits `latency`, then runs its flows; it ends when the last flow ends.

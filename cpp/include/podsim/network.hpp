@@ -16,7 +16,8 @@ class FlowNetwork {
   void reserve(std::size_t more);
   // Adds a flow of `bytes` from src to dst owned by `owner`; rates are stale until
   // recompute(). Call advance_to(now) first.
-  void add(std::int32_t owner, std::int32_t src, std::int32_t dst, double bytes);
+  void add(std::int32_t owner, std::int32_t src, std::int32_t dst, double bytes,
+           std::int32_t count = 1);
   // Applies progress at the current rates up to `now`.
   void advance_to(double now);
   // Max-min fair rates for the active flows; returns the time the next flows finish
@@ -31,6 +32,7 @@ class FlowNetwork {
  private:
   struct ActiveFlow {
     std::int32_t owner;
+    std::int32_t count;  // identical flows merged into this one
     Path path;
     double remaining;
     double rate;
