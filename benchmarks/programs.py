@@ -50,6 +50,7 @@ def layered_program(ranks: int, layers: int, nbytes: float = 32e6) -> Program:
         peer=peer,
         collective=np.where(is_coll, Collective.ALL_REDUCE, -1).astype(np.int8),
         algorithm=np.where(is_coll, Algorithm.AUTO, -1).astype(np.int8),
+        repeat=np.ones(n, np.int32),
         dep_offsets=np.concatenate([[0], np.cumsum(has_dep)]).astype(np.int64),
         dep_ops=dep_of[has_dep].astype(np.int32),
         group_offsets=np.concatenate([[0], np.cumsum(group_sizes)]).astype(np.int64),

@@ -47,9 +47,9 @@ def programs(draw):
             members = draw(st.permutations(range(n)))[: draw(st.integers(1, n))]
             op, size = draw(st.sampled_from(OPS)), draw(SIZES)
             algo = "direct" if op == "all-to-all" else draw(st.sampled_from(["auto", "ring"]))
-            g = b.group(members)
+            g, repeat = b.group(members), draw(st.integers(1, 3))
             for r in members:
-                ops_of[r].append(b.collective(r, op, g, size, algo, stream, deps(r)))
+                ops_of[r].append(b.collective(r, op, g, size, algo, stream, deps(r), repeat))
         else:
             src, dst = draw(st.permutations(range(n)))[:2]
             size = draw(SIZES)

@@ -228,3 +228,26 @@ def test_relabelling_ranks_changes_nothing(n, seed, network):
             b.recv(int(label[(r + 1) % n]), int(label[r]), S, stream=3)
         results.append(simulate(b.build(), cluster(n, domain_size=n), network).end)
     assert np.array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("network", ["analytical", "contention"])
+@pytest.mark.parametrize(("devices", "repeat"), [(1, 3), (4, 1), (4, 5), (16, 2)])
+def test_a_repeated_collective_is_back_to_back_instances(devices, repeat, network):
+    # One op with repeat r takes r times one instance (each pays its own launch latency).
+    c = cluster(devices, domain_size=4)
+    one = collective(c, "all-reduce", S, "ring", network).time_s
+    b = ProgramBuilder()
+    g = b.group(range(devices))
+    for rank in range(devices):
+        b.collective(rank, "all-reduce", g, S, "ring", repeat=repeat)
+    assert simulate(b.build(), c, network).makespan == pytest.approx(repeat * one, rel=1e-12)
+
+
+def test_only_collectives_repeat():
+    b = ProgramBuilder()
+    b.compute(0, 1.0)
+    good = b.build()
+    fields = {name: getattr(good, name) for name in good.__dataclass_fields__}
+    bad = Program(**{**fields, "repeat": np.array([2], np.int32)})
+    with pytest.raises(ProgramError, match="only collectives repeat"):
+        simulate(bad, cluster(2))

@@ -47,6 +47,7 @@ Program make_program(const py::dict& c) {
   p.peer = column<std::int32_t>(c["peer"], "peer");
   p.collective = column<std::int8_t>(c["collective"], "collective");
   p.algorithm = column<std::int8_t>(c["algorithm"], "algorithm");
+  p.repeat = column<std::int32_t>(c["repeat"], "repeat");
   p.dep_offsets = column<std::int64_t>(c["dep_offsets"], "dep_offsets");
   p.dep_ops = column<std::int32_t>(c["dep_ops"], "dep_ops");
   p.group_offsets = column<std::int64_t>(c["group_offsets"], "group_offsets");

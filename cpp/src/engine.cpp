@@ -157,13 +157,31 @@ struct Engine::State {
       start[member] = t;
       resolved[member] = static_cast<std::int8_t>(algorithm);
     }
+    const std::int32_t repeat = program.repeat[op];
     if (mode == NetworkMode::Analytical) {
-      push(t + time, 2, EventType::InstanceDone, index);
+      push(t + time * repeat, 2, EventType::InstanceDone, index);
       return;
     }
     auto phases = collective_phases(topology, static_cast<CollectiveOp>(program.collective[op]),
                                     algorithm, members(instance.group), program.bytes[op]);
+    if (phases.empty()) {  // a group of one: each repetition is a launch
+      push(t + topology.launch_latency * repeat, 2, EventType::InstanceDone, index);
+      return;
+    }
+    repeat_phases(phases, repeat);
     begin_activity({false, index, std::move(phases), 0, 0}, t);
+  }
+
+  // Back-to-back repetitions; each after the first pays the launch latency again.
+  void repeat_phases(std::vector<Phase>& phases, std::int32_t repeat) const {
+    const std::size_t one = phases.size();
+    phases.reserve(one * static_cast<std::size_t>(repeat));
+    for (std::int32_t r = 1; r < repeat; ++r) {
+      for (std::size_t i = 0; i < one; ++i) {
+        phases.push_back(phases[i]);
+        if (i == 0) phases.back().latency += topology.launch_latency;
+      }
+    }
   }
 
   void start_transfer(std::int64_t send, double t) {

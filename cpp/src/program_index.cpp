@@ -48,6 +48,7 @@ void check_columns(const Program& p) {
   require_size(p.peer, n, "peer");
   require_size(p.collective, n, "collective");
   require_size(p.algorithm, n, "algorithm");
+  require_size(p.repeat, n, "repeat");
   check_offsets(p.dep_offsets, n, p.dep_ops.size(), "dep_offsets");
   if (p.group_offsets.empty()) throw ProgramError("program.group_offsets must hold at least [0]");
   check_offsets(p.group_offsets, p.num_groups(), p.group_ranks.size(), "group_offsets");
@@ -94,6 +95,11 @@ void check_op(const Program& p, const Topology& t, std::size_t i) {
   const bool comm = kind == Kind::Collective || kind == Kind::Send || kind == Kind::Recv;
   if (comm && !(std::isfinite(p.bytes[i]) && p.bytes[i] > 0)) {
     fail(op, "bytes = " + std::to_string(p.bytes[i]) + " must be finite and > 0");
+  }
+  const std::int32_t most = kind == Kind::Collective ? kMaxRepeat : 1;
+  if (p.repeat[i] < 1 || p.repeat[i] > most) {
+    fail(op, "repeat = " + std::to_string(p.repeat[i]) + " must be in [1, " + std::to_string(most) +
+                 "]" + (most == 1 ? " (only collectives repeat)" : ""));
   }
   if (kind == Kind::Collective) {
     if (p.peer[i] < 0 || static_cast<std::size_t>(p.peer[i]) >= p.num_groups()) {
@@ -175,10 +181,10 @@ void match_collectives(const Program& p, const Topology& t, ProgramIndex& index)
     }
     const std::int64_t first = first_op[it->second];
     if (p.collective[i] != p.collective[first] || p.bytes[i] != p.bytes[first] ||
-        p.algorithm[i] != p.algorithm[first]) {
+        p.algorithm[i] != p.algorithm[first] || p.repeat[i] != p.repeat[first]) {
       fail(op, "collective #" + std::to_string(k) + " on group " + std::to_string(p.peer[i]) +
                    " does not match op " + std::to_string(first) +
-                   " of another member (collective, bytes and algorithm must agree)");
+                   " of another member (collective, bytes, algorithm and repeat must agree)");
     }
     index.instance_of[i] = it->second;
     ++count[it->second];

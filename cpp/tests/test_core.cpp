@@ -49,6 +49,7 @@ Program transfers(const std::vector<std::pair<int, int>>& pairs, double bytes) {
       p.peer.push_back(side == 0 ? dst : src);
       p.collective.push_back(-1);
       p.algorithm.push_back(-1);
+      p.repeat.push_back(1);
       p.dep_offsets.push_back(0);
     }
     ++stream;

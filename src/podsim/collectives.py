@@ -88,6 +88,7 @@ def _columns(rank, kind, peer, streams, size, collective, algorithm, group_ranks
         peer=peer,
         collective=np.full(count, collective, np.int8),
         algorithm=np.full(count, algorithm, np.int8),
+        repeat=np.ones(count, np.int32),
         dep_offsets=np.zeros(count + 1, np.int64),
         dep_ops=np.empty(0, np.int32),
         group_offsets=np.array(groups, np.int64),

@@ -11,6 +11,7 @@ import numpy as np
 from podsim.errors import SpecError
 
 MAX_STREAMS = 64
+MAX_REPEAT = 2**20
 
 
 class Kind(IntEnum):
@@ -75,6 +76,7 @@ class Program:
     peer: np.ndarray  # int32: group (collective), peer rank (send/recv), -1
     collective: np.ndarray  # int8
     algorithm: np.ndarray  # int8
+    repeat: np.ndarray  # int32: a collective stands for this many back-to-back instances
     dep_offsets: np.ndarray  # int64, len ops + 1
     dep_ops: np.ndarray  # int32
     group_offsets: np.ndarray  # int64, len groups + 1
@@ -113,25 +115,36 @@ class ProgramBuilder:
         return self._group_index[key]
 
     def compute(self, rank: int, duration: float, stream: int = 0, deps=()) -> int:
-        return self._add(rank, stream, Kind.COMPUTE, duration, 0.0, -1, -1, -1, deps)
+        return self._add(rank, stream, Kind.COMPUTE, duration, 0.0, -1, -1, -1, 1, deps)
 
     def wait(self, rank: int, stream: int = 0, deps=()) -> int:
-        return self._add(rank, stream, Kind.WAIT, 0.0, 0.0, -1, -1, -1, deps)
+        return self._add(rank, stream, Kind.WAIT, 0.0, 0.0, -1, -1, -1, 1, deps)
 
     def collective(
-        self, rank: int, op, group: int, nbytes: float, algorithm="auto", stream: int = 1, deps=()
+        self,
+        rank: int,
+        op,
+        group: int,
+        nbytes: float,
+        algorithm="auto",
+        stream: int = 1,
+        deps=(),
+        repeat: int = 1,
     ) -> int:
+        """`repeat` back-to-back instances of one collective, as a single op."""
         code, algo = Collective.parse(op), Algorithm.parse(algorithm)
-        return self._add(rank, stream, Kind.COLLECTIVE, 0.0, nbytes, group, code, algo, deps)
+        return self._add(
+            rank, stream, Kind.COLLECTIVE, 0.0, nbytes, group, code, algo, repeat, deps
+        )
 
     def send(self, rank: int, dst: int, nbytes: float, stream: int = 1, deps=()) -> int:
-        return self._add(rank, stream, Kind.SEND, 0.0, nbytes, dst, -1, -1, deps)
+        return self._add(rank, stream, Kind.SEND, 0.0, nbytes, dst, -1, -1, 1, deps)
 
     def recv(self, rank: int, src: int, nbytes: float, stream: int = 1, deps=()) -> int:
-        return self._add(rank, stream, Kind.RECV, 0.0, nbytes, src, -1, -1, deps)
+        return self._add(rank, stream, Kind.RECV, 0.0, nbytes, src, -1, -1, 1, deps)
 
-    def _add(self, rank, stream, kind, duration, nbytes, peer, collective, algorithm, deps):
-        values = (rank, stream, kind, duration, nbytes, peer, collective, algorithm)
+    def _add(self, rank, stream, kind, duration, nbytes, peer, collective, algorithm, repeat, deps):
+        values = (rank, stream, kind, duration, nbytes, peer, collective, algorithm, repeat)
         for name, value in zip(_OP_COLUMNS, values, strict=True):
             self._columns[name].append(value)
         self._deps.append([int(d) for d in deps])
@@ -160,6 +173,7 @@ _OP_COLUMNS = {
     "peer": np.int32,
     "collective": np.int8,
     "algorithm": np.int8,
+    "repeat": np.int32,
 }
 
 

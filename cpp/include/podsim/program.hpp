@@ -29,6 +29,7 @@ enum class Algorithm : std::int8_t {
 inline constexpr int kAlgorithms = 6;
 
 inline constexpr int kMaxStreams = 64;
+inline constexpr std::int32_t kMaxRepeat = 1 << 20;
 
 const char* to_string(Kind kind);
 const char* to_string(CollectiveOp op);
@@ -44,6 +45,7 @@ struct Program {
   std::vector<std::int32_t> peer;
   std::vector<std::int8_t> collective;
   std::vector<std::int8_t> algorithm;
+  std::vector<std::int32_t> repeat;       // a collective: this many back-to-back instances
   std::vector<std::int64_t> dep_offsets;  // size ops + 1
   std::vector<std::int32_t> dep_ops;
   std::vector<std::int64_t> group_offsets;  // size groups + 1

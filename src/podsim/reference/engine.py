@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from podsim.errors import DeadlockError, ProgramError, check
-from podsim.program import MAX_STREAMS, Algorithm, Collective, Kind, Program
+from podsim.program import MAX_REPEAT, MAX_STREAMS, Algorithm, Collective, Kind, Program
 from podsim.reference import collectives
 from podsim.reference.topology import Link, Topology
 
@@ -58,6 +58,7 @@ class _Instance:
     nbytes: float
     op: Collective | None = None  # None for a send/recv pair
     algorithm: Algorithm | None = None
+    repeat: int = 1  # back-to-back repetitions of a collective
     ops: dict[int, int] = field(default_factory=dict)  # rank -> its op, for ops present
     arrived: set[int] = field(default_factory=set)  # ranks whose op is ready
     phases: list[collectives.Phase] = field(default_factory=list)  # contention mode
@@ -89,6 +90,7 @@ def _check_program(program: Program, topology: Topology) -> _Checked:
             "peer",
             "collective",
             "algorithm",
+            "repeat",
         )
     }
     for name, values in col.items():
@@ -148,6 +150,10 @@ def _check_op(i: int, col: dict[str, list], groups: list[tuple[int, ...]], devic
         d = col["duration"][i]
         if not (math.isfinite(d) and d >= 0):
             raise ProgramError(f"op {i}: compute duration {d} is not a finite number >= 0")
+    if kind != Kind.COLLECTIVE and col["repeat"][i] != 1:
+        raise ProgramError(
+            f"op {i}: repeat = {col['repeat'][i]} must be 1 (only collectives repeat)"
+        )
     if kind not in _COMM:
         return
     nbytes, peer = col["bytes"][i], col["peer"][i]
@@ -174,6 +180,8 @@ def _check_collective(
         raise ProgramError(
             f"op {i}: rank {rank} is not a member of group {group} {list(groups[group])}"
         )
+    if not 1 <= col["repeat"][i] <= MAX_REPEAT:
+        raise ProgramError(f"op {i}: repeat = {col['repeat'][i]} must be in [1, {MAX_REPEAT}]")
 
 
 def _check_deps(i: int, deps: list[int], ranks: list[int]) -> None:
@@ -234,7 +242,7 @@ def _new_instance(i: int, k: int, col: dict[str, list], groups: list[tuple[int, 
     if col["kind"][i] == Kind.COLLECTIVE:
         op, algorithm = Collective(col["collective"][i]), Algorithm(col["algorithm"][i])
         what = f"{op.label} on group {peer} (its instance {k})"
-        return _Instance(groups[peer], what, nbytes, op, algorithm)
+        return _Instance(groups[peer], what, nbytes, op, algorithm, col["repeat"][i])
     src, dst = (rank, peer) if col["kind"][i] == Kind.SEND else (peer, rank)
     return _Instance((src, dst), f"transfer {src} -> {dst} (its number {k})", nbytes)
 
@@ -242,7 +250,7 @@ def _new_instance(i: int, k: int, col: dict[str, list], groups: list[tuple[int, 
 def _join(inst: _Instance, i: int, col: dict[str, list]) -> _Instance:
     """Add op i to the instance; every participant must describe the same operation."""
     first = min(inst.ops.values(), default=i)
-    names = ("collective", "algorithm", "bytes") if inst.op is not None else ("bytes",)
+    names = ("collective", "algorithm", "bytes", "repeat") if inst.op is not None else ("bytes",)
     mine, theirs = ([_describe(name, col[name][j]) for name in names] for j in (i, first))
     if mine != theirs:
         differ = [f"{n} {a} vs {b}" for n, a, b in zip(names, mine, theirs, strict=True) if a != b]
@@ -435,14 +443,20 @@ class _Simulation:
     def _analytical_time(self, inst: _Instance) -> float:
         if inst.op is None:
             return collectives.transfer_time(self.topology, *inst.ranks, inst.nbytes)
-        return collectives.collective_time(
+        one = collectives.collective_time(
             self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes
         )
+        return one * inst.repeat
 
     def _phases(self, inst: _Instance) -> list[collectives.Phase]:
         if inst.op is None:
             return collectives.transfer_phases(self.topology, *inst.ranks, inst.nbytes)
-        return collectives.phases(self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes)
+        once = collectives.phases(self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes)
+        if not once:  # a group of one: each repetition is a launch
+            return [(self.topology.launch_latency, [])] * (inst.repeat - 1)
+        # Each repetition after the first pays the launch latency again before its first phase.
+        again = [(once[0][0] + self.topology.launch_latency, once[0][1]), *once[1:]]
+        return once + again * (inst.repeat - 1)
 
     def _complete(self, inst: _Instance, t: float) -> None:
         for op in sorted(inst.ops.values()):
