@@ -28,9 +28,10 @@ TEST_CHIP = chip_from_dict(
 
 
 def cluster(devices: int, domain_size: int = 8, **overrides):
-    """A cluster of the test chip; pod_size and oversubscription as given."""
+    """A cluster of the test chip at nominal link bandwidths; other fields as given."""
+    links = {"scale_up_efficiency": 1.0, "scale_out_efficiency": 1.0}
     return make_cluster(
-        TEST_CHIP, devices, domain_size=domain_size, launch_latency=LAUNCH, **overrides
+        TEST_CHIP, devices, domain_size=domain_size, launch_latency=LAUNCH, **(links | overrides)
     )
 
 

@@ -81,8 +81,11 @@ def test_topology_from_cluster():
         scale_out_latency=5e-6,
         oversubscription=2.0,
         launch_latency=2e-6,
+        scale_up_efficiency=0.5,
+        scale_out_efficiency=0.8,
     )
-    expected = Topology(16, 8, 16, 100e9, 1e-6, 50e9, 5e-6, 2.0, 2e-6)
+    # The engines see achieved bandwidths: nominal x efficiency.
+    expected = Topology(16, 8, 16, 50e9, 1e-6, 40e9, 5e-6, 2.0, 2e-6)
     assert Topology.from_cluster(cluster) == expected == Topology.of(cluster.topology())
 
 

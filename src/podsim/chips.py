@@ -45,6 +45,7 @@ class Chip:
     scale_out_latency: float
     tdp_watts: float
     kernel_efficiency: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    compute_units: int = 0  # SMs / CUs / cube cores, for wave quantization; 0 = unknown
     sources: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     notes: str = ""
 
@@ -74,6 +75,8 @@ class Chip:
             "an integer >= 1",
         )
         _positive(f"{where}: tdp_watts", self.tdp_watts)
+        check(isinstance(self.compute_units, int) and self.compute_units >= 0,
+              f"{where}: compute_units", self.compute_units, "an integer >= 0 (0 = unknown)")
         for kernel, value in self.kernel_efficiency.items():
             check(0 < value <= 1, f"{where}: kernel_efficiency.{kernel}", value, "0 < e <= 1")
 
@@ -102,7 +105,8 @@ def chip_from_dict(chip_id: str, table: dict[str, Any]) -> Chip:
     unknown = sorted(set(table) - known)
     if unknown:
         raise SpecError(f"chip {chip_id!r}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-    missing = sorted(known - set(table) - {"kernel_efficiency", "sources", "notes"})
+    optional = {"kernel_efficiency", "sources", "notes", "compute_units"}
+    missing = sorted(known - set(table) - optional)
     if missing:
         raise SpecError(f"chip {chip_id!r}: missing key(s) {missing}")
     values = dict(table)

@@ -20,6 +20,10 @@ MAX_DEVICES = 2**31 - 1
 # Kernel launch plus protocol set-up paid once per collective or transfer. An estimate: NCCL's
 # own tuner adds a few microseconds of base latency per collective (src/graph/tuning.cc).
 DEFAULT_LAUNCH_LATENCY = 5e-6
+# The fraction of a link's nominal bandwidth that collectives achieve. DeepSeek plans with
+# 160 of 200 GB/s on H800 NVLink and 40 of 50 GB/s on 400 Gb/s InfiniBand (Insights into
+# DeepSeek-V3, ISCA'25, section 4.1): 0.8 on both. Set 1 for nominal bandwidths.
+DEFAULT_LINK_EFFICIENCY = 0.8
 
 _OVERRIDES = {
     "scale_up_bandwidth": parse_bandwidth,
@@ -27,7 +31,15 @@ _OVERRIDES = {
     "scale_out_bandwidth": parse_bandwidth,
     "scale_out_latency": parse_time,
     "launch_latency": parse_time,
+    "scale_up_efficiency": lambda field, value: _fraction(field, value),
+    "scale_out_efficiency": lambda field, value: _fraction(field, value),
 }
+
+
+def _fraction(field: str, value: object) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1
+    check(ok, field, value, "a fraction in (0, 1]")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,8 @@ class Cluster:
     scale_out_latency: float
     oversubscription: float = 1.0
     launch_latency: float = DEFAULT_LAUNCH_LATENCY
+    scale_up_efficiency: float = DEFAULT_LINK_EFFICIENCY
+    scale_out_efficiency: float = DEFAULT_LINK_EFFICIENCY
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -61,20 +75,25 @@ class Cluster:
         for name in ("scale_up_latency", "scale_out_latency", "launch_latency"):
             _number(f"cluster.{name}", getattr(self, name), 0.0, strict=False)
         _number("cluster.oversubscription", self.oversubscription, 1.0, strict=False)
+        for name in ("scale_up_efficiency", "scale_out_efficiency"):
+            value = getattr(self, name)
+            _number(f"cluster.{name}", value, 0.0, strict=True)
+            check(value <= 1, f"cluster.{name}", value, "a fraction in (0, 1]")
 
     @property
     def domains(self) -> int:
         return -(-self.devices // self.domain_size)
 
     def topology(self) -> tuple:
-        """The parameters the engines take, in the order of podsim._core.Topology."""
+        """The parameters the engines take, in the order of podsim._core.Topology: bandwidths
+        are the achieved ones (nominal x efficiency)."""
         return (
             self.devices,
             self.domain_size,
             self.pod_size,
-            self.scale_up_bandwidth,
+            self.scale_up_bandwidth * self.scale_up_efficiency,
             self.scale_up_latency,
-            self.scale_out_bandwidth,
+            self.scale_out_bandwidth * self.scale_out_efficiency,
             self.scale_out_latency,
             self.oversubscription,
             self.launch_latency,

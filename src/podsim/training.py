@@ -1,0 +1,347 @@
+"""One training step: lower model x plan x cluster to every rank's program, run it, report.
+
+The result holds what the engine measured (step time and the breakdown of rank 0, the first
+rank of the first pipeline stage) plus FLOP and memory accounting; nothing is recomputed later.
+"""
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from podsim.clusters import Cluster
+from podsim.compute import KernelModel
+from podsim.engine import NetworkMode, Timeline, simulate
+from podsim.errors import SpecError, check
+from podsim.layer_costs import (
+    LayerShape,
+    PassTimes,
+    attention_forward,
+    embedding_forward,
+    is_moe,
+    layer_backward,
+    layer_forward,
+    logits_forward,
+)
+from podsim.lowering import (
+    COMPUTE,
+    DP_STREAM,
+    RECV_NEXT,
+    RECV_PREV,
+    SEND_NEXT,
+    SEND_PREV,
+    Layout,
+    Template,
+    TemplateOp,
+    build_program,
+)
+from podsim.memory import memory_per_device
+from podsim.plans import Plan
+from podsim.program import Collective, Kind, Program
+from podsim.schedules import stage_order
+
+ADAM_BYTES_PER_PARAM = 30  # read fp32 master, m, v, grad; write master, m, v, bf16 weight
+VIRTUAL_STAGE_CHOICES = (1, 2, 3, 4, 5, 6, 8)
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """Where rank 0's step time goes (seconds); the parts add up to the step time."""
+
+    compute_s: float
+    exposed_comm_s: float
+    bubble_s: float
+    straggler_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    step_time_s: float
+    tokens_per_s: float
+    mfu: float
+    hfu: float
+    model_tflops_per_device: float
+    hardware_tflops_per_device: float
+    memory_per_device_bytes: float
+    fits_in_memory: bool
+    breakdown: Breakdown
+    devices: int
+    virtual_stages: int
+    memory: dict[str, float]
+    plan: dict[str, Any]
+    network: str
+    ops: int
+    events: int
+    time_to_train_s: float | None = None
+    device_hours: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.time_to_train_s is None:
+            del out["time_to_train_s"], out["device_hours"]
+        return out
+
+
+@dataclass(frozen=True)
+class LoweredStep:
+    """A step's program, and the per-stage templates it was copied from (for trace names)."""
+
+    program: Program
+    templates: list[Template]
+    layout: Layout
+
+
+def chunk_layers(layers: int, chunks: int) -> list[range]:
+    """Layers split as evenly as possible over pipeline chunks, earlier chunks taking any extra."""
+    check(layers >= chunks, "train.pp * virtual_stages", chunks,
+          f"at most the number of layers ({layers})")
+    base, extra = divmod(layers, chunks)
+    bounds = np.cumsum([0] + [base + (i < extra) for i in range(chunks)])
+    return [range(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def check_plan(model, plan: Plan, cluster: Cluster) -> None:
+    """Rejects plans that cannot run, saying why."""
+    check(plan.devices == cluster.devices, "train.tp * pp * dp * cp", plan.devices,
+          f"equal to cluster.devices ({cluster.devices})")
+    check(model.heads % plan.tp == 0, "train.tp", plan.tp,
+          f"a divisor of the model's heads ({model.heads})")
+    if model.experts:
+        check(model.experts % plan.ep == 0, "train.ep", plan.ep,
+              f"a divisor of the model's experts ({model.experts})")
+    else:
+        check(plan.ep == 1, "train.ep", plan.ep, "1 for a dense model")
+    check((plan.dp * plan.cp) % plan.ep == 0, "train.ep", plan.ep,
+          f"a divisor of dp * cp ({plan.dp * plan.cp}): experts are split over those ranks")
+    check(plan.schedule != "interleaved" or plan.virtual_stages <= 1 or plan.pp >= 3,
+          "train.virtual_stages", plan.virtual_stages, "1 when pp < 3")
+
+
+class StepBuilder:
+    """Writes each stage's template for one plan and number of virtual stages."""
+
+    def __init__(self, model, plan: Plan, cluster: Cluster, v: int) -> None:
+        self.model, self.plan, self.v = model, plan, v
+        self.kernels = KernelModel(cluster.chip, plan.precision)
+        self.shape = LayerShape(plan.micro_batch * plan.seq_len / plan.cp, plan.seq_len,
+                                plan.tp, plan.ep, plan.sequence_parallel)
+        self.chunks = chunk_layers(model.layers, plan.pp * v)
+        self.last = plan.pp * v - 1
+
+    # -- what one pass of a virtual stage costs -----------------------------------------------
+
+    def forward_time(self, vs: int) -> float:
+        k, shape = self.kernels, self.shape
+        times = sum((layer_forward(self.model, i, shape, k) for i in self.chunks[vs]),
+                    PassTimes())
+        if vs == 0:
+            times += embedding_forward(self.model, shape, k)
+        if vs == self.last:
+            times += logits_forward(self.model, shape, k)
+        return times.total
+
+    def backward_time(self, vs: int) -> float:
+        k, shape, total = self.kernels, self.shape, 0.0
+        for i in self.chunks[vs]:
+            forward = layer_forward(self.model, i, shape, k)
+            attention = attention_forward(self.model, shape, k).attention
+            total += layer_backward(forward, attention, self.plan.recompute).total
+        if vs == self.last:  # logits are never recomputed
+            total += logits_forward(self.model, shape, k).scaled(2, 0, 2).total
+        return total
+
+    def local_params(self, vs: int) -> float:
+        """Parameters of a virtual stage held by one rank (experts split over ep, the rest
+        over tp)."""
+        total = 0.0
+        for i in self.chunks[vs]:
+            layer = self.model.layer_params(i)
+            experts = self.model.mlp_params(i) if is_moe(self.model, i) else 0.0
+            total += (layer - experts) / self.plan.tp + experts / (self.plan.tp * self.plan.ep)
+        if vs == 0 or vs == self.last:
+            total += self.model.embedding_params() / self.plan.tp
+        return total
+
+    # -- the template ---------------------------------------------------------------------------
+
+    def template(self, stage: int) -> Template:
+        plan = self.plan
+        order = stage_order(plan.schedule, plan.pp, stage, plan.microbatches, self.v)
+        t = Template()
+        inputs = {}
+        for kind, chunk, mb in order:  # receives are posted first, in the order used
+            vs = chunk * plan.pp + stage
+            if kind == "F" and vs > 0:
+                inputs[kind, chunk, mb] = t.add(self._p2p(Kind.RECV, RECV_PREV, -1, "recv act"))
+            if kind == "B" and vs < self.last:
+                inputs[kind, chunk, mb] = t.add(self._p2p(Kind.RECV, RECV_NEXT, +1, "recv grad"))
+        last = -1
+        for kind, chunk, mb in order:
+            last = self._pass(t, kind, chunk * plan.pp + stage, mb, inputs.get((kind, chunk, mb)))
+        self._finish_step(t, stage, last)
+        return t
+
+    def _p2p(self, kind: Kind, stream: int, offset: int, name: str, deps=()) -> TemplateOp:
+        # Megatron's scatter-gather: each tp rank sends its 1/tp of the activations.
+        nbytes = self.shape.tokens * self.model.hidden * self.kernels.activation_bytes / self.plan.tp
+        return TemplateOp(name, kind, stream, nbytes=nbytes, stage_offset=offset, deps=list(deps))
+
+    def _collective(self, role: str, op: Collective, nbytes: float, repeat: int, deps,
+                    name: str, stream: int = COMPUTE) -> TemplateOp:
+        return TemplateOp(name, Kind.COLLECTIVE, stream, nbytes=nbytes, role=role, collective=op,
+                          repeat=repeat, deps=list(deps))
+
+    def _pass(self, t: Template, kind: str, vs: int, mb: int, recv: int | None) -> int:
+        forward = kind == "F"
+        deps = [] if recv is None else [recv]
+        if self.plan.zero == 3 and self.plan.dp > 1:  # gather this chunk's weights first
+            gather = self._collective("dp", Collective.ALL_GATHER, self.local_params(vs) * 2, 1,
+                                      [], f"zero3 gather vs{vs}", DP_STREAM)
+            deps.append(t.add(gather))
+        duration = self.forward_time(vs) if forward else self.backward_time(vs)
+        name = f"{kind} vs{vs} mb{mb}"
+        last = t.add(TemplateOp(name, Kind.COMPUTE, COMPUTE, duration=duration, deps=deps))
+        for op in self._pass_collectives(vs, forward, last):
+            last = t.add(op)
+        if forward and vs < self.last:
+            t.add(self._p2p(Kind.SEND, SEND_NEXT, +1, f"send act mb{mb}", [last]))
+        if not forward and vs > 0:
+            t.add(self._p2p(Kind.SEND, SEND_PREV, -1, f"send grad mb{mb}", [last]))
+        if not forward and self.plan.zero == 3 and self.plan.dp > 1:
+            t.add(self._collective("dp", Collective.REDUCE_SCATTER, self._grad_bytes(vs), 1,
+                                   [last], f"zero3 grads vs{vs}", DP_STREAM))
+        return last
+
+    def _pass_collectives(self, vs: int, forward: bool, after: int) -> list[TemplateOp]:
+        """Tensor-, expert- and context-parallel collectives of one pass, each kind as one op
+        repeated once per occurrence, after the pass's compute (they are not overlapped)."""
+        plan, model, layers = self.plan, self.model, len(self.chunks[vs])
+        passes = 1 if forward else (2 if plan.recompute == "full" else 1)
+        activation = self.shape.tokens * model.hidden * self.kernels.activation_bytes
+        ops, deps = [], [after]
+        if plan.tp > 1:  # two per layer per pass: after attention and after the MLP
+            ops.append(self._collective("tp", Collective.ALL_REDUCE, activation,
+                                        2 * layers * passes, deps, "tp all-reduce"))
+        moe = sum(is_moe(model, i) for i in self.chunks[vs])
+        if plan.ep > 1 and moe:  # dispatch and combine per MoE layer
+            nbytes = activation * model.top_k
+            ops.append(self._collective("ep", Collective.ALL_TO_ALL, nbytes, 2 * moe * passes,
+                                        [], "ep all-to-all"))
+        if plan.cp > 1:  # keys and values of the whole sequence, per layer
+            kv = 2 * self.shape.tokens * plan.cp * model.kv_heads * self._head_dim() / plan.tp
+            ops.append(self._collective("cp", Collective.ALL_GATHER,
+                                        kv * self.kernels.activation_bytes, layers * passes, [],
+                                        "cp all-gather kv"))
+        return ops
+
+    def _head_dim(self) -> int:
+        return self.model.head_dim or self.model.hidden // self.model.heads
+
+    def _grad_bytes(self, vs: int) -> float:
+        # Megatron reduces BF16 gradients in FP32 (--accumulate-allreduce-grads-in-fp32).
+        return self.local_params(vs) * (2 if self.plan.precision == "fp16" else 4)
+
+    def _finish_step(self, t: Template, stage: int, last: int) -> None:
+        plan = self.plan
+        stage_chunks = [c * plan.pp + stage for c in range(self.v)]
+        params = sum(self.local_params(vs) for vs in stage_chunks)
+        deps = [last]
+        if plan.dp > 1 and plan.zero < 3:
+            op = Collective.ALL_REDUCE if plan.zero == 0 else Collective.REDUCE_SCATTER
+            grads = sum(self._grad_bytes(vs) for vs in stage_chunks)
+            deps = [t.add(self._collective("dp", op, grads, 1, [last], "dp grads", DP_STREAM))]
+        shard = params / plan.dp if plan.zero >= 1 else params
+        update = self.kernels.memory(ADAM_BYTES_PER_PARAM * shard)
+        step = t.add(TemplateOp("optimizer", Kind.COMPUTE, COMPUTE, duration=update, deps=deps))
+        if plan.dp > 1 and plan.zero in (1, 2):
+            t.add(self._collective("dp", Collective.ALL_GATHER, params * 2, 1, [step],
+                                   "zero gather weights", DP_STREAM))
+
+    def lower(self) -> LoweredStep:
+        plan = self.plan
+        templates = [self.template(stage) for stage in range(plan.pp)]
+        layout = Layout(plan.tp, plan.cp, plan.dp, plan.pp)
+        return LoweredStep(build_program(templates, layout, plan.ep), templates, layout)
+
+
+def breakdown(lowered: LoweredStep, timeline: Timeline) -> Breakdown:
+    """Rank 0's time: compute, collectives on its compute stream and the wait for gradient
+    reduction (exposed communication), and the rest of the step (pipeline bubble)."""
+    n = len(lowered.templates[0].ops)
+    p = lowered.program
+    kind, stream = p.kind[:n], p.stream[:n]
+    start, end = timeline.start[:n], timeline.end[:n]
+    on_compute = stream == COMPUTE
+    compute = float(np.sum((end - start)[on_compute & (kind == Kind.COMPUTE)]))
+    comm = float(np.sum((end - start)[on_compute & (kind == Kind.COLLECTIVE)]))
+    optimizer = max(i for i, op in enumerate(lowered.templates[0].ops) if op.name == "optimizer")
+    before = np.max(end[:optimizer][on_compute[:optimizer]], initial=0.0)
+    comm += max(0.0, float(start[optimizer] - before))
+    bubble = max(0.0, timeline.makespan - compute - comm)
+    return Breakdown(compute, comm, bubble)
+
+
+def run_step(model, plan: Plan, cluster: Cluster, network: NetworkMode, v: int):
+    lowered = StepBuilder(model, plan, cluster, v).lower()
+    return lowered, simulate(lowered.program, cluster, network)
+
+
+def virtual_stage_options(model, plan: Plan) -> list[int]:
+    if plan.schedule != "interleaved":
+        return [1]
+    if plan.virtual_stages:
+        return [plan.virtual_stages]
+    ok = plan.pp >= 3 and plan.microbatches % plan.pp == 0
+    return [v for v in VIRTUAL_STAGE_CHOICES
+            if v == 1 or (ok and model.layers >= plan.pp * v)]
+
+
+def train(model, plan: Plan, cluster: Cluster, network: NetworkMode = "analytical",
+          strict: bool = False) -> TrainResult:
+    """Simulate one step. With virtual_stages "auto", the fastest choice that fits."""
+    check_plan(model, plan, cluster)
+    best = None
+    for v in virtual_stage_options(model, plan):
+        planned = replace(plan, virtual_stages=v)
+        memory = memory_per_device(model, planned, max(map(len, chunk_layers(
+            model.layers, plan.pp * v))) * v)
+        fits = memory.fits(cluster.chip.hbm_bytes)
+        lowered, timeline = run_step(model, planned, cluster, network, v)
+        key = (not fits, timeline.makespan)
+        if best is None or key < best[0]:
+            best = (key, v, memory, fits, lowered, timeline)
+    _, v, memory, fits, lowered, timeline = best
+    if strict and not fits:
+        raise SpecError(f"the plan needs {memory.total / 1e9:.1f} GB per device; "
+                        f"{cluster.chip.id} has {cluster.chip.hbm_bytes / 1e9:.0f} GB")
+    return _result(model, replace(plan, virtual_stages=v), cluster, network, memory, fits,
+                   lowered, timeline)
+
+
+def _result(model, plan, cluster, network, memory, fits, lowered, timeline) -> TrainResult:
+    step = timeline.makespan
+    flops = model.flops_per_step(plan)
+    per_device = step * cluster.devices
+    peak = cluster.chip.peak("bf16")
+    tokens = plan.global_batch * plan.seq_len
+    ttt = plan.tokens / tokens * step if plan.tokens else None
+    return TrainResult(
+        step_time_s=step,
+        tokens_per_s=tokens / step,
+        mfu=flops["model"] / per_device / peak,
+        hfu=flops["hardware"] / per_device / peak,
+        model_tflops_per_device=flops["model"] / per_device / 1e12,
+        hardware_tflops_per_device=flops["hardware"] / per_device / 1e12,
+        memory_per_device_bytes=memory.total,
+        fits_in_memory=fits,
+        breakdown=breakdown(lowered, timeline),
+        devices=cluster.devices,
+        virtual_stages=plan.virtual_stages,
+        memory=memory.to_dict() if hasattr(memory, "to_dict") else asdict(memory),
+        plan=plan.to_dict(),
+        network=network,
+        ops=lowered.program.num_ops,
+        events=timeline.events,
+        time_to_train_s=ttt,
+        device_hours=ttt * cluster.devices / 3600 if ttt else None,
+    )
