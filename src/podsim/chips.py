@@ -75,8 +75,12 @@ class Chip:
             "an integer >= 1",
         )
         _positive(f"{where}: tdp_watts", self.tdp_watts)
-        check(isinstance(self.compute_units, int) and self.compute_units >= 0,
-              f"{where}: compute_units", self.compute_units, "an integer >= 0 (0 = unknown)")
+        check(
+            isinstance(self.compute_units, int) and self.compute_units >= 0,
+            f"{where}: compute_units",
+            self.compute_units,
+            "an integer >= 0 (0 = unknown)",
+        )
         for kernel, value in self.kernel_efficiency.items():
             check(0 < value <= 1, f"{where}: kernel_efficiency.{kernel}", value, "0 < e <= 1")
 

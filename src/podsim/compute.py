@@ -16,13 +16,13 @@ from podsim.chips import Chip
 TILE = 128  # output tile edge of a tensor-core GEMM
 K_HALF = 64  # reduction length at which a GEMM reaches half its asymptotic efficiency
 
-# Fraction of the dense peak (or of HBM bandwidth) a large kernel of each class sustains.
-# ESTIMATES, fitted once on the A100 calibration rows and used for every chip that has no
-# figures of its own; see docs/compute.md.
+# Fraction of the dense peak (or of HBM bandwidth) a large kernel of each class sustains, for
+# chips whose catalog entry gives none. ESTIMATES for current software (cuBLAS-class GEMMs,
+# FlashAttention-2/3, grouped GEMMs for MoE); the A100 entry carries calibrated values.
 DEFAULT_EFFICIENCY = {
-    "gemm": 0.80,
-    "grouped_gemm": 0.65,
-    "attention": 0.55,
+    "gemm": 0.70,
+    "grouped_gemm": 0.55,
+    "attention": 0.45,
     "memory": 0.80,
 }
 KERNEL_OVERHEAD_S = 4e-6  # launch and tail per kernel (estimate)

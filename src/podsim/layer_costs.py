@@ -31,8 +31,9 @@ class PassTimes:
         return PassTimes(self.gemm * gemm, self.attention * attention, self.memory * memory)
 
     def __add__(self, other: "PassTimes") -> "PassTimes":
-        return PassTimes(self.gemm + other.gemm, self.attention + other.attention,
-                         self.memory + other.memory)
+        return PassTimes(
+            self.gemm + other.gemm, self.attention + other.attention, self.memory + other.memory
+        )
 
 
 @dataclass(frozen=True)
@@ -46,25 +47,16 @@ class LayerShape:
     sequence_parallel: bool
 
 
-def head_dim(model) -> int:
-    return model.head_dim or model.hidden // model.heads
-
-
-def is_moe(model, layer: int) -> bool:
-    return model.experts > 0 and layer >= model.dense_layers
-
-
 def attention_forward(model, shape: LayerShape, k: KernelModel) -> PassTimes:
     t, T, h = shape.tp, shape.tokens, model.hidden
     heads = model.heads / t
+    qk, v = model.qk_head_dim, model.v_dim
     if model.attention == "mla":
-        qk, v = model.qk_nope_head_dim + model.qk_rope_head_dim, model.v_head_dim
-        gemm = (k.gemm(T, model.q_lora_rank, h) if model.q_lora_rank else 0.0)
+        gemm = k.gemm(T, model.q_lora_rank, h) if model.q_lora_rank else 0.0
         gemm += k.gemm(T, heads * qk, model.q_lora_rank or h)
         gemm += k.gemm(T, model.kv_lora_rank + model.qk_rope_head_dim, h)
         gemm += k.gemm(T, heads * (model.qk_nope_head_dim + v), model.kv_lora_rank)
     else:
-        qk = v = head_dim(model)
         gemm = k.gemm(T, (model.heads + 2 * model.kv_heads) * qk / t, h)
     gemm += k.gemm(T, h, heads * v)
     # Causal attention computes half of the s x s scores: QK^T and AV.
@@ -100,8 +92,11 @@ def moe_forward(model, shape: LayerShape, k: KernelModel) -> PassTimes:
 
 
 def layer_forward(model, layer: int, shape: LayerShape, k: KernelModel) -> PassTimes:
-    mlp = (moe_forward(model, shape, k) if is_moe(model, layer)
-           else dense_mlp_forward(model, shape, k, model.ffn_hidden))
+    mlp = (
+        moe_forward(model, shape, k)
+        if model.is_moe(layer)
+        else dense_mlp_forward(model, shape, k, model.ffn_hidden)
+    )
     norm_and_residual = 5 * shape.tokens * model.hidden * k.activation_bytes
     norm = k.memory(norm_and_residual / (shape.tp if shape.sequence_parallel else 1))
     return attention_forward(model, shape, k) + mlp + PassTimes(memory=norm)

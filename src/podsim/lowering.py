@@ -40,8 +40,12 @@ class Layout:
     def coordinates(self) -> dict[str, np.ndarray]:
         """Per rank: its tp, cp, dp and pp index."""
         rank = np.arange(self.devices, dtype=np.int64)
-        return {"tp": rank % self.tp, "cp": rank // self.tp % self.cp,
-                "dp": rank // (self.tp * self.cp) % self.dp, "pp": rank // self.stage_size}
+        return {
+            "tp": rank % self.tp,
+            "cp": rank // self.tp % self.cp,
+            "dp": rank // (self.tp * self.cp) % self.dp,
+            "pp": rank // self.stage_size,
+        }
 
 
 @dataclass
@@ -84,8 +88,9 @@ def group_tables(layout: Layout, ep: int) -> dict[str, tuple[np.ndarray, ...]]:
         "cp": (c["pp"] * layout.dp + c["dp"]) * layout.tp + c["tp"],
         "ep": (c["pp"] * (layout.dp * layout.cp // ep) + replica // ep) * layout.tp + c["tp"],
     }
-    return {role: (key, np.bincount(key), np.argsort(key, kind="stable"))
-            for role, key in keys.items()}
+    return {
+        role: (key, np.bincount(key), np.argsort(key, kind="stable")) for role, key in keys.items()
+    }
 
 
 def build_program(templates: list[Template], layout: Layout, ep: int) -> Program:
@@ -124,13 +129,22 @@ def build_program(templates: list[Template], layout: Layout, ep: int) -> Program
     )
 
 
-_COLUMNS = {"rank": np.int32, "stream": np.int32, "kind": np.int8, "duration": np.float64,
-            "bytes": np.float64, "peer": np.int32, "collective": np.int8,
-            "algorithm": np.int8, "repeat": np.int32}
+_COLUMNS = {
+    "rank": np.int32,
+    "stream": np.int32,
+    "kind": np.int8,
+    "duration": np.float64,
+    "bytes": np.float64,
+    "peer": np.int32,
+    "collective": np.int8,
+    "algorithm": np.int8,
+    "repeat": np.int32,
+}
 
 
-def _stage_block(template: Template, ranks: np.ndarray, stage: int, layout: Layout,
-                 tables, group_base) -> dict[str, np.ndarray]:
+def _stage_block(
+    template: Template, ranks: np.ndarray, stage: int, layout: Layout, tables, group_base
+) -> dict[str, np.ndarray]:
     ops = template.ops
     n_ranks, length = len(ranks), len(ops)
     if length == 0:
@@ -147,13 +161,25 @@ def _stage_block(template: Template, ranks: np.ndarray, stage: int, layout: Layo
     block = {name: np.tile(np.asarray(values), n_ranks) for name, values in per_op.items()}
     rank = np.repeat(ranks, length)
     block["rank"] = rank
-    peer = np.full(n_ranks * length, -1, np.int64)
-    for j, op in enumerate(ops):
-        where = slice(j, None, length)
-        if op.role:
-            peer[where] = group_base[op.role] + tables[op.role][0][ranks]
-        elif op.kind in (Kind.SEND, Kind.RECV):
+    # Peer per (rank, op): a group index for collectives, a rank for sends and receives.
+    candidates = [np.full(n_ranks, -1, np.int64)]
+    candidates += [group_base[role] + tables[role][0][ranks] for role in ROLES]
+    shift = {}  # stage offset -> the peers' ranks
+    for op in ops:
+        if op.kind in (Kind.SEND, Kind.RECV) and op.stage_offset not in shift:
             target = (stage + op.stage_offset) % layout.pp
-            peer[where] = ranks + (target - stage) * layout.stage_size
-    block["peer"] = peer
+            shift[op.stage_offset] = len(candidates)
+            candidates.append(ranks + (target - stage) * layout.stage_size)
+    choice = np.array(
+        [
+            ROLES.index(op.role) + 1
+            if op.role
+            else shift.get(op.stage_offset, 0)
+            if op.kind in (Kind.SEND, Kind.RECV)
+            else 0
+            for op in ops
+        ]
+    )
+    table = np.stack(candidates)  # [candidate, rank]
+    block["peer"] = table[np.tile(choice, n_ranks), np.repeat(np.arange(n_ranks), length)]
     return block

@@ -42,9 +42,11 @@ holds 2(pp - i - 1) + (v - 1)pp + 1 chunk activations, which for the first stage
 pp(1 + (pp - 1)/(pp v)) stage-equivalents (Korthikanti Section 4.2.3); GPipe: all
 microbatches; DualPipe (DeepSeek-V3 Table 2): each device holds two mirrored stages (twice
 the parameters) and pp + 1 stage-equivalents of activations. All are capped at the number
-of microbatches. Extras beyond the layers (Korthikanti Section 4.3): the first stage's
-embedding dropout mask (sbh/t, 1 byte) per in-flight microbatch; the last stage's final
-norm and output-head input (4sbh/t) and fp32 logits (4sbv/t).
+of microbatches. Interleaving changes which layers a device holds, not how many: the
+contiguous split of layers over stages gives the layer mix in every schedule. Extras beyond
+the layers (Korthikanti Section 4.3): the first stage's embedding dropout mask (sbh/t,
+1 byte) per in-flight microbatch; the last stage's final norm and output-head input
+(4sbh/t) and fp32 logits (4sbv/t).
 """
 
 from dataclasses import dataclass, fields
@@ -103,7 +105,7 @@ def activation_bytes_per_layer(model: Model, plan: Plan, layer: int = 0) -> floa
         return ACTIVATION_BYTES * sbh / (t if plan.sequence_parallel else 1)
     width = _attention_width(model) + _mlp_width(model, layer)
     hidden_terms = sbh * (10 + width) / t if plan.sequence_parallel else sbh * (10 + width / t)
-    if plan.recompute == "selective":  # the attention scores are recomputed, not kept
+    if plan.recompute == "selective" or plan.flash_attention:  # no s x s scores are kept
         return hidden_terms
     # softmax output (2), its dropout mask (1) and dropout output (2): 5 a s^2 b / t
     scores = 5 * model.heads * s * s * plan.micro_batch / t
@@ -196,7 +198,9 @@ def _held_stages(plan: Plan, stage: int) -> list[int]:
     return [stage]
 
 
-def _device_params(model: Model, plan: Plan, stages: list[int], ranges: list[range]) -> tuple:
+def _device_params(
+    model: Model, plan: Plan, stages: list[int], ranges: list[range]
+) -> tuple[int, int]:
     """(non-expert, expert) parameters of the stages a device holds, before any split."""
     dense = expert = 0
     for layer in (i for s in stages for i in ranges[s]):
@@ -217,7 +221,7 @@ def _device_params(model: Model, plan: Plan, stages: list[int], ranges: list[ran
     return dense, expert
 
 
-def _model_states(model: Model, plan: Plan, dense: int, expert: int) -> tuple:
+def _model_states(model: Model, plan: Plan, dense: int, expert: int) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes after tp/ep splits and ZeRO sharding."""
     w_bytes, g_bytes, o_bytes = STATE_BYTES[plan.precision]
     dense_dp = plan.dp * plan.cp
@@ -231,7 +235,9 @@ def _model_states(model: Model, plan: Plan, dense: int, expert: int) -> tuple:
     return sharded(w_bytes, 3), sharded(g_bytes, 2), sharded(o_bytes, 1)
 
 
-def _activations(model: Model, plan: Plan, stage: int, stages: list[int], ranges: list) -> float:
+def _activations(
+    model: Model, plan: Plan, stage: int, stages: list[int], ranges: list[range]
+) -> float:
     held = in_flight_microbatches(plan, stage)
     layers = sum(activation_bytes_per_layer(model, plan, i) for s in stages for i in ranges[s])
     total = held * layers

@@ -33,6 +33,9 @@ class Plan:
     virtual_stages: int = 0
     recompute: str = "none"
     sequence_parallel: bool = True
+    # Fused attention (FlashAttention) keeps no s x s scores: the compute model assumes it,
+    # and so does memory unless this is False (Korthikanti et al.'s unfused kernels).
+    flash_attention: bool = True
     tokens: float = 0.0  # for time-to-train; 0 = not asked
 
     def __post_init__(self) -> None:

@@ -28,8 +28,10 @@ def interleaved(pp: int, stage: int, m: int, v: int) -> list[Pass]:
     """Megatron's interleaved 1F1B (Narayanan et al. SC'21): microbatches go through the v
     chunks in rounds of pp; warm-up is (pp - stage - 1) * 2 + (v - 1) * pp passes."""
     if m % pp:
-        raise SpecError(f"train.global_batch gives {m} microbatches per pipeline: the "
-                        f"interleaved schedule needs a multiple of pp ({pp})")
+        raise SpecError(
+            f"train.global_batch gives {m} microbatches per pipeline: the "
+            f"interleaved schedule needs a multiple of pp ({pp})"
+        )
     total = m * v
 
     def forward(k: int) -> Pass:

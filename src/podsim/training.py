@@ -4,6 +4,7 @@ The result holds what the engine measured (step time and the breakdown of rank 0
 rank of the first pipeline stage) plus FLOP and memory accounting; nothing is recomputed later.
 """
 
+import itertools
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -18,7 +19,6 @@ from podsim.layer_costs import (
     PassTimes,
     attention_forward,
     embedding_forward,
-    is_moe,
     layer_backward,
     layer_forward,
     logits_forward,
@@ -28,8 +28,6 @@ from podsim.lowering import (
     DP_STREAM,
     RECV_NEXT,
     RECV_PREV,
-    SEND_NEXT,
-    SEND_PREV,
     Layout,
     Template,
     TemplateOp,
@@ -41,7 +39,7 @@ from podsim.program import Collective, Kind, Program
 from podsim.schedules import stage_order
 
 ADAM_BYTES_PER_PARAM = 30  # read fp32 master, m, v, grad; write master, m, v, bf16 weight
-VIRTUAL_STAGE_CHOICES = (1, 2, 3, 4, 5, 6, 8)
+MAX_VIRTUAL_STAGES = 8
 
 
 @dataclass(frozen=True)
@@ -93,28 +91,52 @@ class LoweredStep:
 
 def chunk_layers(layers: int, chunks: int) -> list[range]:
     """Layers split as evenly as possible over pipeline chunks, earlier chunks taking any extra."""
-    check(layers >= chunks, "train.pp * virtual_stages", chunks,
-          f"at most the number of layers ({layers})")
+    check(
+        layers >= chunks,
+        "train.pp * virtual_stages",
+        chunks,
+        f"at most the number of layers ({layers})",
+    )
     base, extra = divmod(layers, chunks)
     bounds = np.cumsum([0] + [base + (i < extra) for i in range(chunks)])
-    return [range(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [range(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
 
 def check_plan(model, plan: Plan, cluster: Cluster) -> None:
     """Rejects plans that cannot run, saying why."""
-    check(plan.devices == cluster.devices, "train.tp * pp * dp * cp", plan.devices,
-          f"equal to cluster.devices ({cluster.devices})")
-    check(model.heads % plan.tp == 0, "train.tp", plan.tp,
-          f"a divisor of the model's heads ({model.heads})")
+    check(
+        plan.devices == cluster.devices,
+        "train.tp * pp * dp * cp",
+        plan.devices,
+        f"equal to cluster.devices ({cluster.devices})",
+    )
+    check(
+        model.heads % plan.tp == 0,
+        "train.tp",
+        plan.tp,
+        f"a divisor of the model's heads ({model.heads})",
+    )
     if model.experts:
-        check(model.experts % plan.ep == 0, "train.ep", plan.ep,
-              f"a divisor of the model's experts ({model.experts})")
+        check(
+            model.experts % plan.ep == 0,
+            "train.ep",
+            plan.ep,
+            f"a divisor of the model's experts ({model.experts})",
+        )
     else:
         check(plan.ep == 1, "train.ep", plan.ep, "1 for a dense model")
-    check((plan.dp * plan.cp) % plan.ep == 0, "train.ep", plan.ep,
-          f"a divisor of dp * cp ({plan.dp * plan.cp}): experts are split over those ranks")
-    check(plan.schedule != "interleaved" or plan.virtual_stages <= 1 or plan.pp >= 3,
-          "train.virtual_stages", plan.virtual_stages, "1 when pp < 3")
+    check(
+        (plan.dp * plan.cp) % plan.ep == 0,
+        "train.ep",
+        plan.ep,
+        f"a divisor of dp * cp ({plan.dp * plan.cp}): experts are split over those ranks",
+    )
+    check(
+        plan.schedule != "interleaved" or plan.virtual_stages <= 1 or plan.pp >= 3,
+        "train.virtual_stages",
+        plan.virtual_stages,
+        "1 when pp < 3",
+    )
 
 
 class StepBuilder:
@@ -123,17 +145,26 @@ class StepBuilder:
     def __init__(self, model, plan: Plan, cluster: Cluster, v: int) -> None:
         self.model, self.plan, self.v = model, plan, v
         self.kernels = KernelModel(cluster.chip, plan.precision)
-        self.shape = LayerShape(plan.micro_batch * plan.seq_len / plan.cp, plan.seq_len,
-                                plan.tp, plan.ep, plan.sequence_parallel)
+        self.shape = LayerShape(
+            plan.micro_batch * plan.seq_len / plan.cp,
+            plan.seq_len,
+            plan.tp,
+            plan.ep,
+            plan.sequence_parallel,
+        )
         self.chunks = chunk_layers(model.layers, plan.pp * v)
         self.last = plan.pp * v - 1
+        # Every pass of a virtual stage costs the same: cost each once.
+        stages = range(plan.pp * v)
+        self.forward_s = [self.forward_time(vs) for vs in stages]
+        self.backward_s = [self.backward_time(vs) for vs in stages]
+        self.params = [self.local_params(vs) for vs in stages]
 
     # -- what one pass of a virtual stage costs -----------------------------------------------
 
     def forward_time(self, vs: int) -> float:
         k, shape = self.kernels, self.shape
-        times = sum((layer_forward(self.model, i, shape, k) for i in self.chunks[vs]),
-                    PassTimes())
+        times = sum((layer_forward(self.model, i, shape, k) for i in self.chunks[vs]), PassTimes())
         if vs == 0:
             times += embedding_forward(self.model, shape, k)
         if vs == self.last:
@@ -151,15 +182,16 @@ class StepBuilder:
         return total
 
     def local_params(self, vs: int) -> float:
-        """Parameters of a virtual stage held by one rank (experts split over ep, the rest
-        over tp)."""
-        total = 0.0
+        """Parameters of a virtual stage held by one rank (routed experts split over tp x ep,
+        the rest over tp)."""
+        model, tp, ep, total = self.model, self.plan.tp, self.plan.ep, 0.0
         for i in self.chunks[vs]:
-            layer = self.model.layer_params(i)
-            experts = self.model.mlp_params(i) if is_moe(self.model, i) else 0.0
-            total += (layer - experts) / self.plan.tp + experts / (self.plan.tp * self.plan.ep)
-        if vs == 0 or vs == self.last:
-            total += self.model.embedding_params() / self.plan.tp
+            experts = model.expert_params(i)
+            total += (model.layer_params(i) - experts) / tp + experts / (tp * ep)
+        if vs == 0:
+            total += model.embedding_params() / tp
+        if vs == self.last:
+            total += (model.output_params() + model.final_norm_params()) / tp
         return total
 
     # -- the template ---------------------------------------------------------------------------
@@ -183,33 +215,68 @@ class StepBuilder:
 
     def _p2p(self, kind: Kind, stream: int, offset: int, name: str, deps=()) -> TemplateOp:
         # Megatron's scatter-gather: each tp rank sends its 1/tp of the activations.
-        nbytes = self.shape.tokens * self.model.hidden * self.kernels.activation_bytes / self.plan.tp
+        nbytes = (
+            self.shape.tokens * self.model.hidden * self.kernels.activation_bytes / self.plan.tp
+        )
         return TemplateOp(name, kind, stream, nbytes=nbytes, stage_offset=offset, deps=list(deps))
 
-    def _collective(self, role: str, op: Collective, nbytes: float, repeat: int, deps,
-                    name: str, stream: int = COMPUTE) -> TemplateOp:
-        return TemplateOp(name, Kind.COLLECTIVE, stream, nbytes=nbytes, role=role, collective=op,
-                          repeat=repeat, deps=list(deps))
+    def _collective(
+        self,
+        role: str,
+        op: Collective,
+        nbytes: float,
+        repeat: int,
+        deps,
+        name: str,
+        stream: int = COMPUTE,
+    ) -> TemplateOp:
+        return TemplateOp(
+            name,
+            Kind.COLLECTIVE,
+            stream,
+            nbytes=nbytes,
+            role=role,
+            collective=op,
+            repeat=repeat,
+            deps=list(deps),
+        )
 
     def _pass(self, t: Template, kind: str, vs: int, mb: int, recv: int | None) -> int:
         forward = kind == "F"
         deps = [] if recv is None else [recv]
         if self.plan.zero == 3 and self.plan.dp > 1:  # gather this chunk's weights first
-            gather = self._collective("dp", Collective.ALL_GATHER, self.local_params(vs) * 2, 1,
-                                      [], f"zero3 gather vs{vs}", DP_STREAM)
+            gather = self._collective(
+                "dp",
+                Collective.ALL_GATHER,
+                self.params[vs] * 2,
+                1,
+                [],
+                f"zero3 gather vs{vs}",
+                DP_STREAM,
+            )
             deps.append(t.add(gather))
-        duration = self.forward_time(vs) if forward else self.backward_time(vs)
+        duration = self.forward_s[vs] if forward else self.backward_s[vs]
         name = f"{kind} vs{vs} mb{mb}"
         last = t.add(TemplateOp(name, Kind.COMPUTE, COMPUTE, duration=duration, deps=deps))
         for op in self._pass_collectives(vs, forward, last):
             last = t.add(op)
+        # Sends block the compute stream (Megatron's p2p calls wait for completion).
         if forward and vs < self.last:
-            t.add(self._p2p(Kind.SEND, SEND_NEXT, +1, f"send act mb{mb}", [last]))
+            last = t.add(self._p2p(Kind.SEND, COMPUTE, +1, f"send act mb{mb}", [last]))
         if not forward and vs > 0:
-            t.add(self._p2p(Kind.SEND, SEND_PREV, -1, f"send grad mb{mb}", [last]))
+            last = t.add(self._p2p(Kind.SEND, COMPUTE, -1, f"send grad mb{mb}", [last]))
         if not forward and self.plan.zero == 3 and self.plan.dp > 1:
-            t.add(self._collective("dp", Collective.REDUCE_SCATTER, self._grad_bytes(vs), 1,
-                                   [last], f"zero3 grads vs{vs}", DP_STREAM))
+            t.add(
+                self._collective(
+                    "dp",
+                    Collective.REDUCE_SCATTER,
+                    self._grad_bytes(vs),
+                    1,
+                    [last],
+                    f"zero3 grads vs{vs}",
+                    DP_STREAM,
+                )
+            )
         return last
 
     def _pass_collectives(self, vs: int, forward: bool, after: int) -> list[TemplateOp]:
@@ -220,31 +287,46 @@ class StepBuilder:
         activation = self.shape.tokens * model.hidden * self.kernels.activation_bytes
         ops, deps = [], [after]
         if plan.tp > 1:  # two per layer per pass: after attention and after the MLP
-            ops.append(self._collective("tp", Collective.ALL_REDUCE, activation,
-                                        2 * layers * passes, deps, "tp all-reduce"))
-        moe = sum(is_moe(model, i) for i in self.chunks[vs])
+            ops.append(
+                self._collective(
+                    "tp",
+                    Collective.ALL_REDUCE,
+                    activation,
+                    2 * layers * passes,
+                    deps,
+                    "tp all-reduce",
+                )
+            )
+        moe = sum(model.is_moe(i) for i in self.chunks[vs])
         if plan.ep > 1 and moe:  # dispatch and combine per MoE layer
             nbytes = activation * model.top_k
-            ops.append(self._collective("ep", Collective.ALL_TO_ALL, nbytes, 2 * moe * passes,
-                                        [], "ep all-to-all"))
+            ops.append(
+                self._collective(
+                    "ep", Collective.ALL_TO_ALL, nbytes, 2 * moe * passes, [], "ep all-to-all"
+                )
+            )
         if plan.cp > 1:  # keys and values of the whole sequence, per layer
-            kv = 2 * self.shape.tokens * plan.cp * model.kv_heads * self._head_dim() / plan.tp
-            ops.append(self._collective("cp", Collective.ALL_GATHER,
-                                        kv * self.kernels.activation_bytes, layers * passes, [],
-                                        "cp all-gather kv"))
+            kv = 2 * self.shape.tokens * plan.cp * model.kv_heads * model.qk_head_dim / plan.tp
+            ops.append(
+                self._collective(
+                    "cp",
+                    Collective.ALL_GATHER,
+                    kv * self.kernels.activation_bytes,
+                    layers * passes,
+                    [],
+                    "cp all-gather kv",
+                )
+            )
         return ops
-
-    def _head_dim(self) -> int:
-        return self.model.head_dim or self.model.hidden // self.model.heads
 
     def _grad_bytes(self, vs: int) -> float:
         # Megatron reduces BF16 gradients in FP32 (--accumulate-allreduce-grads-in-fp32).
-        return self.local_params(vs) * (2 if self.plan.precision == "fp16" else 4)
+        return self.params[vs] * (2 if self.plan.precision == "fp16" else 4)
 
     def _finish_step(self, t: Template, stage: int, last: int) -> None:
         plan = self.plan
         stage_chunks = [c * plan.pp + stage for c in range(self.v)]
-        params = sum(self.local_params(vs) for vs in stage_chunks)
+        params = sum(self.params[vs] for vs in stage_chunks)
         deps = [last]
         if plan.dp > 1 and plan.zero < 3:
             op = Collective.ALL_REDUCE if plan.zero == 0 else Collective.REDUCE_SCATTER
@@ -254,8 +336,17 @@ class StepBuilder:
         update = self.kernels.memory(ADAM_BYTES_PER_PARAM * shard)
         step = t.add(TemplateOp("optimizer", Kind.COMPUTE, COMPUTE, duration=update, deps=deps))
         if plan.dp > 1 and plan.zero in (1, 2):
-            t.add(self._collective("dp", Collective.ALL_GATHER, params * 2, 1, [step],
-                                   "zero gather weights", DP_STREAM))
+            t.add(
+                self._collective(
+                    "dp",
+                    Collective.ALL_GATHER,
+                    params * 2,
+                    1,
+                    [step],
+                    "zero gather weights",
+                    DP_STREAM,
+                )
+            )
 
     def lower(self) -> LoweredStep:
         plan = self.plan
@@ -287,35 +378,66 @@ def run_step(model, plan: Plan, cluster: Cluster, network: NetworkMode, v: int):
 
 
 def virtual_stage_options(model, plan: Plan) -> list[int]:
+    """Megatron's constraints: chunks hold whole, equal numbers of layers, and microbatches
+    come in rounds of pp."""
     if plan.schedule != "interleaved":
         return [1]
     if plan.virtual_stages:
         return [plan.virtual_stages]
-    ok = plan.pp >= 3 and plan.microbatches % plan.pp == 0
-    return [v for v in VIRTUAL_STAGE_CHOICES
-            if v == 1 or (ok and model.layers >= plan.pp * v)]
+    per_stage, rest = divmod(model.layers, plan.pp)
+    if rest or plan.pp < 3 or plan.microbatches % plan.pp:
+        return [1]
+    return [v for v in range(1, MAX_VIRTUAL_STAGES + 1) if per_stage % v == 0]
 
 
-def train(model, plan: Plan, cluster: Cluster, network: NetworkMode = "analytical",
-          strict: bool = False) -> TrainResult:
-    """Simulate one step. With virtual_stages "auto", the fastest choice that fits."""
+def stage_memory(model, plan: Plan, v: int):
+    layers = max(map(len, chunk_layers(model.layers, plan.pp * v))) * v
+    return memory_per_device(model, replace(plan, virtual_stages=v), layers)
+
+
+def one_replica(plan: Plan, cluster: Cluster) -> tuple[Plan, Cluster]:
+    """The same pipeline with as few data-parallel replicas as expert parallelism allows:
+    without noise every replica runs alike, so this ranks the choices of a plan cheaply."""
+    dp = plan.ep if plan.dp % plan.ep == 0 else plan.dp
+    small = replace(plan, dp=dp, global_batch=plan.global_batch // plan.dp * dp)
+    return small, cluster.with_devices(small.devices)
+
+
+def choose_virtual_stages(model, plan: Plan, cluster: Cluster, network: NetworkMode) -> int:
+    """The fastest number of virtual stages that fits (the fastest overall if none fits)."""
+    options = virtual_stage_options(model, plan)
+    if len(options) == 1:
+        return options[0]
+    small, proxy = one_replica(plan, cluster)
+    capacity = cluster.chip.hbm_bytes
+    scored = [
+        (
+            not stage_memory(model, plan, v).fits(capacity),
+            run_step(model, replace(small, virtual_stages=v), proxy, network, v)[1].makespan,
+            v,
+        )
+        for v in options
+    ]
+    return min(scored)[2]
+
+
+def train(
+    model, plan: Plan, cluster: Cluster, network: NetworkMode = "analytical", strict: bool = False
+) -> TrainResult:
+    """Simulate one step, every rank. With virtual_stages "auto", the fastest that fits."""
     check_plan(model, plan, cluster)
-    best = None
-    for v in virtual_stage_options(model, plan):
-        planned = replace(plan, virtual_stages=v)
-        memory = memory_per_device(model, planned, max(map(len, chunk_layers(
-            model.layers, plan.pp * v))) * v)
-        fits = memory.fits(cluster.chip.hbm_bytes)
-        lowered, timeline = run_step(model, planned, cluster, network, v)
-        key = (not fits, timeline.makespan)
-        if best is None or key < best[0]:
-            best = (key, v, memory, fits, lowered, timeline)
-    _, v, memory, fits, lowered, timeline = best
+    v = choose_virtual_stages(model, plan, cluster, network)
+    memory = stage_memory(model, plan, v)
+    fits = memory.fits(cluster.chip.hbm_bytes)
+    lowered, timeline = run_step(model, replace(plan, virtual_stages=v), cluster, network, v)
     if strict and not fits:
-        raise SpecError(f"the plan needs {memory.total / 1e9:.1f} GB per device; "
-                        f"{cluster.chip.id} has {cluster.chip.hbm_bytes / 1e9:.0f} GB")
-    return _result(model, replace(plan, virtual_stages=v), cluster, network, memory, fits,
-                   lowered, timeline)
+        raise SpecError(
+            f"the plan needs {memory.total / 1e9:.1f} GB per device; "
+            f"{cluster.chip.id} has {cluster.chip.hbm_bytes / 1e9:.0f} GB"
+        )
+    return _result(
+        model, replace(plan, virtual_stages=v), cluster, network, memory, fits, lowered, timeline
+    )
 
 
 def _result(model, plan, cluster, network, memory, fits, lowered, timeline) -> TrainResult:
