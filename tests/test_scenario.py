@@ -204,9 +204,9 @@ def test_with_devices_checks_the_new_size():
     scenario = parse_scenario(BASE + "\n[noise]\nstraggler_ranks = [40]\n")
     with pytest.raises(SpecError, match=r"devices = 30 .*multiple of tp \* pp \* cp \(4\)"):
         scenario.with_devices(30)
-    with pytest.raises(SpecError, match="noise.straggler_ranks"):
+    with pytest.raises(SpecError, match=r"noise\.straggler_ranks"):
         scenario.with_devices(32)
-    with pytest.raises(SpecError, match="train.global_batch"):  # 512 over dp = 1024
+    with pytest.raises(SpecError, match=r"train\.global_batch"):  # 512 over dp = 1024
         scenario.with_devices(4096)
     with pytest.raises(SpecError, match="devices"):
         scenario.with_devices(0)

@@ -5,7 +5,12 @@ from podsim.clusters import Cluster, cluster_from_table, make_cluster, preset_cl
 from podsim.collectives import CollectiveResult, collective
 from podsim.engine import Timeline, simulate
 from podsim.errors import DeadlockError, PodsimError, ProgramError, SpecError
+from podsim.front import builtin_scenarios, resolve_scenario, train, training_step
+from podsim.models import Model, get_model
+from podsim.plans import Plan
 from podsim.program import Algorithm, Collective, Kind, Program, ProgramBuilder
+from podsim.scenario import Scenario, load_scenario, parse_scenario
+from podsim.training import TrainResult
 
 __version__ = "0.1.0"
 
@@ -17,18 +22,29 @@ __all__ = [
     "CollectiveResult",
     "DeadlockError",
     "Kind",
+    "Model",
+    "Plan",
     "PodsimError",
     "Program",
     "ProgramBuilder",
     "ProgramError",
+    "Scenario",
     "SpecError",
     "Timeline",
+    "TrainResult",
+    "builtin_scenarios",
     "catalog",
     "cluster_from_table",
     "collective",
     "get_chip",
+    "get_model",
+    "load_scenario",
     "make_cluster",
+    "parse_scenario",
     "preset_cluster",
     "presets",
+    "resolve_scenario",
     "simulate",
+    "train",
+    "training_step",
 ]

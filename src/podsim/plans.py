@@ -108,9 +108,17 @@ def plan_from_table(table: dict[str, Any], devices: int) -> Plan:
     if values.get("virtual_stages") == "auto":
         values["virtual_stages"] = 0
     if "tokens" in values:
-        values["tokens"] = float(values["tokens"])
-    split = values.get("tp", 1) * values.get("pp", 1) * values.get("cp", 1)
+        tokens = values["tokens"]
+        check(
+            isinstance(tokens, int | float) and not isinstance(tokens, bool),
+            "train.tokens",
+            tokens,
+            "a number of tokens",
+        )
+        values["tokens"] = float(tokens)
     if "dp" not in values:
+        Plan(**{**values, "dp": 1, "global_batch": 1, "micro_batch": 1})  # checks the types
+        split = values.get("tp", 1) * values.get("pp", 1) * values.get("cp", 1)
         check(
             devices % split == 0,
             "train.tp * pp * cp",

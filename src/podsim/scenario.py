@@ -49,15 +49,12 @@ class Scenario:
 
     def with_devices(self, devices: int) -> "Scenario":
         """The same scenario on `devices` devices: the plan keeps tp, pp, cp and global_batch
-        and takes dp = devices / (tp * pp * cp), so weak scaling sweeps need one line."""
+        and takes dp = devices / (tp * pp * cp): one line per point of a scale sweep at a
+        fixed global batch (strong scaling)."""
         _check_int("devices", devices, 1)
+        train = None if self.train is None else _rescaled(self.train, devices)
         noise = None if self.noise is None else _noise(self.noise, devices)
-        return replace(
-            self,
-            cluster=self.cluster.with_devices(devices),
-            train=None if self.train is None else _rescaled(self.train, devices),
-            noise=noise,
-        )
+        return replace(self, cluster=self.cluster.with_devices(devices), train=train, noise=noise)
 
 
 def load_scenario(path: str | PathLike[str]) -> Scenario:

@@ -1,9 +1,9 @@
 """Timelines as Chrome / Perfetto traces (the JSON "Trace Event Format").
 
 One process per rank (pid = rank), one thread per stream (tid = stream), one complete event
-("ph": "X") per op with its start and duration in microseconds. Open the file in
-https://ui.perfetto.dev or chrome://tracing. Traces of a million ops are built column by
-column with numpy; only communication ops get an `args` dict of their own.
+("ph": "X") per op with its start and duration in microseconds, to the nanosecond. Open the
+file in https://ui.perfetto.dev or chrome://tracing. Traces of a million ops are built column
+by column with numpy; only communication ops get an `args` dict of their own.
 """
 
 import gzip
@@ -105,7 +105,11 @@ def stream_name(stream: int) -> str:
 def _op_events(
     program: Program, timeline: Timeline, names: list[str] | None, ops: np.ndarray
 ) -> list[dict[str, Any]]:
-    start, end = timeline.start[ops], timeline.end[ops]
+    # Microseconds rounded to the nanosecond: what the viewers resolve, and short numbers make
+    # the JSON about half the size and three times faster to write. Rounding start and end
+    # (not the duration) keeps back-to-back ops exactly adjacent.
+    start = np.round(timeline.start[ops] * 1e6, 3)
+    end = np.round(timeline.end[ops] * 1e6, 3)
     kind = program.kind[ops]
     labels = _labels(program, ops, kind) if names is None else [names[i] for i in ops.tolist()]
     columns = zip(
@@ -113,8 +117,8 @@ def _op_events(
         np.array(_KIND_LABELS, dtype=object)[kind].tolist(),
         program.rank[ops].tolist(),
         program.stream[ops].tolist(),
-        (start * 1e6).tolist(),
-        ((end - start) * 1e6).tolist(),
+        start.tolist(),
+        np.round(end - start, 3).tolist(),
         strict=True,
     )
     events = [

@@ -378,16 +378,15 @@ def run_step(model, plan: Plan, cluster: Cluster, network: NetworkMode, v: int):
 
 
 def virtual_stage_options(model, plan: Plan) -> list[int]:
-    """Megatron's constraints: chunks hold whole, equal numbers of layers, and microbatches
-    come in rounds of pp."""
+    """Interleaving needs microbatches in rounds of pp (Megatron) and a layer per chunk; chunks
+    may differ by one layer, as in Llama 3's uneven stages."""
     if plan.schedule != "interleaved":
         return [1]
     if plan.virtual_stages:
         return [plan.virtual_stages]
-    per_stage, rest = divmod(model.layers, plan.pp)
-    if rest or plan.pp < 3 or plan.microbatches % plan.pp:
+    if plan.pp < 3 or plan.microbatches % plan.pp:
         return [1]
-    return [v for v in range(1, MAX_VIRTUAL_STAGES + 1) if per_stage % v == 0]
+    return [v for v in range(1, MAX_VIRTUAL_STAGES + 1) if model.layers >= plan.pp * v]
 
 
 def stage_memory(model, plan: Plan, v: int):
@@ -421,23 +420,46 @@ def choose_virtual_stages(model, plan: Plan, cluster: Cluster, network: NetworkM
     return min(scored)[2]
 
 
-def train(
+@dataclass(frozen=True)
+class StepRun:
+    """A simulated step: the result, and the program and timeline behind it (for traces)."""
+
+    result: TrainResult
+    lowered: LoweredStep
+    timeline: Timeline
+
+    def op_names(self) -> list[str]:
+        """A name per op, for traces: each stage's template names copied to its ranks."""
+        names: list[str] = []
+        for template in self.lowered.templates:
+            names += [op.name for op in template.ops] * self.lowered.layout.stage_size
+        return names
+
+
+def simulate_step(
     model, plan: Plan, cluster: Cluster, network: NetworkMode = "analytical", strict: bool = False
-) -> TrainResult:
+) -> StepRun:
     """Simulate one step, every rank. With virtual_stages "auto", the fastest that fits."""
     check_plan(model, plan, cluster)
     v = choose_virtual_stages(model, plan, cluster, network)
     memory = stage_memory(model, plan, v)
     fits = memory.fits(cluster.chip.hbm_bytes)
-    lowered, timeline = run_step(model, replace(plan, virtual_stages=v), cluster, network, v)
     if strict and not fits:
         raise SpecError(
             f"the plan needs {memory.total / 1e9:.1f} GB per device; "
             f"{cluster.chip.id} has {cluster.chip.hbm_bytes / 1e9:.0f} GB"
         )
-    return _result(
-        model, replace(plan, virtual_stages=v), cluster, network, memory, fits, lowered, timeline
-    )
+    planned = replace(plan, virtual_stages=v)
+    lowered, timeline = run_step(model, planned, cluster, network, v)
+    result = _result(model, planned, cluster, network, memory, fits, lowered, timeline)
+    return StepRun(result, lowered, timeline)
+
+
+def train(
+    model, plan: Plan, cluster: Cluster, network: NetworkMode = "analytical", strict: bool = False
+) -> TrainResult:
+    """One step's result (see simulate_step)."""
+    return simulate_step(model, plan, cluster, network, strict).result
 
 
 def _result(model, plan, cluster, network, memory, fits, lowered, timeline) -> TrainResult:

@@ -1,0 +1,176 @@
+"""One training step: closed-form checks, plan rejections and the result's contract."""
+
+import pytest
+
+from podsim import SpecError, make_cluster
+from podsim.models import Model, get_model
+from podsim.plans import Plan
+from podsim.training import StepBuilder, chunk_layers, train
+
+CONTRACT = {
+    "step_time_s",
+    "tokens_per_s",
+    "mfu",
+    "hfu",
+    "model_tflops_per_device",
+    "hardware_tflops_per_device",
+    "memory_per_device_bytes",
+    "fits_in_memory",
+    "breakdown",
+}
+BREAKDOWN = {"compute_s", "exposed_comm_s", "bubble_s", "straggler_s"}
+TINY_VOCAB = Model(name="uniform", layers=64, hidden=2048, heads=16, ffn_hidden=8192, vocab=8)
+
+
+def free_network(devices: int, chip: str = "h100-sxm"):
+    """Communication that costs (almost) nothing: no latency, enormous bandwidth."""
+    return make_cluster(
+        chip,
+        devices,
+        scale_up_bandwidth=1e30,
+        scale_out_bandwidth=1e30,
+        scale_up_latency=0,
+        scale_out_latency=0,
+        launch_latency=0,
+    )
+
+
+def pipeline_time(result, builder) -> float:
+    """The step less the optimizer update that follows the pipeline."""
+    update = next(op for op in builder.template(0).ops if op.name == "optimizer").duration
+    return result.step_time_s - update
+
+
+@pytest.mark.parametrize(("pp", "m"), [(2, 4), (4, 8), (4, 16), (8, 8)])
+def test_one_f_one_b_bubble_fraction(pp, m):
+    # Narayanan et al. 2021: with free communication and equal stages, 1F1B idles each stage
+    # for (p-1) forward+backward slots out of (m+p-1): bubble fraction (p-1)/(m+p-1).
+    plan = Plan(seq_len=2048, global_batch=m, pp=pp, schedule="1f1b")
+    cluster = free_network(pp)
+    result = train(TINY_VOCAB, plan, cluster)
+    fraction = result.breakdown.bubble_s / pipeline_time(
+        result, StepBuilder(TINY_VOCAB, plan, cluster, 1)
+    )
+    # Within 5%: the embedding and the logits make the end stages slightly longer.
+    assert fraction == pytest.approx((pp - 1) / (m + pp - 1), rel=0.05)
+
+
+def test_interleaving_shrinks_the_bubble_by_the_virtual_stages():
+    # Interleaved 1F1B with v chunks per stage: the bubble is (p-1)/v forward+backward slots
+    # of a whole stage, against m slots of work (Narayanan et al. 2021, section 2.2.2).
+    pp, m = 4, 8
+    cluster = free_network(pp)
+    for v in (1, 2, 4):
+        plan = Plan(seq_len=2048, global_batch=m, pp=pp, schedule="interleaved", virtual_stages=v)
+        result = train(TINY_VOCAB, plan, cluster)
+        work = (
+            pipeline_time(result, StepBuilder(TINY_VOCAB, plan, cluster, v))
+            - result.breakdown.bubble_s
+        )
+        assert result.breakdown.bubble_s / work == pytest.approx((pp - 1) / (v * m), rel=0.05)
+
+
+def test_gpipe_bubble_matches_one_f_one_b_without_memory_savings():
+    plan = dict(seq_len=2048, global_batch=8, pp=4)
+    gpipe = train(TINY_VOCAB, Plan(**plan, schedule="gpipe"), free_network(4))
+    ofob = train(TINY_VOCAB, Plan(**plan, schedule="1f1b"), free_network(4))
+    assert gpipe.step_time_s == pytest.approx(ofob.step_time_s, rel=1e-9)
+    assert gpipe.memory_per_device_bytes > ofob.memory_per_device_bytes
+
+
+def test_step_without_parallelism_is_the_sum_of_its_kernels():
+    # One device: the step is microbatches x (forward + backward) + the optimizer update.
+    plan = Plan(seq_len=4096, global_batch=4, micro_batch=2)
+    cluster = make_cluster("h100-sxm", 1)
+    builder = StepBuilder(TINY_VOCAB, plan, cluster, 1)
+    optimizer = next(op for op in builder.template(0).ops if op.name == "optimizer").duration
+    expected = 2 * (builder.forward_s[0] + builder.backward_s[0]) + optimizer
+    result = train(TINY_VOCAB, plan, cluster)
+    assert result.step_time_s == pytest.approx(expected, rel=1e-12)
+    assert result.breakdown.compute_s == pytest.approx(expected, rel=1e-12)
+    assert result.breakdown.exposed_comm_s == 0 and result.breakdown.bubble_s == 0
+
+
+def test_mfu_and_tokens_follow_their_definitions():
+    model = get_model("llama3-8b")
+    plan = Plan(seq_len=8192, global_batch=16, tp=8, dp=2)
+    cluster = make_cluster("h100-sxm", 16)
+    r = train(model, plan, cluster)
+    flops = model.flops_per_step(plan)
+    assert r.tokens_per_s == pytest.approx(16 * 8192 / r.step_time_s)
+    assert r.mfu == pytest.approx(flops["model"] / (r.step_time_s * 16 * 989e12))
+    assert r.hfu >= r.mfu
+    assert 0.2 < r.mfu < 0.7
+    assert r.model_tflops_per_device == pytest.approx(r.mfu * 989)
+    assert set(r.to_dict()) >= CONTRACT and set(r.to_dict()["breakdown"]) == BREAKDOWN
+    parts = r.breakdown.compute_s + r.breakdown.exposed_comm_s + r.breakdown.bubble_s
+    assert parts == pytest.approx(r.step_time_s, rel=1e-9)
+
+
+def test_tensor_parallel_all_reduces_are_exposed():
+    model = get_model("llama3-8b")
+    plan = Plan(seq_len=8192, global_batch=8, tp=8)
+    r = train(model, plan, make_cluster("h100-sxm", 8))
+    free = train(model, plan, free_network(8))
+    assert r.breakdown.exposed_comm_s > 0.05 * r.step_time_s
+    assert free.breakdown.exposed_comm_s < 1e-3 * free.step_time_s
+    assert r.step_time_s > free.step_time_s
+
+
+def test_slower_links_never_speed_a_step_up():
+    model = get_model("llama3-8b")
+    plan = Plan(seq_len=8192, global_batch=32, tp=8, pp=2, dp=2)
+    fast = train(model, plan, make_cluster("h100-sxm", 32))
+    slow = train(
+        model,
+        plan,
+        make_cluster("h100-sxm", 32, scale_out_bandwidth="100 Gb/s", scale_up_bandwidth="100 GB/s"),
+    )
+    assert slow.step_time_s > fast.step_time_s
+
+
+def test_time_to_train():
+    plan = Plan(seq_len=2048, global_batch=8, tokens=1e9)
+    r = train(TINY_VOCAB, plan, make_cluster("h100-sxm", 1))
+    steps = 1e9 / (8 * 2048)
+    assert r.time_to_train_s == pytest.approx(steps * r.step_time_s)
+    assert r.device_hours == pytest.approx(r.time_to_train_s / 3600)
+
+
+@pytest.mark.parametrize(
+    ("plan", "devices", "match"),
+    [
+        (dict(tp=3), 3, "train.tp = 3 .*divisor of the model's heads"),
+        (dict(tp=2, pp=2, dp=2), 4, r"train.tp \* pp \* dp \* cp = 8"),
+        (dict(ep=2, dp=2), 2, "train.ep = 2 .*1 for a dense model"),
+        (dict(pp=128), 128, r"train.pp \* virtual_stages = 128 .*at most the number of layers"),
+    ],
+)
+def test_impossible_plans_say_why(plan, devices, match):
+    with pytest.raises(SpecError, match=match):
+        train(
+            TINY_VOCAB,
+            Plan(seq_len=2048, global_batch=64, **plan),
+            make_cluster("h100-sxm", devices),
+        )
+
+
+def test_batch_must_split_over_data_parallel_and_microbatches():
+    with pytest.raises(SpecError, match=r"train\.global_batch = 10 .*multiple of dp"):
+        Plan(seq_len=2048, global_batch=10, dp=4)
+    with pytest.raises(SpecError, match=r"train\.micro_batch = 3"):
+        Plan(seq_len=2048, global_batch=8, micro_batch=3)
+
+
+def test_strict_mode_rejects_a_plan_that_does_not_fit():
+    model = get_model("llama3-70b")
+    plan = Plan(seq_len=8192, global_batch=8, tp=8)
+    r = train(model, plan, make_cluster("h100-sxm", 8))
+    assert not r.fits_in_memory
+    with pytest.raises(SpecError, match="GB per device"):
+        train(model, plan, make_cluster("h100-sxm", 8), strict=True)
+
+
+def test_layers_split_evenly_over_chunks():
+    assert [len(c) for c in chunk_layers(126, 16)] == [8] * 14 + [7] * 2
+    assert sum(len(c) for c in chunk_layers(61, 8)) == 61
