@@ -53,8 +53,9 @@ def programs(draw):
         else:
             src, dst = draw(st.permutations(range(n)))[:2]
             size = draw(SIZES)
-            ops_of[src].append(b.send(src, dst, size, stream, deps(src)))
-            ops_of[dst].append(b.recv(dst, src, size, stream, deps(dst)))
+            tag = draw(st.integers(-1, 1))
+            ops_of[src].append(b.send(src, dst, size, stream, deps(src), tag))
+            ops_of[dst].append(b.recv(dst, src, size, stream, deps(dst), tag))
     c = cluster(n, domain_size=domain, pod_size=domain * pod_domains, oversubscription=oversub)
     return b.build(), c
 

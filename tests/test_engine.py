@@ -251,3 +251,18 @@ def test_only_collectives_repeat():
     bad = Program(**{**fields, "repeat": np.array([2], np.int32)})
     with pytest.raises(ProgramError, match="only collectives repeat"):
         simulate(bad, cluster(2))
+
+
+def test_tags_keep_channels_between_two_ranks_apart():
+    # Rank 1 takes the tag-1 message first; by tag, each recv meets the send of its tag.
+    b = ProgramBuilder()
+    b.send(0, 1, S, stream=1, tag=0)
+    b.send(0, 1, 2 * S, stream=2, tag=1)
+    b.recv(1, 0, 2 * S, stream=1, tag=1)
+    b.recv(1, 0, S, stream=1, tag=0)
+    t = simulate(b.build(), cluster(2))
+    assert t.end[2] == t.end[1] and t.end[3] == t.end[0] > t.end[1]
+    untagged = ProgramBuilder()
+    untagged.send(0, 1, S, stream=1)
+    untagged.recv(1, 0, 2 * S, stream=1)
+    program_error(untagged, "receives 2")

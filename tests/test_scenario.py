@@ -2,6 +2,7 @@
 SpecError that names the field (and the file)."""
 
 import json
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from podsim import SpecError
 from podsim.scenario import Scenario, load_scenario, parse_scenario
 
-SCENARIOS = Path(__file__).parent / "validation" / "scenarios"
+SCENARIOS = Path(str(resources.files("podsim").joinpath("data/validation")))
 
 # devices, tp, pp, dp as the papers give them (Megatron-LM SC'21 Table 1; Korthikanti et al.).
 EXPECTED = {

@@ -1,6 +1,8 @@
 #include "podsim/program_index.hpp"
 
 #include <cmath>
+#include <map>
+#include <tuple>
 #include <unordered_map>
 
 #include "podsim/errors.hpp"
@@ -113,6 +115,9 @@ void check_op(const Program& p, const Topology& t, std::size_t i) {
       fail(op, "algorithm = " + std::to_string(p.algorithm[i]) + " is not known (0..5)");
     }
   }
+  if ((kind == Kind::Send || kind == Kind::Recv) && p.collective[i] < -1) {
+    fail(op, "tag = " + std::to_string(p.collective[i]) + " must be in [-1, 127]");
+  }
   if ((kind == Kind::Send || kind == Kind::Recv) &&
       (p.peer[i] < 0 || p.peer[i] >= t.devices || p.peer[i] == p.rank[i])) {
     fail(op, "peer = " + std::to_string(p.peer[i]) + " must be another rank in [0, " +
@@ -202,15 +207,16 @@ void match_collectives(const Program& p, const Topology& t, ProgramIndex& index)
 }
 
 // The k-th send from a to b matches the k-th recv on b from a.
+// The k-th send from a to b with tag t matches the k-th recv on b from a with tag t (for sends
+// and receives the `collective` column holds the tag; -1 is untagged).
 void match_transfers(const Program& p, ProgramIndex& index) {
-  std::unordered_map<std::uint64_t, std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>>>
-      channels;
+  using Channel = std::tuple<std::int32_t, std::int32_t, std::int8_t>;
+  std::map<Channel, std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>>> channels;
   for (std::size_t i = 0; i < p.num_ops(); ++i) {
     const auto kind = static_cast<Kind>(p.kind[i]);
-    if (kind == Kind::Send)
-      channels[pair_key(p.rank[i], p.peer[i])].first.push_back(static_cast<std::int64_t>(i));
-    if (kind == Kind::Recv)
-      channels[pair_key(p.peer[i], p.rank[i])].second.push_back(static_cast<std::int64_t>(i));
+    const auto op = static_cast<std::int64_t>(i);
+    if (kind == Kind::Send) channels[{p.rank[i], p.peer[i], p.collective[i]}].first.push_back(op);
+    if (kind == Kind::Recv) channels[{p.peer[i], p.rank[i], p.collective[i]}].second.push_back(op);
   }
   index.partner.assign(p.num_ops(), -1);
   for (const auto& [key, channel] : channels) {

@@ -16,8 +16,12 @@ from podsim.clusters import Cluster, make_cluster, preset_cluster, presets
 from podsim.collectives import OPS, collective
 from podsim.engine import NETWORK_MODES
 from podsim.errors import PodsimError, SpecError
+from podsim.front import builtin_scenarios, training_step
+from podsim.models import catalog as model_catalog
 from podsim.program import Algorithm
+from podsim.trace import write_chrome_trace
 from podsim.units import format_size, parse_size
+from podsim.validation import case_names, mape, run_case
 
 _NCCL_SIZE = re.compile(r"^(\d+)([KMGT])$")
 
@@ -154,6 +158,118 @@ def cmd_clusters(args: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
+def cmd_train(args: argparse.Namespace, console: Console) -> None:
+    run = training_step(args.scenario, args.network, args.strict)
+    r = run.result
+    if args.trace:
+        meta = {"scenario": str(args.scenario), "step_time_s": r.step_time_s}
+        write_chrome_trace(args.trace, run.lowered.program, run.timeline, run.op_names(), meta)
+    if args.json:
+        print(json.dumps(r.to_dict()))
+        return
+    p = r.plan
+    split = f"tp {p['tp']} pp {p['pp']} dp {p['dp']} ep {p['ep']} cp {p['cp']}"
+    table = Table(
+        title=f"{args.scenario}: one step on {r.devices} devices ({split}, "
+        f"{p['schedule']} v={r.virtual_stages}, {r.network} network)"
+    )
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    rows = [
+        ("step time", f"{r.step_time_s:,.3f} s"),
+        ("tokens per second", f"{r.tokens_per_s:,.0f}"),
+        ("MFU / HFU (dense BF16 peak)", f"{r.mfu:.1%} / {r.hfu:.1%}"),
+        ("model TFLOP/s per device", f"{r.model_tflops_per_device:,.1f}"),
+        (
+            "memory per device",
+            f"{r.memory_per_device_bytes / 1e9:,.1f} GB"
+            + ("" if r.fits_in_memory else "  (does not fit)"),
+        ),
+    ]
+    for name, value in vars(r.breakdown).items():
+        rows.append(
+            (
+                name.removesuffix("_s").replace("_", " "),
+                f"{value:,.3f} s  ({value / r.step_time_s:.0%})",
+            )
+        )
+    if r.time_to_train_s:
+        rows.append(("time to train", f"{r.time_to_train_s / 86400:,.1f} days"))
+        rows.append(("device-hours", f"{r.device_hours:,.0f}"))
+    rows.append(("ops simulated", f"{r.ops:,}"))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def cmd_models(args: argparse.Namespace, console: Console) -> None:
+    models = model_catalog()
+    if args.json:
+        print(json.dumps({mid: m.to_dict() for mid, m in models.items()}))
+        return
+    table = Table(title="models")
+    for column in (
+        "id",
+        "layers",
+        "hidden",
+        "heads / kv",
+        "ffn",
+        "experts (top-k)",
+        "params (B)",
+        "active (B)",
+    ):
+        table.add_column(column, justify="right")
+    for mid, m in models.items():
+        experts = f"{m.experts} ({m.top_k})" if m.experts else "-"
+        table.add_row(
+            mid,
+            str(m.layers),
+            str(m.hidden),
+            f"{m.heads} / {m.kv_heads}",
+            str(m.ffn_hidden),
+            experts,
+            f"{m.params() / 1e9:,.1f}",
+            f"{m.active_params() / 1e9:,.1f}",
+        )
+    console.print(table)
+
+
+def cmd_scenarios(args: argparse.Namespace, console: Console) -> None:
+    table = Table(title="built-in scenarios (podsim train NAME)")
+    table.add_column("name")
+    table.add_column("what")
+    for name, text in builtin_scenarios().items():
+        table.add_row(name, text.splitlines()[0].lstrip("# "))
+    console.print(table)
+
+
+def cmd_validate(args: argparse.Namespace, console: Console) -> None:
+    cases = []
+    with console.status("simulating published runs...") if not args.json else _quiet():
+        cases = [run_case(name) for name in case_names()]
+    if args.json:
+        rows = [{**vars(c), "error": c.error} for c in cases]
+        print(json.dumps({"cases": rows, "mape": mape(cases)}))
+        return
+    table = Table(title="published results against podsim")
+    for column in ("case", "metric", "published", "predicted", "error"):
+        table.add_column(column, justify="right")
+    for c in cases:
+        table.add_row(
+            c.name, c.metric, f"{c.published:,.4g}", f"{c.predicted:,.4g}", f"{c.error:+.1%}"
+        )
+    console.print(table)
+    console.print(f"mean absolute percentage error: {mape(cases):.1%} over {len(cases)} cases")
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="podsim", description=__doc__)
     parser.add_argument("--version", action="version", version=f"podsim {__version__}")
@@ -176,6 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     coll.add_argument("--network", default="analytical", choices=NETWORK_MODES)
     coll.add_argument("--json", action="store_true", help="one JSON object on stdout (SI units)")
     coll.set_defaults(run=cmd_collective)
+    train = verbs.add_parser("train", help="one training step of a scenario")
+    train.add_argument("scenario", help="a scenario file, or a built-in name (podsim scenarios)")
+    train.add_argument("--network", default="analytical", choices=NETWORK_MODES)
+    train.add_argument("--strict", action="store_true", help="fail if it does not fit")
+    train.add_argument("--trace", help="write a Chrome/Perfetto trace (.json or .json.gz)")
+    train.add_argument("--json", action="store_true", help="one JSON object on stdout (SI units)")
+    train.set_defaults(run=cmd_train)
+    for verb, runner, text in (
+        ("models", cmd_models, "the model catalog, with sources"),
+        ("validate", cmd_validate, "published runs against podsim"),
+    ):
+        sub = verbs.add_parser(verb, help=text)
+        sub.add_argument("--json", action="store_true")
+        sub.set_defaults(run=runner)
+    verbs.add_parser("scenarios", help="built-in scenarios").set_defaults(run=cmd_scenarios)
     return parser
 
 

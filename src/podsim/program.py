@@ -137,11 +137,16 @@ class ProgramBuilder:
             rank, stream, Kind.COLLECTIVE, 0.0, nbytes, group, code, algo, repeat, deps
         )
 
-    def send(self, rank: int, dst: int, nbytes: float, stream: int = 1, deps=()) -> int:
-        return self._add(rank, stream, Kind.SEND, 0.0, nbytes, dst, -1, -1, 1, deps)
+    def send(
+        self, rank: int, dst: int, nbytes: float, stream: int = 1, deps=(), tag: int = -1
+    ) -> int:
+        """The k-th send to dst with a tag matches dst's k-th recv from rank with that tag."""
+        return self._add(rank, stream, Kind.SEND, 0.0, nbytes, dst, tag, -1, 1, deps)
 
-    def recv(self, rank: int, src: int, nbytes: float, stream: int = 1, deps=()) -> int:
-        return self._add(rank, stream, Kind.RECV, 0.0, nbytes, src, -1, -1, 1, deps)
+    def recv(
+        self, rank: int, src: int, nbytes: float, stream: int = 1, deps=(), tag: int = -1
+    ) -> int:
+        return self._add(rank, stream, Kind.RECV, 0.0, nbytes, src, tag, -1, 1, deps)
 
     def _add(self, rank, stream, kind, duration, nbytes, peer, collective, algorithm, repeat, deps):
         values = (rank, stream, kind, duration, nbytes, peer, collective, algorithm, repeat)

@@ -226,7 +226,8 @@ def _match(
             counter, key = (kind, rank, peer), ("collective", peer)
         else:
             src, dst = (rank, peer) if kind == Kind.SEND else (peer, rank)
-            counter, key = (kind, src, dst), ("transfer", src, dst)  # sends, recvs apart
+            tag = col["collective"][i]  # a send's or recv's tag; matching is per tag
+            counter, key = (kind, src, dst, tag), ("transfer", src, dst, tag)
         k = count[counter] = count.get(counter, -1) + 1
         key = (*key, k)
         if key not in found:
