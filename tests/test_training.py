@@ -174,3 +174,36 @@ def test_strict_mode_rejects_a_plan_that_does_not_fit():
 def test_layers_split_evenly_over_chunks():
     assert [len(c) for c in chunk_layers(126, 16)] == [8] * 14 + [7] * 2
     assert sum(len(c) for c in chunk_layers(61, 8)) == 61
+
+
+@pytest.mark.parametrize(("pp", "m"), [(2, 4), (4, 8), (8, 16), (8, 6)])
+def test_dualpipe_runs_both_directions_with_a_smaller_bubble(pp, m):
+    # DualPipe (DeepSeek-V3 report): two pipelines in opposite directions over two copies of
+    # the model fill each other's bubbles; it costs a second copy of the weights.
+    cluster = free_network(pp)
+    ofob = train(TINY_VOCAB, Plan(seq_len=2048, global_batch=m, pp=pp, schedule="1f1b"), cluster)
+    dual = train(
+        TINY_VOCAB, Plan(seq_len=2048, global_batch=m, pp=pp, schedule="dualpipe"), cluster
+    )
+    assert dual.breakdown.bubble_s < 0.75 * ofob.breakdown.bubble_s
+    assert dual.step_time_s < ofob.step_time_s
+    assert dual.memory["weights"] == pytest.approx(2 * ofob.memory["weights"], rel=0.05)
+
+
+def test_dualpipe_needs_an_even_pipeline_and_microbatch_count():
+    with pytest.raises(SpecError, match=r"train\.pp = 3 .*even"):
+        Plan(seq_len=2048, global_batch=8, pp=3, schedule="dualpipe")
+    with pytest.raises(SpecError, match="even number"):
+        train(
+            TINY_VOCAB,
+            Plan(seq_len=2048, global_batch=5, pp=2, schedule="dualpipe"),
+            free_network(2),
+        )
+
+
+def test_node_limited_routing_cuts_expert_traffic():
+    # DeepSeek-V3 sends a token over the network once per node (at most 4), not per expert.
+    model = get_model("deepseek-v3")
+    plan = Plan(seq_len=4096, global_batch=64, pp=8, ep=8, dp=8, schedule="1f1b", precision="fp8")
+    limited = StepBuilder(model, plan, make_cluster("h800-sxm", 64), 1)._dispatch_bytes()
+    assert limited == pytest.approx(4096 * 7168 * 1.5 * 4)

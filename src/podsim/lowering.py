@@ -5,10 +5,10 @@ sits inside a scale-up domain whenever tp divides the domain size. All ranks of 
 stage run the same sequence of ops, so each stage is written once as a template and copied to
 its ranks with numpy: no Python loop runs per rank.
 
-Streams: 0 compute (tensor-, expert- and context-parallel collectives run here too: they sit
-on the critical path, as in Megatron without overlap), 1 data-parallel gradients and ZeRO
-gathers, 2 and 3 sends to the next and previous stage, 4 and 5 receives from them (posted
-early, so a send waits only for its own stage's compute).
+Streams: 0 compute (tensor-, expert- and context-parallel collectives and pipeline sends run
+here too: they sit on the critical path, as in Megatron without overlap), 1 data-parallel
+gradients and ZeRO gathers, 2 sends and 3 expert all-to-alls when a schedule overlaps them
+(DualPipe), 4 to 7 receives (posted early, so a send waits only for its sender's compute).
 """
 
 from dataclasses import dataclass, field
@@ -18,7 +18,9 @@ import numpy as np
 from podsim.errors import SpecError
 from podsim.program import Algorithm, Collective, Kind, Program
 
-COMPUTE, DP_STREAM, SEND_NEXT, SEND_PREV, RECV_PREV, RECV_NEXT = range(6)
+COMPUTE, DP_STREAM, SEND_STREAM, EP_STREAM = 0, 1, 2, 3
+# Receives: one stream per (pass kind, direction the data comes from), posted in order of use.
+RECV_STREAMS = {("F", -1): 4, ("F", +1): 5, ("B", +1): 6, ("B", -1): 7}
 ROLES = ("tp", "dp", "cp", "ep")
 
 
@@ -61,6 +63,7 @@ class TemplateOp:
     collective: Collective | None = None
     repeat: int = 1
     stage_offset: int = 0  # send/recv: the peer's stage minus this stage
+    tag: int = -1  # send/recv: the logical channel (activations or gradients of one chunk)
     deps: list[int] = field(default_factory=list)
 
 
@@ -154,7 +157,7 @@ def _stage_block(
         "kind": [int(op.kind) for op in ops],
         "duration": [op.duration for op in ops],
         "bytes": [op.nbytes for op in ops],
-        "collective": [int(op.collective) if op.collective is not None else -1 for op in ops],
+        "collective": [int(op.collective) if op.collective is not None else op.tag for op in ops],
         "algorithm": [int(Algorithm.AUTO) if op.collective is not None else -1 for op in ops],
         "repeat": [op.repeat for op in ops],
     }

@@ -33,6 +33,7 @@ _MOE_FIELDS = ("top_k", "shared_experts", "expert_ffn_hidden", "dense_layers")
 # Fields a scenario's [model] table or a catalog entry may leave out.
 _OPTIONAL = {"kv_heads", "head_dim", "attention", "mlp", *_MLA_DIMS, "experts", *_MOE_FIELDS}
 _OPTIONAL |= {"mtp_depth", "tied_embeddings", "bias", "learned_positions", "sources", "notes"}
+_OPTIONAL |= {"max_routed_nodes"}
 
 Projection = tuple[int, int]  # (inputs, outputs) of one weight matrix
 
@@ -72,6 +73,9 @@ class Model:
     expert_ffn_hidden: int = 0
     dense_layers: int = 0
     mtp_depth: int = 0
+    # Node-limited routing: a token goes to experts on at most this many nodes and crosses the
+    # network once per node (DeepSeek-V3: 4); 0 = no limit.
+    max_routed_nodes: int = 0
     tied_embeddings: bool = False
     bias: bool = False
     learned_positions: int = 0
@@ -97,6 +101,7 @@ class Model:
         for name in ("ffn_hidden", "kv_heads", "head_dim", *_MLA_DIMS, "experts", *_MOE_FIELDS):
             _integer(name, getattr(self, name), 0)
         _integer("mtp_depth", self.mtp_depth, 0)
+        _integer("max_routed_nodes", self.max_routed_nodes, 0)
         _integer("learned_positions", self.learned_positions, 0)
 
     def _resolve_heads(self) -> None:

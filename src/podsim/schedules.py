@@ -47,9 +47,57 @@ def interleaved(pp: int, stage: int, m: int, v: int) -> list[Pass]:
     return order + [backward(k) for k in range(total - warmup, total)]
 
 
+def unit_start_times(pp: int, m: int) -> dict[tuple[int, str, int], float]:
+    """Start of every pass of one 1F1B pipeline when a forward takes 1 and a backward 2:
+    (position, "F" | "B", microbatch) -> time."""
+    orders = [one_f_one_b(pp, q, m) for q in range(pp)]
+    end: dict[tuple[int, str, int], float] = {}
+    start: dict[tuple[int, str, int], float] = {}
+    free, nxt = [0.0] * pp, [0] * pp
+    while any(nxt[q] < len(orders[q]) for q in range(pp)):
+        for q in range(pp):
+            while nxt[q] < len(orders[q]):
+                kind, _, mb = orders[q][nxt[q]]
+                need = (q - 1, "F", mb) if kind == "F" else (q + 1, "B", mb)
+                if kind == "B" and q == pp - 1:
+                    need = (q, "F", mb)
+                if kind == "F" and q == 0:
+                    need = None
+                if need is not None and need not in end:
+                    break
+                begin = max(free[q], end[need] if need else 0.0)
+                start[q, kind, mb] = begin
+                end[q, kind, mb] = free[q] = begin + (1.0 if kind == "F" else 2.0)
+                nxt[q] += 1
+    return start
+
+
+def dualpipe(pp: int, stage: int, m: int) -> list[Pass]:
+    """DualPipe (DeepSeek-V3 report, section 3.2.1), approximated: half the microbatches flow
+    from stage 0 to pp-1 through chunk 0, half the other way through chunk 1 (a second copy of
+    the model, mirrored over the stages). Each stage runs both directions' 1F1B passes merged by
+    their start in an ideal timeline, so both ends of the pipeline start at once and no stage
+    ever waits for a pass it runs later (no deadlock)."""
+    if m % 2:
+        raise SpecError(
+            f"train.global_batch gives {m} microbatches per pipeline: the "
+            "dualpipe schedule needs an even number"
+        )
+    half = m // 2
+    times = unit_start_times(pp, half)
+    down = [(times[stage, k, mb], 0, (k, 0, mb)) for k, _, mb in one_f_one_b(pp, stage, half)]
+    mirror = pp - 1 - stage
+    up = [
+        (times[mirror, k, mb], 1, (k, 1, half + mb)) for k, _, mb in one_f_one_b(pp, mirror, half)
+    ]
+    return [p for _, _, p in sorted(down + up)]
+
+
 def stage_order(schedule: str, pp: int, stage: int, m: int, v: int) -> list[Pass]:
     if schedule == "gpipe":
         return gpipe(pp, stage, m)
+    if schedule == "dualpipe":
+        return dualpipe(pp, stage, m)
     if schedule == "interleaved" and v > 1:
         return interleaved(pp, stage, m, v)
     return one_f_one_b(pp, stage, m)
