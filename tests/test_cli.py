@@ -141,3 +141,57 @@ def test_size_ranges_follow_nccl_tests():
     assert parse_sizes("8:64") == [8, 16, 32, 64]
     assert parse_sizes("1K:16K:4") == [1024, 4096, 16384]
     assert parse_sizes("1 GiB") == [2**30]
+
+
+TRAIN_KEYS = {
+    "step_time_s",
+    "tokens_per_s",
+    "mfu",
+    "hfu",
+    "model_tflops_per_device",
+    "hardware_tflops_per_device",
+    "memory_per_device_bytes",
+    "fits_in_memory",
+    "breakdown",
+}
+
+
+def test_train_json_has_the_contract_keys(capsys, tmp_path):
+    scenario = tmp_path / "small.toml"
+    scenario.write_text(
+        '[cluster]\nchip = "h100-sxm"\ndevices = 16\n[model]\npreset = "llama3-8b"\n'
+        '[train]\nseq_len = 4096\nglobal_batch = 16\ntp = 8\ntokens = "1e12"\n'
+    )
+    code, out, _ = run(capsys, "train", str(scenario), "--json")
+    assert code == 2  # tokens must be a number, not a string: a clear error
+    scenario.write_text(scenario.read_text().replace('"1e12"', "1e12"))
+    code, out, _ = run(capsys, "train", str(scenario), "--json")
+    data = json.loads(out)
+    assert code == 0 and set(data) >= TRAIN_KEYS
+    assert {"time_to_train_s", "device_hours"} <= set(data)
+    assert set(data["breakdown"]) == {"compute_s", "exposed_comm_s", "bubble_s", "straggler_s"}
+
+
+def test_train_writes_a_perfetto_trace(capsys, tmp_path):
+    trace = tmp_path / "step.json"
+    code, out, _ = run(capsys, "train", "llama3-70b-ascend-910b", "--trace", str(trace))
+    assert code == 0 and "step time" in out
+    events = json.loads(trace.read_text())["traceEvents"]
+    ranks = {e["pid"] for e in events if e["ph"] == "X"}
+    assert len(ranks) == 1024
+    names = {e["name"] for e in events if e["ph"] == "X" and e["pid"] == 0}
+    assert {"optimizer", "dp grads", "tp all-reduce", "send act mb0"} <= names
+
+
+def test_models_scenarios_and_validate_listings(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    models = json.loads(out)
+    assert code == 0 and models["deepseek-v3"]["experts"] == 256
+    assert models["llama3-405b"]["sources"]["layers"]
+    code, out, _ = run(capsys, "scenarios")
+    assert code == 0 and "deepseek-v3-h800" in out
+
+
+def test_unknown_scenario_is_named(capsys):
+    code, _, err = run(capsys, "train", "no-such-scenario")
+    assert code == 2 and "no-such-scenario" in err and "built-in" in err

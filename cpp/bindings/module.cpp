@@ -8,6 +8,7 @@
 #include "podsim/collectives.hpp"
 #include "podsim/engine.hpp"
 #include "podsim/errors.hpp"
+#include "register.hpp"
 
 namespace py = pybind11;
 using namespace podsim;
@@ -174,6 +175,8 @@ PYBIND11_MODULE(_core, m) {
                              [](const Engine& e) { return to_numpy(e.resolved_algorithm()); })
       .def_property_readonly("events_processed", &Engine::events_processed)
       .def_property_readonly("makespan", &Engine::makespan);
+
+  register_failures(m);
 
   m.def("collective_time", &collective_time_py, py::arg("topology"), py::arg("op"),
         py::arg("algorithm"), py::arg("ranks"), py::arg("bytes"),

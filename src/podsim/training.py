@@ -452,6 +452,8 @@ def run_step(model, plan: Plan, cluster: Cluster, network: NetworkMode, v: int):
 def virtual_stage_options(model, plan: Plan) -> list[int]:
     """Interleaving needs microbatches in rounds of pp (Megatron) and a layer per chunk; chunks
     may differ by one layer, as in Llama 3's uneven stages."""
+    if plan.schedule == "dualpipe":
+        return [2]  # a chunk in each direction
     if plan.schedule != "interleaved":
         return [1]
     if plan.virtual_stages:
