@@ -36,8 +36,8 @@ inline double normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t key
 }
 
 // Exponential with the given rate.
-inline double exponential(double rate, std::uint64_t seed, std::uint64_t stream,
-                          std::uint64_t key, std::uint64_t index) {
+inline double exponential(double rate, std::uint64_t seed, std::uint64_t stream, std::uint64_t key,
+                          std::uint64_t index) {
   return -std::log(uniform(seed, stream, key, index)) / rate;
 }
 
