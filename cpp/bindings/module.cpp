@@ -8,6 +8,7 @@
 #include "podsim/collectives.hpp"
 #include "podsim/engine.hpp"
 #include "podsim/errors.hpp"
+#include "podsim/random.hpp"
 #include "register.hpp"
 
 namespace py = pybind11;
@@ -157,14 +158,39 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("domain_size", &Topology::domain_size)
       .def_readonly("pod_size", &Topology::pod_size);
 
-  py::class_<Engine>(m, "Engine")
-      .def(py::init([](const py::dict& columns, const Topology& topology, int mode) {
-             auto program = make_program(columns);
-             const auto network = enum_arg<NetworkMode>(mode, 2, "network mode");
-             py::gil_scoped_release release;
-             return Engine(std::move(program), topology, network);
+  py::class_<Noise>(m, "Noise")
+      .def(py::init([](std::uint64_t seed, double compute_cv, double latency_sigma,
+                       double straggler_fraction, std::vector<std::int32_t> straggler_ranks,
+                       double straggler_slowdown, double straggler_probability) {
+             return Noise{seed,
+                          compute_cv,
+                          latency_sigma,
+                          straggler_fraction,
+                          std::move(straggler_ranks),
+                          straggler_slowdown,
+                          straggler_probability};
            }),
-           py::arg("columns"), py::arg("topology"), py::arg("mode"))
+           py::arg("seed") = 0, py::arg("compute_cv") = 0.0, py::arg("latency_sigma") = 0.0,
+           py::arg("straggler_fraction") = 0.0,
+           py::arg("straggler_ranks") = std::vector<std::int32_t>{},
+           py::arg("straggler_slowdown") = 1.0, py::arg("straggler_probability") = 1.0);
+
+  m.def("max_of_normals", &random::max_of_normals, py::arg("n"), py::arg("u"),
+        "The largest of n standard normals at probability u (order statistic).");
+  m.def("normal_quantile", &random::normal_quantile, py::arg("p"));
+
+  py::class_<Engine>(m, "Engine")
+      .def(py::init(
+               [](const py::dict& columns, const Topology& topology, int mode, const Noise& noise) {
+                 auto program = make_program(columns);
+                 const auto network = enum_arg<NetworkMode>(mode, 2, "network mode");
+                 py::gil_scoped_release release;
+                 return Engine(std::move(program), topology, network, noise);
+               }),
+           py::arg("columns"), py::arg("topology"), py::arg("mode"), py::arg("noise") = Noise{})
+      .def("restart", &Engine::restart, py::arg("iteration"),
+           py::call_guard<py::gil_scoped_release>(),
+           "Run the step again as iteration `iteration` (fresh noise draws).")
       .def("advance", &Engine::advance, py::arg("max_events"),
            py::call_guard<py::gil_scoped_release>(),
            "Process up to max_events events; True once the run is complete.")

@@ -13,6 +13,7 @@
 #include "podsim/errors.hpp"
 #include "podsim/network.hpp"
 #include "podsim/program_index.hpp"
+#include "podsim/random.hpp"
 
 namespace podsim {
 namespace {
@@ -49,6 +50,15 @@ struct Activity {
 
 using CostKey = std::tuple<std::int32_t, std::int8_t, std::int8_t, double>;
 
+// Draw streams of the noise model.
+enum Stream : std::uint64_t { ComputeJitter = 1, SlowRank = 2, SlowStep = 3, HopLatency = 4 };
+
+struct Cost {
+  Algorithm algorithm;
+  double time;     // closed form, launch included
+  double latency;  // the part of it that is steps x hop latency
+};
+
 }  // namespace
 
 struct Engine::State {
@@ -63,7 +73,10 @@ struct Engine::State {
   std::vector<std::int8_t> resolved;
   std::vector<Instance> instances;
   std::vector<Activity> activities;
-  std::map<CostKey, std::pair<Algorithm, double>> costs;
+  std::map<CostKey, Cost> costs;
+  Noise noise;
+  std::uint64_t iteration = 0;
+  std::vector<double> slowdown;  // per rank: compute time factor when slow
 
   std::priority_queue<Event, std::vector<Event>, std::greater<>> queue;
   std::uint64_t seq = 0, events = 0, generation = 0;
@@ -73,12 +86,48 @@ struct Engine::State {
   bool dirty = false;
   std::vector<std::int32_t> finished_owners;
 
-  State(Program p, Topology t, NetworkMode m)
+  State(Program p, Topology t, NetworkMode m, Noise n)
       : program(std::move(p)),
         topology(t),
         mode(m),
         graph(index_program(program, topology)),
-        network(topology) {}
+        noise(std::move(n)),
+        network(topology) {
+    slowdown.assign(static_cast<std::size_t>(topology.devices), 1.0);
+    for (std::int64_t r = 0; r < topology.devices; ++r) {
+      const auto rank = static_cast<std::uint64_t>(r);
+      if (random::uniform(noise.seed, SlowRank, rank, 0) < noise.straggler_fraction) {
+        slowdown[rank] = noise.straggler_slowdown;
+      }
+    }
+    for (std::int32_t r : noise.straggler_ranks) slowdown[r] = noise.straggler_slowdown;
+  }
+
+  // A compute op's duration this step: lognormal jitter of mean 1, times a slow rank's factor.
+  double compute_time(std::int64_t op) const {
+    double factor = 1.0;
+    if (noise.compute_cv > 0) {
+      const double s2 = std::log1p(noise.compute_cv * noise.compute_cv);
+      const double z =
+          random::normal(noise.seed, ComputeJitter, static_cast<std::uint64_t>(op), iteration);
+      factor = std::exp(std::sqrt(s2) * z - 0.5 * s2);
+    }
+    const auto rank = static_cast<std::uint64_t>(program.rank[op]);
+    if (slowdown[rank] != 1.0 &&
+        (noise.straggler_probability >= 1.0 ||
+         random::uniform(noise.seed, SlowStep, rank, iteration) < noise.straggler_probability)) {
+      factor *= slowdown[rank];
+    }
+    return program.duration[op] * factor;
+  }
+
+  // How much longer than its median a latency term takes: a step waits for the slowest of its
+  // `hops` concurrent hops, each lognormal with median 1 (order statistic, one draw).
+  double latency_factor(std::uint64_t key, double hops) const {
+    if (noise.latency_sigma <= 0) return 1.0;
+    const double u = random::uniform(noise.seed, HopLatency, key, iteration);
+    return std::exp(noise.latency_sigma * random::max_of_normals(std::max(hops, 1.0), u));
+  }
 
   std::span<const std::int32_t> members(std::int32_t group) const {
     const auto& offsets = program.group_offsets;
@@ -97,12 +146,25 @@ struct Engine::State {
     start.assign(n, std::numeric_limits<double>::quiet_NaN());
     end.assign(n, std::numeric_limits<double>::quiet_NaN());
     resolved.assign(n, -1);
-    instances.resize(graph.instance_groups.size());
+    instances.resize(graph.instance_groups.size());  // arrival counts are reset by reset()
     for (std::size_t i = 0; i < instances.size(); ++i)
       instances[i].group = graph.instance_groups[i];
     for (std::size_t op = 0; op < n; ++op) {
       if (pending[op] == 0) on_ready(static_cast<std::int64_t>(op), 0.0);
     }
+  }
+
+  void reset(std::uint64_t step) {
+    iteration = step;
+    queue = {};
+    activities.clear();
+    network.clear();
+    for (Instance& instance : instances) instance.arrived = 0;
+    seq = events = generation = 0;
+    completed = 0;
+    now = makespan = 0.0;
+    dirty = false;
+    init();
   }
 
   void on_ready(std::int64_t op, double t) {
@@ -111,7 +173,7 @@ struct Engine::State {
       case Kind::Compute:
       case Kind::Wait:
         start[op] = t;
-        push(t + program.duration[op], 2, EventType::OpDone, op);
+        push(t + compute_time(op), 2, EventType::OpDone, op);
         break;
       case Kind::Collective: {
         const std::int32_t index = graph.instance_of[op];
@@ -133,33 +195,42 @@ struct Engine::State {
     }
   }
 
-  std::pair<Algorithm, double> cost(std::int32_t group, std::int64_t op) {
+  const Cost& cost(std::int32_t group, std::int64_t op) {
     const CostKey key{group, program.collective[op], program.algorithm[op], program.bytes[op]};
     auto it = costs.find(key);
     if (it == costs.end()) {
       const auto c = static_cast<CollectiveOp>(program.collective[op]);
-      const Algorithm a =
-          resolve_algorithm(topology, c, static_cast<Algorithm>(program.algorithm[op]),
-                            members(group), program.bytes[op]);
-      it = costs
-               .emplace(key, std::pair{a, collective_time(topology, c, a, members(group),
-                                                          program.bytes[op])})
-               .first;
+      const auto m = members(group);
+      const Algorithm a = resolve_algorithm(
+          topology, c, static_cast<Algorithm>(program.algorithm[op]), m, program.bytes[op]);
+      // Every term is linear in the bytes: at (almost) no bytes only latencies remain.
+      const double latency = collective_time(topology, c, a, m, 1e-300) - topology.launch_latency;
+      it =
+          costs
+              .emplace(key, Cost{a, collective_time(topology, c, a, m, program.bytes[op]), latency})
+              .first;
     }
     return it->second;
   }
 
   void start_instance(std::int32_t index, std::int64_t op, double t) {
     Instance& instance = instances[index];
-    const auto [algorithm, time] = cost(instance.group, op);
+    const Cost& c = cost(instance.group, op);
+    const Algorithm algorithm = c.algorithm;
     instance.algorithm = algorithm;
+    const double hops = static_cast<double>(members(instance.group).size());
     for (std::int64_t member : graph.instance_ops(index)) {
       start[member] = t;
       resolved[member] = static_cast<std::int8_t>(algorithm);
     }
     const std::int32_t repeat = program.repeat[op];
     if (mode == NetworkMode::Analytical) {
-      push(t + time * repeat, 2, EventType::InstanceDone, index);
+      double time = c.time * repeat;
+      for (std::int32_t r = 0; noise.latency_sigma > 0 && r < repeat; ++r) {
+        const auto key = (static_cast<std::uint64_t>(index) << 20) | static_cast<std::uint64_t>(r);
+        time += c.latency * (latency_factor(key, hops) - 1.0);
+      }
+      push(t + time, 2, EventType::InstanceDone, index);
       return;
     }
     auto phases = collective_phases(topology, static_cast<CollectiveOp>(program.collective[op]),
@@ -169,6 +240,7 @@ struct Engine::State {
       return;
     }
     repeat_phases(phases, repeat);
+    jitter_phases(phases, static_cast<std::uint64_t>(index));
     begin_activity({false, index, std::move(phases), 0, 0}, t);
   }
 
@@ -184,16 +256,29 @@ struct Engine::State {
     }
   }
 
+  // Each phase's latency stretched by the slowest of its concurrent hops.
+  void jitter_phases(std::vector<Phase>& phases, std::uint64_t key) const {
+    if (noise.latency_sigma <= 0) return;
+    for (std::size_t i = 0; i < phases.size(); ++i) {
+      const double hops = static_cast<double>(phases[i].flows.size());
+      phases[i].latency *= latency_factor((key << 20) | i, hops);
+    }
+  }
+
   void start_transfer(std::int64_t send, double t) {
     const std::int64_t recv = graph.partner[send];
     start[send] = start[recv] = t;
     const Path path = route(topology, program.rank[send], program.rank[recv]);
+    // Transfers draw from keys above every collective instance's.
+    const double latency =
+        path.latency *
+        latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(send), 1);
     if (mode == NetworkMode::Analytical) {
-      push(t + topology.launch_latency + path.latency + program.bytes[send] / path.bandwidth, 2,
+      push(t + topology.launch_latency + latency + program.bytes[send] / path.bandwidth, 2,
            EventType::TransferDone, send);
       return;
     }
-    Phase phase{path.latency, {{program.rank[send], program.rank[recv], program.bytes[send]}}};
+    Phase phase{latency, {{program.rank[send], program.rank[recv], program.bytes[send]}}};
     begin_activity({true, send, {std::move(phase)}, 0, 0}, t);
   }
 
@@ -289,11 +374,35 @@ struct Engine::State {
   }
 };
 
-Engine::Engine(Program program, Topology topology, NetworkMode mode) {
+void Noise::validate(std::int64_t devices) const {
+  auto require = [](bool ok, const char* field, double value, const char* allowed) {
+    if (!ok) {
+      throw SpecError(std::string("noise.") + field + " = " + std::to_string(value) +
+                      " is not allowed: " + allowed);
+    }
+  };
+  require(std::isfinite(compute_cv) && compute_cv >= 0, "compute_cv", compute_cv, "finite, >= 0");
+  require(std::isfinite(latency_sigma) && latency_sigma >= 0, "latency_sigma", latency_sigma,
+          "finite, >= 0");
+  require(straggler_fraction >= 0 && straggler_fraction <= 1, "straggler_fraction",
+          straggler_fraction, "a fraction in [0, 1]");
+  require(std::isfinite(straggler_slowdown) && straggler_slowdown > 0, "straggler_slowdown",
+          straggler_slowdown, "finite, > 0");
+  require(straggler_probability >= 0 && straggler_probability <= 1, "straggler_probability",
+          straggler_probability, "a fraction in [0, 1]");
+  for (std::int32_t r : straggler_ranks) {
+    require(r >= 0 && r < devices, "straggler_ranks", r, "ranks of the cluster");
+  }
+}
+
+Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise) {
   topology.validate();
-  state_ = std::make_unique<State>(std::move(program), topology, mode);
+  noise.validate(topology.devices);
+  state_ = std::make_unique<State>(std::move(program), topology, mode, std::move(noise));
   state_->init();
 }
+
+void Engine::restart(std::uint64_t iteration) { state_->reset(iteration); }
 
 Engine::~Engine() = default;
 Engine::Engine(Engine&&) noexcept = default;

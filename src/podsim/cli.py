@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from podsim import __version__
@@ -16,8 +17,9 @@ from podsim.clusters import Cluster, make_cluster, preset_cluster, presets
 from podsim.collectives import OPS, collective
 from podsim.engine import NETWORK_MODES
 from podsim.errors import PodsimError, SpecError
-from podsim.front import builtin_scenarios, training_step
+from podsim.front import builtin_scenarios, resolve_scenario, training_step
 from podsim.models import catalog as model_catalog
+from podsim.noise import NoiseModel
 from podsim.program import Algorithm
 from podsim.trace import write_chrome_trace
 from podsim.units import format_size, parse_size
@@ -159,7 +161,16 @@ def cmd_clusters(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> None:
-    run = training_step(args.scenario, args.network, args.strict)
+    scenario = resolve_scenario(args.scenario)
+    steps = NoiseModel.from_table(scenario.noise).steps if scenario.noise is not None else 0
+    if steps and not args.json:  # a Monte Carlo over steps: show its progress
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("simulating noisy steps", total=steps)
+            run = training_step(
+                scenario, args.network, args.strict, lambda done: bar.update(task, completed=done)
+            )
+    else:
+        run = training_step(scenario, args.network, args.strict)
     r = run.result
     if args.trace:
         meta = {"scenario": str(args.scenario), "step_time_s": r.step_time_s}
@@ -176,7 +187,15 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     table.add_column("quantity")
     table.add_column("value", justify="right")
     rows = [
-        ("step time", f"{r.step_time_s:,.3f} s"),
+        (
+            "step time" + (f" (mean of {r.steps_simulated})" if steps else ""),
+            f"{r.step_time_s:,.3f} s",
+        ),
+        *(
+            [("step time p50 / p99", f"{r.step_time_p50_s:,.3f} / {r.step_time_p99_s:,.3f} s")]
+            if steps
+            else []
+        ),
         ("tokens per second", f"{r.tokens_per_s:,.0f}"),
         ("MFU / HFU (dense BF16 peak)", f"{r.mfu:.1%} / {r.hfu:.1%}"),
         ("model TFLOP/s per device", f"{r.model_tflops_per_device:,.1f}"),

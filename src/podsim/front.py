@@ -1,11 +1,13 @@
 """The front door: scenarios by path or built-in name, and the verbs of the interface contract."""
 
+from collections.abc import Callable
 from importlib import resources
 from os import PathLike
 from pathlib import Path
 
 from podsim.engine import NetworkMode
 from podsim.errors import SpecError
+from podsim.noise import NoiseModel
 from podsim.scenario import Scenario, load_scenario, parse_scenario
 from podsim.training import StepRun, TrainResult, simulate_step
 
@@ -39,12 +41,17 @@ def training_step(
     scenario: "Scenario | str | PathLike[str]",
     network: NetworkMode = "analytical",
     strict: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> StepRun:
-    """One simulated training step of a scenario with [model] and [train] tables."""
+    """One simulated training step of a scenario with [model] and [train] tables (with its
+    [noise] table, a Monte Carlo over steps; `progress` is called with the steps done)."""
     scenario = resolve_scenario(scenario)
     if scenario.model is None or scenario.train is None:
         raise SpecError(f"{scenario.source}: training needs [model] and [train] tables")
-    return simulate_step(scenario.model, scenario.train, scenario.cluster, network, strict)
+    noise = NoiseModel.from_table(scenario.noise) if scenario.noise is not None else None
+    return simulate_step(
+        scenario.model, scenario.train, scenario.cluster, network, strict, noise, progress
+    )
 
 
 def train(

@@ -226,6 +226,7 @@ NOISE_KEYS: dict[str, Validator] = {
     "straggler_fraction": _fraction,
     "straggler_ranks": _ranks,
     "straggler_slowdown": _number_at_least(1.0),
+    "straggler_probability": _fraction,
     "steps": _int_at_least(1),
 }
 

@@ -5,6 +5,7 @@ rank of the first pipeline stage) plus FLOP and memory accounting; nothing is re
 """
 
 import itertools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from podsim.clusters import Cluster
 from podsim.compute import KernelModel
-from podsim.engine import NetworkMode, Timeline, simulate
+from podsim.engine import NetworkMode, Timeline, simulate, simulate_steps
 from podsim.errors import SpecError, check
 from podsim.layer_costs import (
     LayerShape,
@@ -35,6 +36,7 @@ from podsim.lowering import (
     build_program,
 )
 from podsim.memory import memory_per_device
+from podsim.noise import NoiseModel
 from podsim.plans import Plan
 from podsim.program import Collective, Kind, Program
 from podsim.schedules import stage_order
@@ -73,12 +75,12 @@ class TrainResult:
     events: int
     time_to_train_s: float | None = None
     device_hours: float | None = None
+    step_time_p50_s: float | None = None  # with [noise]: over the simulated steps
+    step_time_p99_s: float | None = None
+    steps_simulated: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        if self.time_to_train_s is None:
-            del out["time_to_train_s"], out["device_hours"]
-        return out
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -511,9 +513,17 @@ class StepRun:
 
 
 def simulate_step(
-    model, plan: Plan, cluster: Cluster, network: NetworkMode = "analytical", strict: bool = False
+    model,
+    plan: Plan,
+    cluster: Cluster,
+    network: NetworkMode = "analytical",
+    strict: bool = False,
+    noise: "NoiseModel | None" = None,
+    progress: Callable[[int], None] | None = None,
 ) -> StepRun:
-    """Simulate one step, every rank. With virtual_stages "auto", the fastest that fits."""
+    """Simulate one step, every rank. With virtual_stages "auto", the fastest that fits. With
+    noise, a Monte Carlo over noise.steps steps: the step time is their mean, and the breakdown's
+    straggler_s is what the noise adds to the noise-free step."""
     check_plan(model, plan, cluster)
     v = choose_virtual_stages(model, plan, cluster, network)
     memory = stage_memory(model, plan, v)
@@ -525,7 +535,10 @@ def simulate_step(
         )
     planned = replace(plan, virtual_stages=v)
     lowered, timeline = run_step(model, planned, cluster, network, v)
-    result = _result(model, planned, cluster, network, memory, fits, lowered, timeline)
+    steps = None
+    if noise is not None:
+        steps = simulate_steps(lowered.program, cluster, network, noise, noise.steps, progress)
+    result = _result(model, planned, cluster, network, memory, fits, lowered, timeline, steps)
     return StepRun(result, lowered, timeline)
 
 
@@ -536,8 +549,19 @@ def train(
     return simulate_step(model, plan, cluster, network, strict).result
 
 
-def _result(model, plan, cluster, network, memory, fits, lowered, timeline) -> TrainResult:
-    step = timeline.makespan
+def _result(
+    model, plan, cluster, network, memory, fits, lowered, timeline, steps=None
+) -> TrainResult:
+    clean = breakdown(lowered, timeline)
+    step, spread = timeline.makespan, {}
+    if steps is not None:
+        step = float(np.mean(steps))
+        clean = replace(clean, straggler_s=step - timeline.makespan)
+        spread = {
+            "step_time_p50_s": float(np.percentile(steps, 50)),
+            "step_time_p99_s": float(np.percentile(steps, 99)),
+            "steps_simulated": len(steps),
+        }
     flops = model.flops_per_step(plan)
     per_device = step * cluster.devices
     peak = cluster.chip.peak("bf16")
@@ -552,7 +576,7 @@ def _result(model, plan, cluster, network, memory, fits, lowered, timeline) -> T
         hardware_tflops_per_device=flops["hardware"] / per_device / 1e12,
         memory_per_device_bytes=memory.total,
         fits_in_memory=fits,
-        breakdown=breakdown(lowered, timeline),
+        breakdown=clean,
         devices=cluster.devices,
         virtual_stages=plan.virtual_stages,
         memory=memory.to_dict() if hasattr(memory, "to_dict") else asdict(memory),
@@ -562,4 +586,5 @@ def _result(model, plan, cluster, network, memory, fits, lowered, timeline) -> T
         events=timeline.events,
         time_to_train_s=ttt,
         device_hours=ttt * cluster.devices / 3600 if ttt else None,
+        **spread,
     )

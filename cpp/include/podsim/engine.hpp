@@ -12,10 +12,31 @@ namespace podsim {
 
 enum class NetworkMode : std::int8_t { Analytical = 0, Contention = 1 };
 
+// Run-to-run variation (docs/engine.md, "Noise"). Every draw is counter-based: a function of
+// (seed, what, which, iteration), so results do not depend on the order of events.
+struct Noise {
+  std::uint64_t seed = 0;
+  double compute_cv = 0.0;          // coefficient of variation of each compute op (lognormal)
+  double latency_sigma = 0.0;       // log-space spread of each hop's latency factor (lognormal)
+  double straggler_fraction = 0.0;  // ranks drawn slow with this probability
+  std::vector<std::int32_t> straggler_ranks;  // and these ranks
+  double straggler_slowdown = 1.0;            // compute time factor of a slow rank
+  double straggler_probability = 1.0;         // of a slow rank being slow in a given step
+
+  void validate(std::int64_t devices) const;
+  bool active() const {
+    return compute_cv > 0 || latency_sigma > 0 ||
+           (straggler_slowdown != 1.0 && (straggler_fraction > 0 || !straggler_ranks.empty()));
+  }
+};
+
 class Engine {
  public:
   // Validates program and topology (throws ProgramError or SpecError).
-  Engine(Program program, Topology topology, NetworkMode mode);
+  Engine(Program program, Topology topology, NetworkMode mode, Noise noise = {});
+
+  // Starts the run again as step `iteration` (new noise draws), reusing the checked program.
+  void restart(std::uint64_t iteration);
   ~Engine();
   Engine(Engine&&) noexcept;
   Engine& operator=(Engine&&) noexcept;

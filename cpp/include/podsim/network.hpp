@@ -28,6 +28,11 @@ class FlowNetwork {
   void finish(double now, std::vector<std::int32_t>& owners);
 
   std::size_t active() const { return flows_.size(); }
+  // Drops every flow and returns to time 0.
+  void clear() {
+    flows_.clear();
+    now_ = 0.0;
+  }
 
  private:
   struct ActiveFlow {

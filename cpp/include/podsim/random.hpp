@@ -42,3 +42,14 @@ inline double exponential(double rate, std::uint64_t seed, std::uint64_t stream,
 }
 
 }  // namespace podsim::random
+
+namespace podsim::random {
+
+// The standard normal quantile, Wichura's algorithm AS241 (PPND16), accurate to about 1e-16.
+double normal_quantile(double p);
+
+// The largest of n independent standard normals, drawn from one uniform: its quantile function
+// is Phi^-1(u^(1/n)), computed as -Phi^-1(1 - u^(1/n)) to keep precision for large n.
+double max_of_normals(double n, double u);
+
+}  // namespace podsim::random
