@@ -100,7 +100,11 @@ class Cluster:
         )
 
     def with_devices(self, devices: int) -> "Cluster":
-        return replace(self, devices=devices, pod_size=_default_pod(self, devices))
+        """The same cluster resized: a fabric of several pods keeps its pod size (and its
+        oversubscription above it); a single non-blocking fabric grows with the cluster."""
+        single = self.pod_size >= _default_pod(self, self.devices)
+        pod = _default_pod(self, devices) if single else self.pod_size
+        return replace(self, devices=devices, pod_size=pod)
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}

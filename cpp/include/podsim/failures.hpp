@@ -36,9 +36,9 @@ struct FailureModel {
   // failure of the class takes (0: software, network, ...; 1: a GPU; 8: a whole host).
   std::vector<double> class_rates_per_s;
   std::vector<std::int64_t> class_spare_devices;
-  double link_rate_per_s = 0.0;  // per link; a link failure takes no spare device
-  double useful_time_s = 0.0;    // failure-free compute time of the whole job
-  double max_wall_s = 0.0;       // a run stops here, finished or not (finite, > 0)
+  double link_rate_per_s = 0.0;        // per link; a link failure takes no spare device
+  double useful_time_s = 0.0;          // failure-free compute time of the whole job
+  double max_wall_s = 0.0;             // a run stops here, finished or not (finite, > 0)
   double checkpoint_interval_s = 0.0;  // useful progress between checkpoints
   double checkpoint_write_s = 0.0;     // time to write one checkpoint to storage
   bool checkpoint_async = false;
@@ -57,13 +57,13 @@ struct FailureModel {
 
 // Per-run results, one slot per run (struct of arrays).
 struct LongRuns {
-  std::vector<double> wall_s;            // wall time until done (or max_wall_s)
-  std::vector<double> progress_s;        // useful progress at the end (useful_time_s if done)
+  std::vector<double> wall_s;      // wall time until done (or max_wall_s)
+  std::vector<double> progress_s;  // useful progress at the end (useful_time_s if done)
   std::vector<std::int64_t> interruptions;
-  std::vector<double> lost_s;            // compute redone after failures
-  std::vector<double> checkpoint_s;      // blocking checkpoint time, waits for writes included
-  std::vector<double> restart_s;         // restart time, interrupted restarts included
-  std::vector<double> waiting_s;         // waits for replacement hardware beyond restart_s
+  std::vector<double> lost_s;        // compute redone after failures
+  std::vector<double> checkpoint_s;  // blocking checkpoint time, waits for writes included
+  std::vector<double> restart_s;     // restart time, interrupted restarts included
+  std::vector<double> waiting_s;     // waits for replacement hardware beyond restart_s
   std::vector<std::int64_t> spares_used;
   std::vector<std::uint8_t> finished;
   std::vector<std::int64_t> class_counts;  // runs x (classes + 1), row-major; last column: links
