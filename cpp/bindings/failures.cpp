@@ -18,7 +18,7 @@ using podsim::LongRuns;
 namespace {
 
 // Runs per call with the GIL released; between two calls Ctrl-C is honoured.
-constexpr std::int64_t kChunkPerThread = 64;
+constexpr std::int64_t kChunkPerThread = 256;
 
 template <class T>
 std::vector<T> vector_of(const py::array& array, const char* name) {

@@ -21,6 +21,7 @@ from podsim.front import builtin_scenarios, resolve_scenario, training_step
 from podsim.models import catalog as model_catalog
 from podsim.noise import NoiseModel
 from podsim.program import Algorithm
+from podsim.sweep import scale_sweep
 from podsim.trace import write_chrome_trace
 from podsim.units import format_size, parse_size
 from podsim.validation import case_names, mape, run_case
@@ -160,7 +161,76 @@ def cmd_clusters(args: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
+def parse_scale(text: str) -> list[int]:
+    """MIN:MAX device counts, doubling (MIN:MAX:FACTOR for another factor), or N1,N2,..."""
+    try:
+        if "," in text:
+            return [int(part) for part in text.split(",")]
+        parts = [int(float(part)) for part in text.split(":")]
+    except ValueError:
+        message = f"--scale = {text!r} is not allowed: MIN:MAX[:FACTOR] or N1,N2,..."
+        raise SpecError(message) from None
+    low, high = parts[0], parts[1] if len(parts) > 1 else parts[0]
+    factor = parts[2] if len(parts) > 2 else 2
+    if not (0 < low <= high) or factor < 2:
+        raise SpecError(f"--scale = {text!r} is not allowed: need 0 < MIN <= MAX, FACTOR >= 2")
+    sizes = [low]
+    while sizes[-1] * factor <= high:
+        sizes.append(sizes[-1] * factor)
+    return sizes
+
+
+def cmd_scale(args: argparse.Namespace, console: Console) -> None:
+    sizes = parse_scale(args.scale)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "scenario": str(args.scenario),
+                    "rows": scale_sweep(args.scenario, sizes, args.network),
+                }
+            )
+        )
+        return
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("cluster sizes", total=len(sizes))
+        rows = scale_sweep(
+            args.scenario, sizes, args.network, lambda done: bar.update(task, completed=done)
+        )
+    table = Table(title=f"{args.scenario}: weak scaling ({args.network} network)")
+    columns = [
+        ("devices", "devices", "{:,}"),
+        ("step time (s)", "step_time_s", "{:,.3f}"),
+        ("MFU", "mfu", "{:.1%}"),
+        ("time to train (days)", "time_to_train_s", "days"),
+        ("p50 with failures (days)", "time_to_train_p50_s", "days"),
+        ("p90 (days)", "time_to_train_p90_s", "days"),
+        ("goodput", "goodput", "{:.1%}"),
+        ("interruptions", "interruptions", "{:,.0f}"),
+        ("checkpoint every (min)", "checkpoint_interval_s", "min"),
+    ]
+    shown = [c for c in columns if any(c[1] in row for row in rows)]
+    for title, _, _ in shown:
+        table.add_column(title, justify="right")
+    for row in rows:
+        table.add_row(*[_cell(row.get(key), fmt) for _, key, fmt in shown])
+    console.print(table)
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return "-"
+    if fmt == "days":
+        return f"{value / 86400:,.1f}"
+    if fmt == "min":
+        return f"{value / 60:,.1f}"
+    return fmt.format(value)
+
+
 def cmd_train(args: argparse.Namespace, console: Console) -> None:
+    if args.scale:
+        cmd_scale(args, console)
+        return
     scenario = resolve_scenario(args.scenario)
     steps = NoiseModel.from_table(scenario.noise).steps if scenario.noise is not None else 0
     if steps and not args.json:  # a Monte Carlo over steps: show its progress
@@ -213,8 +283,24 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
             )
         )
     if r.time_to_train_s:
-        rows.append(("time to train", f"{r.time_to_train_s / 86400:,.1f} days"))
+        rows.append(("time to train (no failures)", f"{r.time_to_train_s / 86400:,.1f} days"))
         rows.append(("device-hours", f"{r.device_hours:,.0f}"))
+    if r.long_run is not None:  # [failures]: the whole run
+        lr = r.long_run
+        rows += [
+            ("goodput (useful / wall time)", f"{lr['goodput']:.1%}"),
+            ("interruptions (mean)", f"{lr['interruptions']:,.1f}"),
+            ("checkpoint every", f"{lr['checkpoint_interval_s'] / 60:,.1f} min"),
+            (
+                "time to train with failures p50 / p90",
+                " / ".join(
+                    _cell(lr.get(k), "days") for k in ("time_to_train_p50_s", "time_to_train_p90_s")
+                )
+                + " days",
+            ),
+        ]
+        if "deadline_probability" in lr:
+            rows.append(("P(finish by the deadline)", f"{lr['deadline_probability']:.1%}"))
     rows.append(("ops simulated", f"{r.ops:,}"))
     for row in rows:
         table.add_row(*row)
@@ -317,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--strict", action="store_true", help="fail if it does not fit")
     train.add_argument("--trace", help="write a Chrome/Perfetto trace (.json or .json.gz)")
     train.add_argument("--json", action="store_true", help="one JSON object on stdout (SI units)")
+    train.add_argument("--scale", help="sweep cluster sizes, e.g. 1024:65536 (weak scaling)")
     train.set_defaults(run=cmd_train)
     for verb, runner, text in (
         ("models", cmd_models, "the model catalog, with sources"),

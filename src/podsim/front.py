@@ -1,6 +1,7 @@
 """The front door: scenarios by path or built-in name, and the verbs of the interface contract."""
 
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from os import PathLike
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 from podsim.engine import NetworkMode
 from podsim.errors import SpecError
 from podsim.noise import NoiseModel
+from podsim.reliability import FailureModel, LongRunResult, long_run
 from podsim.scenario import Scenario, load_scenario, parse_scenario
 from podsim.training import StepRun, TrainResult, simulate_step
 
@@ -49,9 +51,30 @@ def training_step(
     if scenario.model is None or scenario.train is None:
         raise SpecError(f"{scenario.source}: training needs [model] and [train] tables")
     noise = NoiseModel.from_table(scenario.noise) if scenario.noise is not None else None
-    return simulate_step(
+    run = simulate_step(
         scenario.model, scenario.train, scenario.cluster, network, strict, noise, progress
     )
+    if scenario.failures is None:
+        return run
+    long = long_run_of(scenario, run.result)
+    result = replace(run.result, long_run=long.to_dict(), device_hours=long.device_hours)
+    return replace(run, result=result)
+
+
+def long_run_of(scenario: Scenario, result: TrainResult) -> LongRunResult:
+    """The whole run with failures, checkpoints and restarts ([failures]): its useful time is
+    the failure-free time to train the plan's tokens at the simulated step time."""
+    if result.time_to_train_s is None:
+        raise SpecError(f"{scenario.source}: [failures] needs train.tokens (what to train)")
+    cluster = scenario.cluster
+    model = FailureModel.from_table(
+        scenario.failures,
+        cluster.devices,
+        result.time_to_train_s,
+        links=cluster.devices,
+        vendor=cluster.chip.vendor,
+    )
+    return long_run(model)
 
 
 def train(

@@ -43,6 +43,14 @@ from podsim.schedules import stage_order
 
 ADAM_BYTES_PER_PARAM = 30  # read fp32 master, m, v, grad; write master, m, v, bf16 weight
 MAX_VIRTUAL_STAGES = 8
+LONG_RUN_KEYS = (
+    "goodput",
+    "interruptions",
+    "time_to_train_p50_s",
+    "time_to_train_p90_s",
+    "checkpoint_interval_s",
+    "deadline_probability",
+)
 
 
 @dataclass(frozen=True)
@@ -78,9 +86,14 @@ class TrainResult:
     step_time_p50_s: float | None = None  # with [noise]: over the simulated steps
     step_time_p99_s: float | None = None
     steps_simulated: int = 1
+    long_run: dict[str, Any] | None = None  # with [failures]: the Monte Carlo of the whole run
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        for key in LONG_RUN_KEYS:  # the contract's keys, at the top level
+            if self.long_run is not None and self.long_run.get(key) is not None:
+                out[key] = self.long_run[key]
+        return out
 
 
 @dataclass(frozen=True)
