@@ -143,17 +143,7 @@ def test_size_ranges_follow_nccl_tests():
     assert parse_sizes("1 GiB") == [2**30]
 
 
-TRAIN_KEYS = {
-    "step_time_s",
-    "tokens_per_s",
-    "mfu",
-    "hfu",
-    "model_tflops_per_device",
-    "hardware_tflops_per_device",
-    "memory_per_device_bytes",
-    "fits_in_memory",
-    "breakdown",
-}
+from test_training import CONTRACT as TRAIN_KEYS  # noqa: E402 - shared with the API tests
 
 
 def test_train_json_has_the_contract_keys(capsys, tmp_path):

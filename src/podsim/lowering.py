@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from podsim.errors import SpecError
-from podsim.program import Algorithm, Collective, Kind, Program
+from podsim.program import OP_COLUMNS, Algorithm, Collective, Kind, Program
 
 COMPUTE, DP_STREAM, SEND_STREAM, EP_STREAM = 0, 1, 2, 3
 # Receives: one stream per (pass kind, direction the data comes from), posted in order of use.
@@ -106,7 +106,7 @@ def build_program(templates: list[Template], layout: Layout, ep: int) -> Program
         total += len(counts)
         sizes.append(counts)
         members.append(order)
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in _COLUMNS}
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in OP_COLUMNS}
     dep_counts, dep_values = [], []
     base = 0
     for stage, template in enumerate(templates):
@@ -121,7 +121,7 @@ def build_program(templates: list[Template], layout: Layout, ep: int) -> Program
         dep_counts.append(np.tile(counts, len(ranks)))
         dep_values.append((starts[:, None] + flat[None, :]).ravel())
         base += length * len(ranks)
-    cols = {name: np.concatenate(parts).astype(_COLUMNS[name]) for name, parts in columns.items()}
+    cols = {name: np.concatenate(parts).astype(OP_COLUMNS[name]) for name, parts in columns.items()}
     counts = np.concatenate(dep_counts)
     return Program(
         **cols,
@@ -130,19 +130,6 @@ def build_program(templates: list[Template], layout: Layout, ep: int) -> Program
         group_offsets=np.concatenate([[0], np.cumsum(np.concatenate(sizes))]).astype(np.int64),
         group_ranks=np.concatenate(members).astype(np.int32),
     )
-
-
-_COLUMNS = {
-    "rank": np.int32,
-    "stream": np.int32,
-    "kind": np.int8,
-    "duration": np.float64,
-    "bytes": np.float64,
-    "peer": np.int32,
-    "collective": np.int8,
-    "algorithm": np.int8,
-    "repeat": np.int32,
-}
 
 
 def _stage_block(

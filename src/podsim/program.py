@@ -101,7 +101,7 @@ class ProgramBuilder:
     """Appends ops one at a time and returns their indices, for use as deps of later ops."""
 
     def __init__(self) -> None:
-        self._columns: dict[str, list] = {name: [] for name in _OP_COLUMNS}
+        self._columns: dict[str, list] = {name: [] for name in OP_COLUMNS}
         self._deps: list[list[int]] = []
         self._groups: list[tuple[int, ...]] = []
         self._group_index: dict[tuple[int, ...], int] = {}
@@ -150,15 +150,14 @@ class ProgramBuilder:
 
     def _add(self, rank, stream, kind, duration, nbytes, peer, collective, algorithm, repeat, deps):
         values = (rank, stream, kind, duration, nbytes, peer, collective, algorithm, repeat)
-        for name, value in zip(_OP_COLUMNS, values, strict=True):
+        for name, value in zip(OP_COLUMNS, values, strict=True):
             self._columns[name].append(value)
         self._deps.append([int(d) for d in deps])
         return len(self._deps) - 1
 
     def build(self) -> Program:
         cols = {
-            name: np.asarray(self._columns[name], dtype=dtype)
-            for name, dtype in _OP_COLUMNS.items()
+            name: np.asarray(self._columns[name], dtype=dtype) for name, dtype in OP_COLUMNS.items()
         }
         return Program(
             **cols,
@@ -169,7 +168,7 @@ class ProgramBuilder:
         )
 
 
-_OP_COLUMNS = {
+OP_COLUMNS = {
     "rank": np.int32,
     "stream": np.int32,
     "kind": np.int8,
