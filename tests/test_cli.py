@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from test_training import CONTRACT as TRAIN_KEYS
 
 from podsim.cli import main, parse_sizes
 
@@ -141,9 +142,6 @@ def test_size_ranges_follow_nccl_tests():
     assert parse_sizes("8:64") == [8, 16, 32, 64]
     assert parse_sizes("1K:16K:4") == [1024, 4096, 16384]
     assert parse_sizes("1 GiB") == [2**30]
-
-
-from test_training import CONTRACT as TRAIN_KEYS  # noqa: E402 - shared with the API tests
 
 
 def test_train_json_has_the_contract_keys(capsys, tmp_path):
