@@ -1,4 +1,4 @@
-"""The `podsim` command: one verb per question (docs: README.md, DESIGN's interface contract)."""
+"""podsim: simulate clusters of AI accelerators running collectives and training large models."""
 
 import argparse
 import json
