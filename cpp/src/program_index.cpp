@@ -1,7 +1,7 @@
 #include "podsim/program_index.hpp"
 
+#include <algorithm>
 #include <cmath>
-#include <map>
 #include <tuple>
 #include <unordered_map>
 
@@ -126,10 +126,13 @@ void check_op(const Program& p, const Topology& t, std::size_t i) {
 }
 
 // Deps (same rank, earlier op) and stream order, as a dependents CSR.
-void link_dependencies(const Program& p, ProgramIndex& index) {
+void link_dependencies(const Program& p, const Topology& t, ProgramIndex& index) {
   const std::size_t n = p.num_ops();
   std::vector<std::int64_t> successor(n, -1);
-  std::unordered_map<std::uint64_t, std::int64_t> last_on_stream;
+  std::int32_t streams = 1;
+  for (std::int32_t s : p.stream) streams = std::max(streams, s + 1);
+  // The last op seen on each (rank, stream): a flat table, as ranks and streams are dense.
+  std::vector<std::int64_t> last_on_stream(static_cast<std::size_t>(t.devices * streams), -1);
   index.initial_pending.assign(n, 0);
   std::vector<std::int64_t> count(n + 1, 0);
   for (std::size_t i = 0; i < n; ++i) {
@@ -142,13 +145,14 @@ void link_dependencies(const Program& p, ProgramIndex& index) {
       ++index.initial_pending[i];
       ++count[dep + 1];
     }
-    auto [it, added] = last_on_stream.try_emplace(pair_key(p.rank[i], p.stream[i]), op);
-    if (!added) {
-      successor[it->second] = op;
-      ++count[it->second + 1];
+    std::int64_t& last =
+        last_on_stream[static_cast<std::size_t>(p.rank[i]) * streams + p.stream[i]];
+    if (last >= 0) {
+      successor[last] = op;
+      ++count[last + 1];
       ++index.initial_pending[i];
-      it->second = op;
     }
+    last = op;
   }
   for (std::size_t i = 0; i < n; ++i) count[i + 1] += count[i];
   index.dependent_offsets = count;
@@ -208,28 +212,41 @@ void match_collectives(const Program& p, const Topology& t, ProgramIndex& index)
 
 // The k-th send from a to b matches the k-th recv on b from a.
 // The k-th send from a to b with tag t matches the k-th recv on b from a with tag t (for sends
-// and receives the `collective` column holds the tag; -1 is untagged).
+// and receives the `collective` column holds the tag; -1 is untagged): sort both sides by
+// channel, then by op index, and pair them in order.
 void match_transfers(const Program& p, ProgramIndex& index) {
-  using Channel = std::tuple<std::int32_t, std::int32_t, std::int8_t>;
-  std::map<Channel, std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>>> channels;
+  struct End {
+    std::int32_t src, dst;
+    std::int8_t tag;
+    std::int64_t op;
+    bool operator<(const End& o) const {
+      return std::tie(src, dst, tag, op) < std::tie(o.src, o.dst, o.tag, o.op);
+    }
+    bool same_channel(const End& o) const { return src == o.src && dst == o.dst && tag == o.tag; }
+  };
+  std::vector<End> sends, recvs;
   for (std::size_t i = 0; i < p.num_ops(); ++i) {
     const auto kind = static_cast<Kind>(p.kind[i]);
     const auto op = static_cast<std::int64_t>(i);
-    if (kind == Kind::Send) channels[{p.rank[i], p.peer[i], p.collective[i]}].first.push_back(op);
-    if (kind == Kind::Recv) channels[{p.peer[i], p.rank[i], p.collective[i]}].second.push_back(op);
+    if (kind == Kind::Send) sends.push_back({p.rank[i], p.peer[i], p.collective[i], op});
+    if (kind == Kind::Recv) recvs.push_back({p.peer[i], p.rank[i], p.collective[i], op});
   }
+  std::sort(sends.begin(), sends.end());
+  std::sort(recvs.begin(), recvs.end());
   index.partner.assign(p.num_ops(), -1);
-  for (const auto& [key, channel] : channels) {
-    const auto& [sends, recvs] = channel;
-    for (std::size_t k = 0; k < sends.size() && k < recvs.size(); ++k) {
-      if (p.bytes[sends[k]] != p.bytes[recvs[k]]) {
-        fail(recvs[k], "receives " + std::to_string(p.bytes[recvs[k]]) +
-                           " bytes but its send (op " + std::to_string(sends[k]) + ") sends " +
-                           std::to_string(p.bytes[sends[k]]));
-      }
-      index.partner[sends[k]] = recvs[k];
-      index.partner[recvs[k]] = sends[k];
+  std::size_t a = 0, b = 0;
+  while (a < sends.size() && b < recvs.size()) {
+    if (!sends[a].same_channel(recvs[b])) {
+      (sends[a] < recvs[b] ? a : b) += 1;  // a channel with only one side: no partner
+      continue;
     }
+    const std::int64_t send = sends[a++].op, recv = recvs[b++].op;
+    if (p.bytes[send] != p.bytes[recv]) {
+      fail(recv, "receives " + std::to_string(p.bytes[recv]) + " bytes but its send (op " +
+                     std::to_string(send) + ") sends " + std::to_string(p.bytes[send]));
+    }
+    index.partner[send] = recv;
+    index.partner[recv] = send;
   }
 }
 
@@ -239,7 +256,7 @@ ProgramIndex index_program(const Program& program, const Topology& topology) {
   check_columns(program);
   for (std::size_t i = 0; i < program.num_ops(); ++i) check_op(program, topology, i);
   ProgramIndex index;
-  link_dependencies(program, index);
+  link_dependencies(program, topology, index);
   match_collectives(program, topology, index);
   match_transfers(program, index);
   return index;

@@ -106,35 +106,43 @@ def build_program(templates: list[Template], layout: Layout, ep: int) -> Program
         total += len(counts)
         sizes.append(counts)
         members.append(order)
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in OP_COLUMNS}
+    total_ops = sum(len(t.ops) for t in templates) * layout.stage_size
+    cols = {name: np.empty(total_ops, dtype) for name, dtype in OP_COLUMNS.items()}
     dep_counts, dep_values = [], []
     base = 0
     for stage, template in enumerate(templates):
         ranks = np.arange(stage * layout.stage_size, (stage + 1) * layout.stage_size)
-        block = _stage_block(template, ranks, stage, layout, tables, group_base)
-        for name, values in block.items():
-            columns[name].append(values)
         length = len(template.ops)
+        block = {name: column[base : base + length * len(ranks)] for name, column in cols.items()}
+        _fill_stage(block, template, ranks, stage, layout, tables, group_base)
         counts = np.array([len(op.deps) for op in template.ops], np.int64)
         flat = np.array([d for op in template.ops for d in op.deps], np.int64)
         starts = base + np.arange(len(ranks), dtype=np.int64) * length
-        dep_counts.append(np.tile(counts, len(ranks)))
+        dep_counts.append(_copies(counts, len(ranks)))
         dep_values.append((starts[:, None] + flat[None, :]).ravel())
         base += length * len(ranks)
-    cols = {name: np.concatenate(parts).astype(OP_COLUMNS[name]) for name, parts in columns.items()}
     counts = np.concatenate(dep_counts)
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
     return Program(
         **cols,
-        dep_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        dep_ops=np.concatenate(dep_values).astype(np.int32),
+        dep_offsets=offsets,
+        dep_ops=np.concatenate(dep_values, dtype=np.int32),
         group_offsets=np.concatenate([[0], np.cumsum(np.concatenate(sizes))]).astype(np.int64),
         group_ranks=np.concatenate(members).astype(np.int32),
     )
 
 
-def _stage_block(
-    template: Template, ranks: np.ndarray, stage: int, layout: Layout, tables, group_base
-) -> dict[str, np.ndarray]:
+def _fill_stage(
+    block: dict[str, np.ndarray],
+    template: Template,
+    ranks: np.ndarray,
+    stage: int,
+    layout: Layout,
+    tables,
+    group_base,
+) -> None:
+    """Writes a stage's ops, [rank, template op] in order, into the program's columns."""
     ops = template.ops
     n_ranks, length = len(ranks), len(ops)
     if length == 0:
@@ -148,9 +156,9 @@ def _stage_block(
         "algorithm": [int(Algorithm.AUTO) if op.collective is not None else -1 for op in ops],
         "repeat": [op.repeat for op in ops],
     }
-    block = {name: np.tile(np.asarray(values), n_ranks) for name, values in per_op.items()}
-    rank = np.repeat(ranks, length)
-    block["rank"] = rank
+    for name, values in per_op.items():
+        block[name].reshape(n_ranks, length)[:] = np.asarray(values, OP_COLUMNS[name])
+    block["rank"].reshape(n_ranks, length)[:] = ranks[:, None]
     # Peer per (rank, op): a group index for collectives, a rank for sends and receives.
     candidates = [np.full(n_ranks, -1, np.int64)]
     candidates += [group_base[role] + tables[role][0][ranks] for role in ROLES]
@@ -170,6 +178,10 @@ def _stage_block(
             for op in ops
         ]
     )
-    table = np.stack(candidates)  # [candidate, rank]
-    block["peer"] = table[np.tile(choice, n_ranks), np.repeat(np.arange(n_ranks), length)]
-    return block
+    table = np.stack(candidates).astype(np.int32)  # [candidate, rank]
+    block["peer"].reshape(n_ranks, length)[:] = table[choice].T  # [rank, op]
+
+
+def _copies(row: np.ndarray, times: int) -> np.ndarray:
+    """`times` copies of a template column, one after the other (np.tile, in one pass)."""
+    return np.broadcast_to(row, (times, len(row))).reshape(-1)
