@@ -6,6 +6,7 @@ import pytest
 
 from podsim import SpecError, parse_scenario, train
 from podsim.cli import main, parse_scale
+from podsim.front import compare, on_chip
 from podsim.sweep import scale_sweep, weak_scaled
 from podsim.training import LONG_RUN_KEYS
 
@@ -73,3 +74,15 @@ def test_scale_cli(capsys, tmp_path):
     assert parse_scale("8,24") == [8, 24]
     with pytest.raises(SpecError, match="--scale"):
         parse_scale("big")
+
+
+def test_compare_runs_the_same_work_on_each_chip(capsys):
+    scenario = job()
+    rows = compare(scenario, ["h100-sxm", "a100-sxm-80gb"])
+    assert [row["chip"] for row in rows] == ["h100-sxm", "a100-sxm-80gb"]
+    assert rows[1]["step_time_s"] > rows[0]["step_time_s"]  # a slower chip, a longer step
+    assert on_chip(scenario, "ascend-910c").cluster.domain_size == 384
+    code = main(["compare", "llama3-70b-h100", "--chips", "h100-sxm,h200-sxm", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and {row["chip"] for row in out["rows"]} == {"h100-sxm", "h200-sxm"}
+    assert all("goodput" in row for row in out["rows"])

@@ -17,7 +17,7 @@ from podsim.clusters import Cluster, make_cluster, preset_cluster, presets
 from podsim.collectives import OPS, collective
 from podsim.engine import NETWORK_MODES
 from podsim.errors import PodsimError, SpecError
-from podsim.front import builtin_scenarios, resolve_scenario, training_step
+from podsim.front import builtin_scenarios, compare, resolve_scenario, training_step
 from podsim.models import catalog as model_catalog
 from podsim.noise import NoiseModel
 from podsim.program import Algorithm
@@ -224,6 +224,8 @@ def _cell(value: Any, fmt: str) -> str:
         return f"{value / 86400:,.1f}"
     if fmt == "min":
         return f"{value / 60:,.1f}"
+    if fmt == "gb":
+        return f"{value / 1e9:,.1f}"
     return fmt.format(value)
 
 
@@ -375,6 +377,36 @@ class _quiet:
         return None
 
 
+def cmd_compare(args: argparse.Namespace, console: Console) -> None:
+    chips = [c.strip() for c in args.chips.split(",") if c.strip()]
+    if not chips:
+        raise SpecError("--chips is empty: give catalog ids, e.g. h800-sxm,ascend-910c")
+    rows = compare(args.scenario, chips, args.network)
+    if args.json:
+        print(json.dumps({"scenario": str(args.scenario), "rows": rows}))
+        return
+    table = Table(title=f"{args.scenario} on each chip ({args.network} network)")
+    columns = [
+        ("chip", "chip", "{}"),
+        ("step time (s)", "step_time_s", "{:,.3f}"),
+        ("MFU", "mfu", "{:.1%}"),
+        ("tokens/s", "tokens_per_s", "{:,.0f}"),
+        ("memory (GB)", "memory_per_device_bytes", "gb"),
+        ("exposed comm (s)", "exposed_comm_s", "{:,.3f}"),
+        ("time to train (days)", "time_to_train_s", "days"),
+        ("p50 with failures (days)", "time_to_train_p50_s", "days"),
+        ("goodput", "goodput", "{:.1%}"),
+    ]
+    for row in rows:
+        row["exposed_comm_s"] = row["breakdown"]["exposed_comm_s"]
+    shown = [c for c in columns if any(c[1] in row for row in rows)]
+    for title, _, _ in shown:
+        table.add_column(title, justify="right")
+    for row in rows:
+        table.add_row(*[_cell(row.get(key), fmt) for _, key, fmt in shown])
+    console.print(table)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="podsim", description=__doc__)
     parser.add_argument("--version", action="version", version=f"podsim {__version__}")
@@ -413,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true")
         sub.set_defaults(run=runner)
     verbs.add_parser("scenarios", help="built-in scenarios").set_defaults(run=cmd_scenarios)
+    comp = verbs.add_parser("compare", help="the same training scenario on several chips")
+    comp.add_argument("scenario", help="a scenario file, or a built-in name")
+    comp.add_argument("--chips", required=True, help="catalog ids, comma-separated")
+    comp.add_argument("--network", default="analytical", choices=NETWORK_MODES)
+    comp.add_argument("--json", action="store_true")
+    comp.set_defaults(run=cmd_compare)
     return parser
 
 

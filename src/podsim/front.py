@@ -5,7 +5,9 @@ from dataclasses import replace
 from importlib import resources
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
+from podsim.clusters import make_cluster
 from podsim.engine import NetworkMode
 from podsim.errors import SpecError
 from podsim.noise import NoiseModel
@@ -84,3 +86,29 @@ def train(
 ) -> TrainResult:
     """`podsim train`: one step of the scenario's model and plan on its cluster."""
     return training_step(scenario, network, strict).result
+
+
+def on_chip(scenario: Scenario, chip: str) -> Scenario:
+    """The scenario on another chip's standard system (its domain size and links), with the
+    same number of devices and the same fabric above the domains (pods, oversubscription)."""
+    old = scenario.cluster
+    cluster = make_cluster(
+        chip, old.devices, oversubscription=old.oversubscription, launch_latency=old.launch_latency
+    )
+    if old.pod_size < old.devices and old.pod_size % cluster.domain_size == 0:
+        cluster = replace(cluster, pod_size=old.pod_size)
+    return replace(scenario, cluster=cluster)
+
+
+def compare(
+    scenario: "Scenario | str | PathLike[str]",
+    chips: list[str],
+    network: NetworkMode = "analytical",
+) -> list[dict[str, Any]]:
+    """`podsim compare`: the same work on several chips, one row of train's keys per chip."""
+    base = resolve_scenario(scenario)
+    rows = []
+    for chip in chips:
+        result = train(on_chip(base, chip), network).to_dict()
+        rows.append({"chip": chip, **result})
+    return rows
