@@ -15,8 +15,7 @@ from podsim.scenario import Scenario, load_scenario, parse_scenario
 from podsim.sweep import scale_sweep
 from podsim.trace import chrome_trace, write_chrome_trace
 from podsim.training import TrainResult
-
-__version__ = "0.1.0"
+from podsim.version import __version__ as __version__
 
 __all__ = [
     "Algorithm",

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from podsim import __version__
 from podsim.chips import catalog, get_chip
 from podsim.clusters import Cluster, make_cluster, preset_cluster, presets
 from podsim.collectives import OPS, collective
@@ -25,6 +24,7 @@ from podsim.sweep import scale_sweep
 from podsim.trace import write_chrome_trace
 from podsim.units import format_size, parse_size
 from podsim.validation import case_names, mape, run_case
+from podsim.version import __version__
 
 _NCCL_SIZE = re.compile(r"^(\d+)([KMGT])$")
 

@@ -40,6 +40,7 @@ from podsim.noise import NoiseModel
 from podsim.plans import Plan
 from podsim.program import Collective, Kind, Program
 from podsim.schedules import stage_order
+from podsim.version import __version__
 
 ADAM_BYTES_PER_PARAM = 30  # read fp32 master, m, v, grad; write master, m, v, bf16 weight
 MAX_VIRTUAL_STAGES = 8
@@ -78,6 +79,7 @@ class TrainResult:
     virtual_stages: int
     memory: dict[str, float]
     plan: dict[str, Any]
+    cluster: dict[str, Any]
     network: str
     ops: int
     events: int
@@ -87,6 +89,8 @@ class TrainResult:
     step_time_p99_s: float | None = None
     steps_simulated: int = 1
     long_run: dict[str, Any] | None = None  # with [failures]: the Monte Carlo of the whole run
+    noise: dict[str, Any] | None = None  # with [noise]: the model, its seed included
+    version: str = __version__  # of podsim, so that a result can be re-run
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if v is not None}
@@ -551,7 +555,9 @@ def simulate_step(
     steps = None
     if noise is not None:
         steps = simulate_steps(lowered.program, cluster, network, noise, noise.steps, progress)
-    result = _result(model, planned, cluster, network, memory, fits, lowered, timeline, steps)
+    result = _result(
+        model, planned, cluster, network, memory, fits, lowered, timeline, steps, noise
+    )
     return StepRun(result, lowered, timeline)
 
 
@@ -563,7 +569,7 @@ def train(
 
 
 def _result(
-    model, plan, cluster, network, memory, fits, lowered, timeline, steps=None
+    model, plan, cluster, network, memory, fits, lowered, timeline, steps=None, noise=None
 ) -> TrainResult:
     clean = breakdown(lowered, timeline)
     step, spread = timeline.makespan, {}
@@ -571,6 +577,7 @@ def _result(
         step = float(np.mean(steps))
         clean = replace(clean, straggler_s=step - timeline.makespan)
         spread = {
+            "noise": asdict(noise),
             "step_time_p50_s": float(np.percentile(steps, 50)),
             "step_time_p99_s": float(np.percentile(steps, 99)),
             "steps_simulated": len(steps),
@@ -594,6 +601,7 @@ def _result(
         virtual_stages=plan.virtual_stages,
         memory=memory.to_dict() if hasattr(memory, "to_dict") else asdict(memory),
         plan=plan.to_dict(),
+        cluster=cluster.to_dict(),
         network=network,
         ops=lowered.program.num_ops,
         events=timeline.events,
