@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podsim import DeadlockError, ProgramBuilder, ProgramError, SpecError, collective, simulate
+from podsim.engine import MAX_PROGRAM_OPS
 from podsim.program import Program
 
 S = 1e8
@@ -266,3 +267,15 @@ def test_tags_keep_channels_between_two_ranks_apart():
     untagged.send(0, 1, S, stream=1)
     untagged.recv(1, 0, 2 * S, stream=1)
     program_error(untagged, "receives 2")
+
+
+def test_huge_inputs_are_refused_not_run_out_of_memory():
+    with pytest.raises(SpecError, match="simulates at most"):
+        collective(cluster(MAX_PROGRAM_OPS + 1), "all-reduce", S)
+    b = ProgramBuilder()
+    b.send(0, 1, S)
+    b.recv(1, 0, S)
+    huge = cluster(300_000_000)
+    assert simulate(b.build(), huge).makespan > 0  # a small program on a huge cluster is fine
+    with pytest.raises(SpecError, match="too many for the contention network"):
+        simulate(b.build(), huge, "contention")

@@ -1,5 +1,6 @@
 #include "podsim/engine.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -76,7 +77,6 @@ struct Engine::State {
   std::map<CostKey, Cost> costs;
   Noise noise;
   std::uint64_t iteration = 0;
-  std::vector<double> slowdown;  // per rank: compute time factor when slow
 
   std::priority_queue<Event, std::vector<Event>, std::greater<>> queue;
   std::uint64_t seq = 0, events = 0, generation = 0;
@@ -93,14 +93,15 @@ struct Engine::State {
         graph(index_program(program, topology)),
         noise(std::move(n)),
         network(topology) {
-    slowdown.assign(static_cast<std::size_t>(topology.devices), 1.0);
-    for (std::int64_t r = 0; r < topology.devices; ++r) {
-      const auto rank = static_cast<std::uint64_t>(r);
-      if (random::uniform(noise.seed, SlowRank, rank, 0) < noise.straggler_fraction) {
-        slowdown[rank] = noise.straggler_slowdown;
-      }
-    }
-    for (std::int32_t r : noise.straggler_ranks) slowdown[r] = noise.straggler_slowdown;
+    std::sort(noise.straggler_ranks.begin(), noise.straggler_ranks.end());
+  }
+
+  // Whether a rank is one of the slow devices: listed, or drawn (from the seed and the rank).
+  bool slow(std::int32_t rank) const {
+    if (noise.straggler_slowdown == 1.0) return false;
+    return std::binary_search(noise.straggler_ranks.begin(), noise.straggler_ranks.end(), rank) ||
+           random::uniform(noise.seed, SlowRank, static_cast<std::uint64_t>(rank), 0) <
+               noise.straggler_fraction;
   }
 
   // A compute op's duration this step: lognormal jitter of mean 1, times a slow rank's factor.
@@ -112,11 +113,11 @@ struct Engine::State {
           random::normal(noise.seed, ComputeJitter, static_cast<std::uint64_t>(op), iteration);
       factor = std::exp(std::sqrt(s2) * z - 0.5 * s2);
     }
-    const auto rank = static_cast<std::uint64_t>(program.rank[op]);
-    if (slowdown[rank] != 1.0 &&
-        (noise.straggler_probability >= 1.0 ||
-         random::uniform(noise.seed, SlowStep, rank, iteration) < noise.straggler_probability)) {
-      factor *= slowdown[rank];
+    const std::int32_t rank = program.rank[op];
+    if (slow(rank) && (noise.straggler_probability >= 1.0 ||
+                       random::uniform(noise.seed, SlowStep, static_cast<std::uint64_t>(rank),
+                                       iteration) < noise.straggler_probability)) {
+      factor *= noise.straggler_slowdown;
     }
     return program.duration[op] * factor;
   }
@@ -397,6 +398,13 @@ void Noise::validate(std::int64_t devices) const {
 
 Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise) {
   topology.validate();
+  // The contention network keeps state per link (four per device): bound its memory.
+  constexpr std::int64_t kMaxContentionDevices = std::int64_t{1} << 24;
+  if (mode == NetworkMode::Contention && topology.devices > kMaxContentionDevices) {
+    throw SpecError("topology.devices = " + std::to_string(topology.devices) +
+                    " is too many for the contention network (at most 16777216): use the "
+                    "analytical network");
+  }
   noise.validate(topology.devices);
   state_ = std::make_unique<State>(std::move(program), topology, mode, std::move(noise));
   state_->init();

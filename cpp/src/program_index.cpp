@@ -126,13 +126,14 @@ void check_op(const Program& p, const Topology& t, std::size_t i) {
 }
 
 // Deps (same rank, earlier op) and stream order, as a dependents CSR.
-void link_dependencies(const Program& p, const Topology& t, ProgramIndex& index) {
+void link_dependencies(const Program& p, ProgramIndex& index) {
   const std::size_t n = p.num_ops();
   std::vector<std::int64_t> successor(n, -1);
-  std::int32_t streams = 1;
+  std::int32_t streams = 1, ranks = 1;
   for (std::int32_t s : p.stream) streams = std::max(streams, s + 1);
-  // The last op seen on each (rank, stream): a flat table, as ranks and streams are dense.
-  std::vector<std::int64_t> last_on_stream(static_cast<std::size_t>(t.devices * streams), -1);
+  for (std::int32_t r : p.rank) ranks = std::max(ranks, r + 1);
+  // The last op seen on each (rank, stream): a flat table over the ranks the program uses.
+  std::vector<std::int64_t> last_on_stream(static_cast<std::size_t>(ranks) * streams, -1);
   index.initial_pending.assign(n, 0);
   std::vector<std::int64_t> count(n + 1, 0);
   for (std::size_t i = 0; i < n; ++i) {
@@ -256,7 +257,7 @@ ProgramIndex index_program(const Program& program, const Topology& topology) {
   check_columns(program);
   for (std::size_t i = 0; i < program.num_ops(); ++i) check_op(program, topology, i);
   ProgramIndex index;
-  link_dependencies(program, topology, index);
+  link_dependencies(program, index);
   match_collectives(program, topology, index);
   match_transfers(program, index);
   return index;

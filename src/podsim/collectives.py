@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from podsim.clusters import Cluster
-from podsim.engine import NetworkMode, simulate
+from podsim.engine import NetworkMode, check_program_size, simulate
 from podsim.errors import SpecError
 from podsim.program import Algorithm, Collective, Kind, Program
 
@@ -50,6 +50,7 @@ def collective_program(op: str, devices: int, size: float, algorithm: str = "aut
     """Every rank runs one collective on the group of all ranks (send-recv: a ring of pairs)."""
     _check(op, size)
     n = devices
+    check_program_size(2 * n if op == SEND_RECV else n, f"{op} on {n:,} devices")
     ranks = np.arange(n, dtype=np.int32)
     if op == SEND_RECV:
         if n < 2:

@@ -18,6 +18,17 @@ NetworkMode = Literal["analytical", "contention"]
 NETWORK_MODES = ("analytical", "contention")
 # Events handled per call into C++: long runs return to Python this often, so Ctrl-C works.
 CHUNK_EVENTS = 1 << 20
+# The engine holds about 150 bytes per op: beyond this a run would not fit in memory.
+MAX_PROGRAM_OPS = 50_000_000
+
+
+def check_program_size(ops: int, what: str) -> None:
+    """Refuses programs too large to simulate, before anything is allocated for them."""
+    if ops > MAX_PROGRAM_OPS:
+        raise SpecError(
+            f"{what} needs {ops:,} ops; podsim simulates at most {MAX_PROGRAM_OPS:,} "
+            "(about 150 bytes each): use fewer devices or microbatches"
+        )
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ def core_topology(cluster: Cluster) -> "_core.Topology":
 
 
 def _engine(program: Program, cluster: Cluster, network: str, noise) -> "_core.Engine":
+    check_program_size(program.num_ops, "the program")
     columns = {name: getattr(program, name) for name in program.__dataclass_fields__}
     core_noise = noise.to_core(cluster) if noise is not None else _core.Noise()
     return _core.Engine(columns, core_topology(cluster), network_mode(network), core_noise)

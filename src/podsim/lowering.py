@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from podsim.engine import check_program_size
 from podsim.errors import SpecError
 from podsim.program import OP_COLUMNS, Algorithm, Collective, Kind, Program
 
@@ -98,6 +99,8 @@ def group_tables(layout: Layout, ep: int) -> dict[str, tuple[np.ndarray, ...]]:
 
 def build_program(templates: list[Template], layout: Layout, ep: int) -> Program:
     """Copies each stage's template to its ranks and wires groups and peers."""
+    ops = sum(len(t.ops) for t in templates) * layout.stage_size
+    check_program_size(ops, f"a training step on {layout.devices:,} devices")
     tables = group_tables(layout, ep)
     group_base, sizes, members, total = {}, [], [], 0
     for role in ROLES:
