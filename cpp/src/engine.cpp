@@ -382,9 +382,9 @@ void Noise::validate(std::int64_t devices) const {
                       " is not allowed: " + allowed);
     }
   };
-  require(std::isfinite(compute_cv) && compute_cv >= 0, "compute_cv", compute_cv, "finite, >= 0");
-  require(std::isfinite(latency_sigma) && latency_sigma >= 0, "latency_sigma", latency_sigma,
-          "finite, >= 0");
+  require(compute_cv >= 0 && compute_cv <= 10, "compute_cv", compute_cv, "in [0, 10]");
+  require(latency_sigma >= 0 && latency_sigma <= 10, "latency_sigma", latency_sigma,
+          "in [0, 10] (a p99 at most e^23 times the median)");
   require(straggler_fraction >= 0 && straggler_fraction <= 1, "straggler_fraction",
           straggler_fraction, "a fraction in [0, 1]");
   require(std::isfinite(straggler_slowdown) && straggler_slowdown > 0, "straggler_slowdown",

@@ -19,8 +19,10 @@ from typing import Any
 
 from podsim import _core
 from podsim.clusters import Cluster
+from podsim.errors import check
 
 Z99 = 2.3263478740408408  # the standard normal's 99th percentile
+MAX_CV = 10.0  # beyond this a lognormal's mean is carried by draws the run never sees
 DEFAULT_STEPS = 100
 
 
@@ -35,6 +37,16 @@ class NoiseModel:
     straggler_slowdown: float = 1.0
     straggler_probability: float = 1.0
     steps: int = DEFAULT_STEPS
+
+    def __post_init__(self) -> None:
+        check(0 <= self.compute_cv <= MAX_CV, "noise.compute_cv", self.compute_cv,
+              f"in [0, {MAX_CV:g}]")
+        check(isinstance(self.steps, int) and self.steps >= 1, "noise.steps", self.steps,
+              "an integer >= 1")
+        for name in ("link_latency_median", "link_latency_p99"):
+            value = getattr(self, name)
+            check(value is None or 0 <= value < 1.0, f"noise.{name}", value,
+                  "a latency in [0, 1) s")
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> "NoiseModel":

@@ -59,7 +59,11 @@ class Scenario:
 
 def load_scenario(path: str | PathLike[str]) -> Scenario:
     """A scenario from a TOML file; errors name the file and the field (or line)."""
-    return parse_scenario(Path(path).read_text(encoding="utf-8"), source=str(path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path}: cannot be read as a UTF-8 scenario file: {error}") from error
+    return parse_scenario(text, source=str(path))
 
 
 def parse_scenario(text: str, source: str = STRING_SOURCE) -> Scenario:
