@@ -155,6 +155,12 @@ def test_impossible_plans_say_why(plan, devices, match):
         )
 
 
+def test_interleaving_with_more_stages_than_layers_is_refused():
+    plan = Plan(seq_len=2048, global_batch=128, pp=128, schedule="interleaved")
+    with pytest.raises(SpecError, match="at most the number of layers"):
+        train(TINY_VOCAB, plan, make_cluster("h100-sxm", 128))
+
+
 def test_batch_must_split_over_data_parallel_and_microbatches():
     with pytest.raises(SpecError, match=r"train\.global_batch = 10 .*multiple of dp"):
         Plan(seq_len=2048, global_batch=10, dp=4)

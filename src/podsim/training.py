@@ -479,7 +479,8 @@ def virtual_stage_options(model, plan: Plan) -> list[int]:
         return [plan.virtual_stages]
     if plan.pp < 3 or plan.microbatches % plan.pp:
         return [1]
-    return [v for v in range(1, MAX_VIRTUAL_STAGES + 1) if model.layers >= plan.pp * v]
+    fitting = [v for v in range(1, MAX_VIRTUAL_STAGES + 1) if model.layers >= plan.pp * v]
+    return fitting or [1]  # too few layers even for one: the lowering says so
 
 
 def stage_memory(model, plan: Plan, v: int):
