@@ -28,6 +28,11 @@ EXPECTED = {
     "megatron_sc21_t1_310p1B": (1920, 8, 16, 15),
     "megatron_sc21_t1_529p6B": (2520, 8, 35, 9),
     "megatron_sc21_t1_1008p0B": (3072, 8, 64, 6),
+    "megatron_sc21_t2_174p6B_384gpu": (384, 8, 12, 4),
+    "megatron_sc21_t2_174p6B_768gpu": (768, 8, 12, 8),
+    "megatron_sc21_t2_174p6B_1536gpu": (1536, 8, 12, 16),
+    "megatron_sc21_t2_529p6B_560gpu": (560, 8, 35, 2),
+    "megatron_sc21_t2_529p6B_1120gpu": (1120, 8, 35, 4),
 }
 
 BASE = """
@@ -64,7 +69,8 @@ def test_calibration_scenarios_load(name):
     assert (scenario.train.tp, scenario.train.pp, scenario.train.dp) == (tp, pp, dp)
     assert scenario.model.layers > 0
     assert scenario.serve is scenario.noise is scenario.failures is None
-    assert path.read_text(encoding="utf-8").startswith("# calibration (shared): ")
+    first_line = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first_line.startswith(("# calibration (shared): ", "# validation (held out): "))
     expect = json.loads((SCENARIOS / f"{name}.expect.json").read_text(encoding="utf-8"))
     assert {"metric", "value", "source"} <= set(expect)
 

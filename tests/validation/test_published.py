@@ -1,8 +1,7 @@
-"""Published training runs reproduced (Megatron-LM SC'21 Table 1; Korthikanti et al. 2022
-Tables 3 and 5), each within its bound, and the mean absolute percentage error within 10%.
-
-The A100 kernel efficiencies were fitted once on these rows (see the chip catalog); the
-bounds guard against the physics drifting. Errors when last fitted are in docs/validation.md.
+"""Published training runs reproduced, each within its bound, and the mean absolute
+percentage error within 10%: Megatron-LM SC'21 Table 1 and Korthikanti et al. 2022 Tables 3
+and 5 (the A100 kernel efficiencies were fitted once on these 14 rows), and Megatron-LM SC'21
+Table 2 (5 rows, not fitted on). Errors are listed in docs/validation.md.
 """
 
 import pytest
@@ -19,7 +18,7 @@ def cases():
 
 
 def test_every_published_row_is_reproduced(cases):
-    assert len(cases) == 14
+    assert len(cases) == 19
     worst = max(cases.values(), key=lambda c: abs(c.error))
     assert abs(worst.error) <= ROW_BOUND, f"{worst.name}: {worst.error:+.1%}"
 
@@ -32,3 +31,10 @@ def test_mean_absolute_percentage_error(cases):
 def test_small_runs_within_ten_percent(cases, name):
     # Runs without pipeline parallelism isolate the kernel model.
     assert abs(cases[name].error) <= 0.10
+
+
+def test_rows_not_fitted_on_within_five_percent(cases):
+    # Table 2's weak scaling at a fixed batch: more data parallelism, fewer microbatches each.
+    held_out = [c for name, c in cases.items() if name.startswith("megatron_sc21_t2")]
+    assert len(held_out) == 5
+    assert all(abs(c.error) <= 0.05 for c in held_out)
