@@ -5,6 +5,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from rich.console import Console
@@ -197,7 +198,7 @@ def cmd_scale(args: argparse.Namespace, console: Console) -> None:
         rows = scale_sweep(
             args.scenario, sizes, args.network, lambda done: bar.update(task, completed=done)
         )
-    table = Table(title=f"{args.scenario}: weak scaling ({args.network} network)")
+    title = f"{args.scenario}: weak scaling ({args.network} network)"
     columns = [
         ("devices", "devices", "{:,}"),
         ("step time (s)", "step_time_s", "{:,.3f}"),
@@ -209,12 +210,19 @@ def cmd_scale(args: argparse.Namespace, console: Console) -> None:
         ("interruptions", "interruptions", "{:,.0f}"),
         ("checkpoint every (min)", "checkpoint_interval_s", "min"),
     ]
+    console.print(_rows_table(title, columns, rows))
+
+
+def _rows_table(title: str, columns: list[tuple[str, str, str]], rows: list[dict]) -> Table:
+    """A table of result rows: (heading, key, format) per column; columns no row has are
+    left out."""
+    table = Table(title=title)
     shown = [c for c in columns if any(c[1] in row for row in rows)]
-    for title, _, _ in shown:
-        table.add_column(title, justify="right")
+    for heading, _, _ in shown:
+        table.add_column(heading, justify="right")
     for row in rows:
         table.add_row(*[_cell(row.get(key), fmt) for _, key, fmt in shown])
-    console.print(table)
+    return table
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -352,7 +360,7 @@ def cmd_scenarios(args: argparse.Namespace, console: Console) -> None:
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> None:
     cases = []
-    with console.status("simulating published runs...") if not args.json else _quiet():
+    with console.status("simulating published runs...") if not args.json else nullcontext():
         cases = [run_case(name) for name in case_names()]
     if args.json:
         rows = [{**vars(c), "error": c.error} for c in cases]
@@ -369,14 +377,6 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> None:
     console.print(f"mean absolute percentage error: {mape(cases):.1%} over {len(cases)} cases")
 
 
-class _quiet:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     chips = [c.strip() for c in args.chips.split(",") if c.strip()]
     if not chips:
@@ -385,7 +385,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     if args.json:
         print(json.dumps({"scenario": str(args.scenario), "rows": rows}))
         return
-    table = Table(title=f"{args.scenario} on each chip ({args.network} network)")
+    title = f"{args.scenario} on each chip ({args.network} network)"
     columns = [
         ("chip", "chip", "{}"),
         ("step time (s)", "step_time_s", "{:,.3f}"),
@@ -399,12 +399,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     ]
     for row in rows:
         row["exposed_comm_s"] = row["breakdown"]["exposed_comm_s"]
-    shown = [c for c in columns if any(c[1] in row for row in rows)]
-    for title, _, _ in shown:
-        table.add_column(title, justify="right")
-    for row in rows:
-        table.add_row(*[_cell(row.get(key), fmt) for _, key, fmt in shown])
-    console.print(table)
+    console.print(_rows_table(title, columns, rows))
 
 
 def build_parser() -> argparse.ArgumentParser:

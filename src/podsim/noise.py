@@ -39,14 +39,23 @@ class NoiseModel:
     steps: int = DEFAULT_STEPS
 
     def __post_init__(self) -> None:
-        check(0 <= self.compute_cv <= MAX_CV, "noise.compute_cv", self.compute_cv,
-              f"in [0, {MAX_CV:g}]")
-        check(isinstance(self.steps, int) and self.steps >= 1, "noise.steps", self.steps,
-              "an integer >= 1")
+        check(
+            0 <= self.compute_cv <= MAX_CV,
+            "noise.compute_cv",
+            self.compute_cv,
+            f"in [0, {MAX_CV:g}]",
+        )
+        check(
+            isinstance(self.steps, int) and self.steps >= 1,
+            "noise.steps",
+            self.steps,
+            "an integer >= 1",
+        )
         for name in ("link_latency_median", "link_latency_p99"):
             value = getattr(self, name)
-            check(value is None or 0 <= value < 1.0, f"noise.{name}", value,
-                  "a latency in [0, 1) s")
+            check(
+                value is None or 0 <= value < 1.0, f"noise.{name}", value, "a latency in [0, 1) s"
+            )
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> "NoiseModel":
