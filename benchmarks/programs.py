@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from podsim.program import Algorithm, Collective, Kind, Program
+from podsim.lowering.program import Algorithm, Collective, Kind, Program
 
 TP = 8  # tensor-parallel group: 8 consecutive ranks, one scale-up domain
 

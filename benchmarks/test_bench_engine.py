@@ -7,8 +7,8 @@ import pytest
 from programs import layered_program
 
 from podsim import collective, preset_cluster, simulate
-from podsim.reference import Topology
-from podsim.reference import simulate as reference_simulate
+from podsim.engine.reference import Topology
+from podsim.engine.reference import simulate as reference_simulate
 
 RANKS = [1024, 16384, 100_000]  # 100,000 = 12,500 DGX nodes
 

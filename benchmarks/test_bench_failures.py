@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from podsim.reliability import LLAMA3_H100, long_run
+from podsim import long_run
+from podsim.engine.failures import LLAMA3_H100
 
 RUNS = 10_000
 MODEL = replace(LLAMA3_H100, runs=RUNS)

@@ -5,8 +5,8 @@ import numpy as np
 from programs import layered_program
 
 from podsim import preset_cluster
-from podsim.engine import simulate_steps
-from podsim.noise import NoiseModel
+from podsim.engine.core import simulate_steps
+from podsim.engine.noise import NoiseModel
 
 
 def test_thousand_noisy_steps_of_16k_ranks(benchmark):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from podsim.chips import chip_from_dict
-from podsim.clusters import make_cluster
+from podsim.specs.chips import chip_from_dict
+from podsim.specs.clusters import make_cluster
 
 SU_BW, SU_LAT = 400e9, 2e-6  # scale-up: bytes/s per direction, seconds per path
 SO_BW, SO_LAT = 50e9, 5e-6  # scale-out

@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from podsim.chips import Chip, catalog, chip_from_dict, get_chip
-from podsim.clusters import make_cluster, preset_cluster, presets
 from podsim.errors import SpecError
+from podsim.specs.chips import Chip, catalog, chip_from_dict, get_chip
+from podsim.specs.clusters import make_cluster, preset_cluster, presets
 
 NUMERIC_FIELDS = (
     "peak_flops",

@@ -5,7 +5,8 @@ import json
 import pytest
 from test_training import CONTRACT as TRAIN_KEYS
 
-from podsim.cli import main, parse_sizes
+from podsim.front.cli import main
+from podsim.front.cli.collective import parse_sizes
 
 CONTRACT = {
     "op",

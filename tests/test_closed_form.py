@@ -8,7 +8,7 @@ import pytest
 from conftest import LAUNCH, SO_BW, SO_LAT, SU_BW, SU_LAT, cluster
 
 from podsim import collective
-from podsim.collectives import bus_factor
+from podsim.results.collective import bus_factor
 
 S = 3 * 2**20 + 12345.0  # an awkward size, so no formula is right by accident
 MODES = ("analytical", "contention")

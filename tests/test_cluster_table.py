@@ -5,7 +5,7 @@ import tomllib
 import pytest
 
 from podsim import SpecError
-from podsim.clusters import cluster_from_table
+from podsim.specs.clusters import cluster_from_table
 
 OWN_CHIP = """
 [cluster]

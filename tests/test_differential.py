@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podsim import ProgramBuilder, _core, simulate
-from podsim.engine import core_topology
-from podsim.models import Model
-from podsim.plans import Plan
-from podsim.program import Collective
-from podsim.reference import Topology
-from podsim.reference import simulate as reference_simulate
-from podsim.reference.collectives import applicable, phases
-from podsim.training import StepBuilder
+from podsim.engine.core import core_topology
+from podsim.engine.reference import Topology
+from podsim.engine.reference import simulate as reference_simulate
+from podsim.engine.reference.collectives import applicable, phases
+from podsim.lowering.program import Collective
+from podsim.lowering.training import StepBuilder
+from podsim.plans.training import Plan
+from podsim.specs.models import Model
 
 OPS = ["all-reduce", "all-gather", "reduce-scatter", "all-to-all", "broadcast", "reduce"]
 SIZES = st.sampled_from([8.0, 4096.0, 1e6, 3.3e7, 1e9])

@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podsim import DeadlockError, ProgramBuilder, ProgramError, SpecError, collective, simulate
-from podsim.engine import MAX_PROGRAM_OPS
-from podsim.program import Program
+from podsim.lowering.program import MAX_PROGRAM_OPS, Program
 
 S = 1e8
 RING_AR4 = LAUNCH + 6 * SU_LAT + 2 * 3 / 4 * S / SU_BW  # ring all-reduce on 4 ranks

@@ -3,8 +3,7 @@
 
 import pytest
 
-from podsim.errors import SpecError
-from podsim.memory import (
+from podsim.costs.memory import (
     MemoryBreakdown,
     activation_bytes_per_layer,
     in_flight_microbatches,
@@ -12,8 +11,9 @@ from podsim.memory import (
     memory_per_stage,
     stage_layer_counts,
 )
-from podsim.models import Model, catalog
-from podsim.plans import Plan
+from podsim.errors import SpecError
+from podsim.plans.training import Plan
+from podsim.specs.models import Model, catalog
 
 SEQ, VOCAB = 2048, 51200
 KORTHIKANTI = ("korthikanti-22b", "korthikanti-175b", "korthikanti-530b", "korthikanti-1t")

@@ -7,9 +7,10 @@ from importlib import resources
 
 import pytest
 
+from podsim.costs.flops import flops_per_step
 from podsim.errors import SpecError
-from podsim.models import Model, catalog, get_model, model_from_table
-from podsim.plans import Plan
+from podsim.plans.training import Plan
+from podsim.specs.models import Model, catalog, get_model, model_from_table
 
 REQUIRED = (
     "gpt3-175b",
@@ -201,7 +202,7 @@ def test_model_flops_equal_korthikanti_formula(model_id, tp, pp, batch, micro, _
     b, s, n, h = batch, SEQ, model.layers, model.hidden
     # Korthikanti et al. 2022, the model FLOPs of its MFU: 72 B s l h^2 (1 + s/6h + V/12lh)
     expected = 72 * b * s * n * h**2 * (1 + s / (6 * h) + VOCAB / (12 * n * h))
-    flops = model.flops_per_step(plan)
+    flops = flops_per_step(model, plan)
     assert flops["model"] == pytest.approx(expected, rel=1e-12)
     assert flops["hardware"] == flops["model"]  # no recompute
 
@@ -212,7 +213,7 @@ def test_model_flops_equal_korthikanti_formula(model_id, tp, pp, batch, micro, _
 def test_model_flops_reproduce_korthikanti_table_5_mfu(model_id, tp, pp, batch, micro, secs, mfu):
     # MFU = model FLOPs per step / (iteration time x GPUs x A100 peak); Table 5 rounds to 0.1%.
     plan = Plan(seq_len=SEQ, global_batch=batch, micro_batch=micro, tp=tp, pp=pp)
-    flops = catalog()[model_id].flops_per_step(plan)["model"]
+    flops = flops_per_step(catalog()[model_id], plan)["model"]
     assert flops / (secs * tp * pp * A100_PEAK) == pytest.approx(mfu, abs=0.002)
 
 
@@ -220,7 +221,7 @@ def test_model_flops_reproduce_korthikanti_table_5_mfu(model_id, tp, pp, batch, 
 def test_full_recompute_hardware_flops_equal_megatron_eq_3(suffix):
     model = catalog()[f"megatron-{suffix}"]
     b, s, n, h = MEGATRON_BATCH[suffix], SEQ, model.layers, model.hidden
-    flops = model.flops_per_step(_gpt_plan(b, "full"))
+    flops = flops_per_step(model, _gpt_plan(b, "full"))
     # SC'21 eq. 3: 96 B s l h^2 (1 + s/6h + V/16lh): 4 passes over the layers, 3 over logits.
     expected = 96 * b * s * n * h**2 * (1 + s / (6 * h) + VOCAB / (16 * n * h))
     assert flops["hardware"] == pytest.approx(expected, rel=1e-12)
@@ -230,7 +231,7 @@ def test_full_recompute_hardware_flops_equal_megatron_eq_3(suffix):
 def test_selective_recompute_adds_the_attention_core_forward():
     model = catalog()["korthikanti-175b"]
     b, s, n, h = 64, SEQ, model.layers, model.hidden
-    flops = model.flops_per_step(_gpt_plan(b, "selective"))
+    flops = flops_per_step(model, _gpt_plan(b, "selective"))
     # QK^T and AV forward once more: 4 B s^2 h per layer.
     assert flops["recompute"] == pytest.approx(4 * b * s * s * h * n, rel=1e-12)
     # Korthikanti's Table 5 HFU/MFU ratios imply (1 + s/3h + ..)/(1 + s/6h + ..), i.e. three
@@ -243,7 +244,7 @@ def test_flops_per_token_is_6n_plus_attention_for_llama():
     model = catalog()["llama3-8b"]
     s = 8192
     plan = Plan(seq_len=s, global_batch=16)
-    per_token = model.flops_per_step(plan)["model"] / (16 * s)
+    per_token = flops_per_step(model, plan)["model"] / (16 * s)
     # Narayanan / Kaplan / PaLM: 6N + 12 l s (heads x head_dim), with N the parameters that
     # take part in matrix multiplications: all but the input embedding and the norms.
     norms = model.layers * 2 * model.hidden + model.hidden

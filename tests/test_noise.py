@@ -9,10 +9,10 @@ from conftest import cluster
 from test_training import TINY_VOCAB, free_network
 
 from podsim import ProgramBuilder, SpecError, make_cluster, simulate
-from podsim.engine import simulate_steps
-from podsim.noise import Z99, NoiseModel
-from podsim.plans import Plan
-from podsim.training import simulate_step
+from podsim.engine.core import simulate_steps
+from podsim.engine.noise import Z99, NoiseModel
+from podsim.front.training import simulate_step
+from podsim.plans.training import Plan
 
 Z = 4.4
 

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podsim import PodsimError, make_cluster
-from podsim.models import Model
-from podsim.plans import Plan
-from podsim.training import train
+from podsim.front.training import train
+from podsim.plans.training import Plan
+from podsim.specs.models import Model
 
 DENSE = Model(name="fuzz-dense", layers=6, hidden=256, heads=8, ffn_hidden=512, vocab=500)
 MOE = Model(

@@ -7,13 +7,13 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 
-from podsim.chips import Chip
-from podsim.clusters import Cluster
+from podsim.engine.reference import Topology, collective_time, simulate
+from podsim.engine.reference.collectives import applicable, choose_algorithm, phases
+from podsim.engine.reference.engine import max_min_rates
 from podsim.errors import DeadlockError, ProgramError, SpecError
-from podsim.program import Algorithm, Collective, ProgramBuilder
-from podsim.reference import Topology, collective_time, simulate
-from podsim.reference.collectives import applicable, choose_algorithm, phases
-from podsim.reference.engine import max_min_rates
+from podsim.lowering.program import Algorithm, Collective, ProgramBuilder
+from podsim.specs.chips import Chip
+from podsim.specs.clusters import Cluster
 
 REL = 1e-12
 

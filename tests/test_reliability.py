@@ -17,8 +17,7 @@ import pytest
 
 import podsim
 from podsim import _core
-from podsim.errors import SpecError
-from podsim.reliability import (
+from podsim.engine.failures import (
     LLAMA3_DEVICES,
     LLAMA3_H100,
     LLAMA3_TABLE5,
@@ -28,10 +27,11 @@ from podsim.reliability import (
     daly_interval,
     expected_goodput,
     expected_wall_time,
-    long_run,
     young_daly_interval,
     young_interval,
 )
+from podsim.errors import SpecError
+from podsim.front.long_run import long_run
 
 ALPHA = 1e-3  # significance level of every test below unless it says otherwise
 Z_TWO_SIDED = NormalDist().inv_cdf(1 - ALPHA / 2)  # 3.29
@@ -483,8 +483,10 @@ def test_bad_model_fields_name_the_field(overrides, field):
     ],
 )
 def test_bad_tables_name_the_field(table, field):
+    lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in table.items())
+    text = f'[cluster]\nchip = "h100-sxm"\ndevices = 8\n[failures]\n{lines}\n'
     with pytest.raises(SpecError, match=field):
-        FailureModel.from_table(table, devices=8, useful_time_s=HOUR)
+        FailureModel.from_table(podsim.parse_scenario(text).failures, devices=8, useful_time_s=HOUR)
 
 
 def test_no_public_failure_rate_for_ascend():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from podsim import SpecError
-from podsim.scenario import Scenario, load_scenario, parse_scenario
+from podsim.front.scenario import Scenario, load_scenario, parse_scenario
 
 SCENARIOS = Path(str(resources.files("podsim").joinpath("data/validation")))
 

@@ -5,10 +5,11 @@ import json
 import pytest
 
 from podsim import SpecError, parse_scenario, train
-from podsim.cli import main, parse_scale
-from podsim.front import compare, on_chip
-from podsim.sweep import scale_sweep, weak_scaled
-from podsim.training import LONG_RUN_KEYS
+from podsim.front.api import compare, on_chip
+from podsim.front.cli import main
+from podsim.front.cli.train import parse_scale
+from podsim.front.sweep import scale_sweep, weak_scaled
+from podsim.results.training import LONG_RUN_KEYS
 
 JOB = """
 [cluster]

@@ -9,8 +9,8 @@ import pytest
 from conftest import cluster
 
 from podsim import ProgramBuilder, SpecError, simulate
-from podsim.program import Kind, Program
-from podsim.trace import chrome_trace, write_chrome_trace
+from podsim.lowering.program import Kind, Program
+from podsim.results.trace import chrome_trace, write_chrome_trace
 
 
 def small_run():

@@ -1,20 +1,23 @@
 """podsim: simulate clusters of AI accelerators training and serving large models."""
 
-from podsim.chips import Chip, catalog, get_chip
-from podsim.clusters import Cluster, cluster_from_table, make_cluster, preset_cluster, presets
-from podsim.collectives import CollectiveResult, collective
-from podsim.engine import Timeline, simulate
+from podsim.engine.core import Timeline, simulate
+from podsim.engine.failures import FailureModel
+from podsim.engine.noise import NoiseModel
 from podsim.errors import DeadlockError, PodsimError, ProgramError, SpecError
-from podsim.front import builtin_scenarios, resolve_scenario, train, training_step
-from podsim.models import Model, get_model
-from podsim.noise import NoiseModel
-from podsim.plans import Plan
-from podsim.program import Algorithm, Collective, Kind, Program, ProgramBuilder
-from podsim.reliability import FailureModel, LongRunResult, long_run
-from podsim.scenario import Scenario, load_scenario, parse_scenario
-from podsim.sweep import scale_sweep
-from podsim.trace import chrome_trace, write_chrome_trace
-from podsim.training import TrainResult
+from podsim.front.api import builtin_scenarios, resolve_scenario, train, training_step
+from podsim.front.collective import collective
+from podsim.front.long_run import long_run
+from podsim.front.scenario import Scenario, load_scenario, parse_scenario
+from podsim.front.sweep import scale_sweep
+from podsim.lowering.program import Algorithm, Collective, Kind, Program, ProgramBuilder
+from podsim.plans.training import Plan
+from podsim.results.collective import CollectiveResult
+from podsim.results.long_run import LongRunResult
+from podsim.results.trace import chrome_trace, write_chrome_trace
+from podsim.results.training import TrainResult
+from podsim.specs.chips import Chip, catalog, get_chip
+from podsim.specs.clusters import Cluster, cluster_from_table, make_cluster, preset_cluster, presets
+from podsim.specs.models import Model, get_model
 from podsim.version import __version__ as __version__
 
 __all__ = [

@@ -6,7 +6,7 @@ Table 2 (5 rows, not fitted on). Errors are listed in docs/validation.md.
 
 import pytest
 
-from podsim.validation import case_names, mape, run_case
+from podsim.front.validation import case_names, mape, run_case
 
 ROW_BOUND = 0.20
 MAPE_BOUND = 0.10

@@ -1,0 +1,1 @@
+"""costs: what work costs on a chip: kernel times, one layer's kernels, FLOPs and memory."""

@@ -1,0 +1,88 @@
+"""Kernel times: a roofline per kernel with an efficiency per chip and kernel class.
+
+time = max(FLOPs / (peak * efficiency * shape factor), bytes / (HBM bandwidth * memory
+efficiency)) + a per-kernel overhead. The shape factor is what small GEMMs lose to tile and wave
+quantization (a 128 x 128 output tile per compute unit, as CUTLASS-style kernels use) and to a
+short reduction dimension. The efficiencies are chip properties (`kernel_efficiency` in the
+chip catalog); where a chip gives none the defaults below apply. They are estimates calibrated
+on the Megatron-LM and Korthikanti et al. A100 runs (tests/validation) and say so.
+"""
+
+import math
+from dataclasses import dataclass
+
+from podsim.specs.chips import Chip
+
+TILE = 128  # output tile edge of a tensor-core GEMM
+K_HALF = 64  # reduction length at which a GEMM reaches half its asymptotic efficiency
+
+# Fraction of the dense peak (or of HBM bandwidth) a large kernel of each class sustains, for
+# chips whose catalog entry gives none. ESTIMATES for current software (cuBLAS-class GEMMs,
+# FlashAttention-2/3, grouped GEMMs for MoE); the A100 entry carries calibrated values.
+DEFAULT_EFFICIENCY = {
+    "gemm": 0.70,
+    "grouped_gemm": 0.55,
+    "attention": 0.45,
+    "memory": 0.80,
+}
+KERNEL_OVERHEAD_S = 4e-6  # launch and tail per kernel (estimate)
+
+ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
+
+
+@dataclass(frozen=True)
+class KernelModel:
+    """Times kernels on one chip at one precision."""
+
+    chip: Chip
+    precision: str
+
+    def efficiency(self, kernel: str) -> float:
+        return self.chip.kernel_efficiency.get(kernel, DEFAULT_EFFICIENCY[kernel])
+
+    @property
+    def peak(self) -> float:
+        return self.chip.peak(self.precision)
+
+    @property
+    def element_bytes(self) -> int:
+        """Bytes per GEMM input element."""
+        return ELEMENT_BYTES[self.precision]
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes per activation element outside GEMMs (FP8 training keeps them in BF16)."""
+        return 2
+
+    def memory(self, nbytes: float) -> float:
+        """A memory-bound kernel moving `nbytes` to or from HBM."""
+        return nbytes / (self.chip.hbm_bandwidth * self.efficiency("memory")) + KERNEL_OVERHEAD_S
+
+    def gemm(self, m: float, n: float, k: float, kernel: str = "gemm", count: float = 1) -> float:
+        """`count` GEMMs of (m x k) @ (k x n); FP8 GEMMs run at the chip's FP8 peak."""
+        if min(m, n, k) <= 0:
+            return 0.0
+        flops = 2.0 * m * n * k * count
+        rate = self.peak * self.efficiency(kernel) * self.shape_factor(m, n, k, count)
+        nbytes = (m * k + k * n + m * n) * self.element_bytes * count
+        memory = nbytes / (self.chip.hbm_bandwidth * self.efficiency("memory"))
+        return max(flops / rate, memory) + KERNEL_OVERHEAD_S
+
+    def shape_factor(self, m: float, n: float, k: float, count: float = 1) -> float:
+        """What tile and wave quantization and a short reduction leave of the peak."""
+        tiles_m, tiles_n = math.ceil(m / TILE), math.ceil(n / TILE)
+        tile = (m * n) / (tiles_m * tiles_n * TILE * TILE)
+        units = self.chip.compute_units
+        wave = 1.0
+        if units:
+            tiles = tiles_m * tiles_n * count
+            wave = tiles / (math.ceil(tiles / units) * units)
+        return tile * wave * k / (k + K_HALF)
+
+    def attention(self, flops: float, nbytes: float) -> float:
+        """A fused (FlashAttention-style) attention kernel executing `flops`; FP8 training
+        keeps attention in BF16, so it runs at the BF16 peak."""
+        peak = self.chip.peak("bf16" if self.precision == "fp8" else self.precision)
+        compute = flops / (peak * self.efficiency("attention"))
+        memory = nbytes / (self.chip.hbm_bandwidth * self.efficiency("memory"))
+        return max(compute, memory) + KERNEL_OVERHEAD_S

@@ -1,0 +1,99 @@
+"""Runs a program on the C++ engine: the Python side of podsim._core."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from podsim import _core
+from podsim.errors import SpecError
+from podsim.lowering.program import Program, check_program_size
+from podsim.specs.clusters import Cluster
+
+if TYPE_CHECKING:
+    from podsim.engine.noise import NoiseModel
+
+NetworkMode = Literal["analytical", "contention"]
+NETWORK_MODES = ("analytical", "contention")
+# Events handled per call into C++: long runs return to Python this often, so Ctrl-C works.
+CHUNK_EVENTS = 1 << 20
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What the engine measured: per-op start and end (seconds) and run statistics."""
+
+    start: np.ndarray
+    end: np.ndarray
+    resolved_algorithm: np.ndarray  # per op: the algorithm a collective ran, -1 otherwise
+    events: int
+    makespan: float
+
+
+def network_mode(network: str) -> int:
+    if network not in NETWORK_MODES:
+        raise SpecError(f"network = {network!r} is not known; allowed: " + ", ".join(NETWORK_MODES))
+    return NETWORK_MODES.index(network)
+
+
+def core_topology(cluster: Cluster) -> "_core.Topology":
+    return _core.Topology(*cluster.topology())
+
+
+def _engine(program: Program, cluster: Cluster, network: str, noise) -> "_core.Engine":
+    check_program_size(program.num_ops, "the program")
+    columns = {name: getattr(program, name) for name in program.__dataclass_fields__}
+    core_noise = noise.to_core(cluster) if noise is not None else _core.Noise()
+    return _core.Engine(columns, core_topology(cluster), network_mode(network), core_noise)
+
+
+def _run(engine: "_core.Engine", chunk_events: int) -> None:
+    while not engine.advance(chunk_events):
+        pass
+
+
+def simulate(
+    program: Program,
+    cluster: Cluster,
+    network: NetworkMode = "analytical",
+    chunk_events: int = CHUNK_EVENTS,
+    noise: "NoiseModel | None" = None,
+    iteration: int = 0,
+) -> Timeline:
+    """Run every rank's program on the cluster; raises DeadlockError if it cannot finish.
+    With noise, `iteration` picks the step whose draws are used."""
+    engine = _engine(program, cluster, network, noise)
+    if iteration:
+        engine.restart(iteration)
+    _run(engine, chunk_events)
+    return Timeline(
+        engine.start,
+        engine.end,
+        engine.resolved_algorithm,
+        int(engine.events_processed),
+        float(engine.makespan),
+    )
+
+
+def simulate_steps(
+    program: Program,
+    cluster: Cluster,
+    network: NetworkMode,
+    noise: "NoiseModel",
+    steps: int,
+    progress: Callable[[int], None] | None = None,
+    chunk_events: int = CHUNK_EVENTS,
+) -> np.ndarray:
+    """Monte Carlo: the makespan of `steps` runs of the program, run k with the draws of step
+    k. The program is checked once; each run restarts the engine."""
+    engine = _engine(program, cluster, network, noise)
+    times = np.empty(steps)
+    for k in range(steps):
+        if k:
+            engine.restart(k)
+        _run(engine, chunk_events)
+        times[k] = engine.makespan
+        if progress is not None:
+            progress(k + 1)
+    return times

@@ -1,0 +1,364 @@
+"""Collective algorithms: closed-form times and the phases the contention mode replays.
+
+Every algorithm is first written as a *pattern*: a list of steps, each a latency in units of the
+step latency `a` plus flows whose bytes are fractions of S. The pairs of ranks those flows join
+are "the pairs the algorithm uses" of docs/engine.md, so `a` (largest path latency) and `b`
+(1 / smallest path bandwidth) come from the same flows that contention mode runs. Alone on the
+network, the phases then reproduce the closed forms whenever each step's slowest flow runs at
+1/b: not so for halving-doubling or binomial steps that stay on faster paths than the group's
+slowest, nor for a double binary tree whose slowest links carry one flow each, where the closed
+form is the larger (tests/test_reference.py lists these cases).
+
+Group positions, not ranks, define the algorithms: position i is group_ranks[i].
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from podsim.engine.reference.topology import SAME_DOMAIN, Topology
+from podsim.errors import ProgramError
+from podsim.lowering.program import Algorithm, Collective
+
+A = Algorithm
+C = Collective
+
+Flow = tuple[int, int, float]  # (src rank, dst rank, bytes)
+Phase = tuple[float, list[Flow]]  # (latency in seconds, flows started after it)
+
+# AUTO's tie-break order.
+ORDER = (A.RING, A.TREE, A.HALVING_DOUBLING, A.HIERARCHICAL, A.DIRECT)
+
+ALGORITHMS = {
+    C.ALL_REDUCE: (A.RING, A.TREE, A.HALVING_DOUBLING, A.HIERARCHICAL),
+    C.ALL_GATHER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
+    C.REDUCE_SCATTER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
+    C.ALL_TO_ALL: (A.DIRECT,),
+    C.BROADCAST: (A.RING, A.TREE),
+    C.REDUCE: (A.RING, A.TREE),
+}
+
+# Step levels: hierarchical algorithms time their cross-domain step with (a_o, b_o), every
+# other step uses level UP, which for non-hierarchical algorithms means "the whole group".
+UP, OUT = 0, 1
+
+
+@dataclass(frozen=True)
+class _Step:
+    steps: int  # the step's latency is steps * a of its level
+    level: int
+    flows: tuple[tuple[int, int, float], ...]  # (src, dst, fraction of S)
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    steps: tuple[_Step, ...]
+    a: tuple[float, float]  # per level: largest path latency over the level's flows
+    b: tuple[float, float]  # per level: 1 / smallest path bandwidth over the level's flows
+    b_in: float  # 1 / smallest path bandwidth over the flows inside one domain
+    b_out: float  # the same over the flows between domains
+    g: int = 1  # hierarchical and channelled rings: members per domain
+    m: int = 1  # hierarchical and channelled rings: domains
+
+
+# --- applicability ---------------------------------------------------------------------------
+
+
+def _domains(topology: Topology, group: Sequence[int]) -> list[list[int]]:
+    """The group's members per domain, domains in order of first appearance, members in order."""
+    members: dict[int, list[int]] = {}
+    for rank in group:
+        members.setdefault(topology.domain(rank), []).append(rank)
+    return list(members.values())
+
+
+def _balanced(domains: list[list[int]]) -> bool:
+    return len({len(d) for d in domains}) == 1
+
+
+def _channelled(
+    topology: Topology, op: Collective, algorithm: Algorithm, group: Sequence[int]
+) -> bool:
+    """Rings of all-reduce, all-gather and reduce-scatter over several balanced domains."""
+    ring = algorithm == A.RING and op in (C.ALL_REDUCE, C.ALL_GATHER, C.REDUCE_SCATTER)
+    domains = _domains(topology, group)
+    return ring and len(domains) > 1 and _balanced(domains)
+
+
+def _applies(topology: Topology, algorithm: Algorithm, group: Sequence[int]) -> bool:
+    n = len(group)
+    if algorithm == A.HALVING_DOUBLING:
+        return n & (n - 1) == 0
+    if algorithm == A.HIERARCHICAL:
+        return _balanced(_domains(topology, group))
+    return True
+
+
+def applicable(topology: Topology, op: Collective, group: Sequence[int]) -> list[Algorithm]:
+    """The algorithms that apply to this op on this group, in AUTO's tie-break order."""
+    return [a for a in ORDER if a in ALGORITHMS[op] and _applies(topology, a, group)]
+
+
+def resolve(
+    topology: Topology,
+    op: "Collective | str",
+    algorithm: "Algorithm | str",
+    group: Sequence[int],
+    nbytes: float,
+) -> Algorithm:
+    """The algorithm that runs: AUTO's choice, or the one named if it applies."""
+    op, algorithm = Collective.parse(op), Algorithm.parse(algorithm)
+    if algorithm == A.AUTO:
+        return choose_algorithm(topology, op, group, nbytes)
+    allowed = applicable(topology, op, group)
+    if algorithm not in allowed:
+        names = ", ".join(["auto", *(a.label for a in allowed)])
+        raise ProgramError(
+            f"{op.label} with algorithm {algorithm.label} on a group of "
+            f"{len(group)} ranks is not allowed; allowed: {names}"
+        )
+    return algorithm
+
+
+def choose_algorithm(
+    topology: Topology, op: "Collective | str", group: Sequence[int], nbytes: float
+) -> Algorithm:
+    """AUTO: the smallest closed-form time; ties go to the earlier algorithm in ORDER."""
+    op = Collective.parse(op)
+    best, best_time = A.AUTO, float("inf")
+    for algorithm in applicable(topology, op, group):
+        t = _closed_form(topology, op, algorithm, tuple(group), nbytes)
+        if t < best_time:  # strict: an equal time keeps the earlier algorithm
+            best, best_time = algorithm, t
+    return best
+
+
+# --- patterns --------------------------------------------------------------------------------
+
+
+def _ring(ranks: Sequence[int], fraction: float) -> list[tuple[int, int, float]]:
+    n = len(ranks)
+    return [(ranks[i], ranks[(i + 1) % n], fraction) for i in range(n)] if n > 1 else []
+
+
+def _rings(rings: list[list[int]], fraction: float) -> list[tuple[int, int, float]]:
+    return [flow for ring in rings for flow in _ring(ring, fraction)]
+
+
+def _channels(domains: list[list[int]], fraction: float) -> list[tuple[int, int, float]]:
+    """g rings (channels, g members per domain) each carrying fraction/g round the domains in
+    order; channel c enters every domain at its c-th member, so each member leaves its domain
+    (over its own NIC) in exactly one channel, as NCCL lays rings on rail-optimised nodes."""
+    g = len(domains[0])
+    orders = [[d[(c + j) % g] for d in domains for j in range(g)] for c in range(g)]
+    return _rings(orders, fraction / g)
+
+
+def _tree_flows(group: Sequence[int]) -> list[tuple[int, int, float]]:
+    """Child -> parent in two heap-ordered binary trees; tree 2 mirrors positions (q = n-1-p)."""
+    n = len(group)
+    tree1 = [(group[p], group[(p - 1) // 2], 0.5) for p in range(1, n)]
+    tree2 = [(group[n - 1 - q], group[n - 1 - (q - 1) // 2], 0.5) for q in range(1, n)]
+    return tree1 + tree2
+
+
+def _exchange(group: Sequence[int], k: int) -> list[tuple[int, int, float]]:
+    """Halving-doubling step k: every position swaps S/2^(k+1) with position xor 2^k."""
+    return [(group[p], group[p ^ (1 << k)], 1.0 / (1 << (k + 1))) for p in range(len(group))]
+
+
+def _binomial(group: Sequence[int]) -> list[list[tuple[int, int, float]]]:
+    """Binomial broadcast: in step k every position p < 2^k sends S to p + 2^k (if it exists)."""
+    n = len(group)
+    return [
+        [(group[p], group[p + (1 << k)], 1.0) for p in range(1 << k) if p + (1 << k) < n]
+        for k in range((n - 1).bit_length())
+    ]
+
+
+def _reverse(flows: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    return [(dst, src, f) for src, dst, f in flows]
+
+
+_Steps = list[tuple[int, int, list[tuple[int, int, float]]]]  # (latency steps, level, flows)
+
+
+def _steps(
+    topology: Topology, op: Collective, algorithm: Algorithm, group: tuple[int, ...]
+) -> tuple[_Steps, int, int]:
+    """The algorithm's steps, plus g and m (members per domain, domains) for hierarchical."""
+    if algorithm == A.HIERARCHICAL:
+        return _hierarchical(topology, op, group)
+    if algorithm == A.HALVING_DOUBLING:
+        return _halving_doubling(op, group), 1, 1
+    n = len(group)
+    if op in (C.ALL_REDUCE, C.ALL_GATHER, C.REDUCE_SCATTER) and algorithm == A.RING:
+        steps = (2 if op == C.ALL_REDUCE else 1) * (n - 1)
+        if not _channelled(topology, op, algorithm, group):
+            return [(steps, UP, _ring(group, steps / n))], 1, 1
+        domains = _domains(topology, group)
+        return [(steps, UP, _channels(domains, steps / n))], len(domains[0]), len(domains)
+    if op == C.ALL_REDUCE:  # tree: reduce up both trees, then broadcast down them
+        h, up = n.bit_length() - 1, _tree_flows(group)
+        return [(h, UP, up), (h, UP, _reverse(up))], 1, 1
+    if op == C.ALL_TO_ALL:  # direct
+        pairs = [(s, d, 1.0 / n) for s in group for d in group if s != d]
+        return [(n - 1, UP, pairs)], 1, 1
+    if algorithm == A.RING:  # pipelined chain from the root (reduce: towards it)
+        chain = [(group[i], group[i + 1], 1.0) for i in range(n - 1)]
+        return [(n - 1, UP, chain if op == C.BROADCAST else _reverse(chain))], 1, 1
+    tree = [(1, UP, flows) for flows in _binomial(group)]
+    if op == C.BROADCAST:
+        return tree, 1, 1
+    return [(1, UP, _reverse(flows)) for _, _, flows in tree[::-1]], 1, 1
+
+
+def _halving_doubling(op: Collective, group: tuple[int, ...]) -> _Steps:
+    """Reduce-scatter: k = 0..log2(n)-1; all-gather: the same steps in reverse order."""
+    scatter = [(1, UP, _exchange(group, k)) for k in range(len(group).bit_length() - 1)]
+    if op == C.REDUCE_SCATTER:
+        return scatter
+    if op == C.ALL_GATHER:
+        return scatter[::-1]
+    return scatter + scatter[::-1]
+
+
+def _hierarchical(
+    topology: Topology, op: Collective, group: tuple[int, ...]
+) -> tuple[_Steps, int, int]:
+    """Rings inside domains and, among ranks of one local index, across them.
+
+    all-reduce: reduce-scatter inside, all-reduce of the S/g shard across, all-gather inside;
+    reduce-scatter: inside then across; all-gather: across then inside (the reverse).
+    """
+    domains = _domains(topology, group)
+    g, m = len(domains[0]), len(domains)
+    across = [[d[j] for d in domains] for j in range(g)]
+    inside = (g - 1, UP, _rings(domains, (g - 1) / g))
+    if op == C.ALL_REDUCE:
+        shard = (2 * (m - 1), OUT, _rings(across, 2 * (m - 1) / m / g))
+        return [inside, shard, inside], g, m
+    shard = (m - 1, OUT, _rings(across, (m - 1) / m / g))
+    return ([inside, shard] if op == C.REDUCE_SCATTER else [shard, inside]), g, m
+
+
+@lru_cache(maxsize=4096)
+def _pattern(
+    topology: Topology, op: Collective, algorithm: Algorithm, group: tuple[int, ...]
+) -> _Pattern:
+    raw, g, m = _steps(topology, op, algorithm, group)
+    steps = tuple(_Step(s, level, tuple(flows)) for s, level, flows in raw if flows)
+    a, b = [0.0, 0.0], [0.0, 0.0]
+    b_class = {True: 0.0, False: 0.0}  # keyed by "inside one domain"
+    for step in steps:
+        for src, dst, _ in step.flows:
+            seconds_per_byte = 1.0 / topology.bandwidth(src, dst)
+            inside = topology.path_class(src, dst) == SAME_DOMAIN
+            a[step.level] = max(a[step.level], topology.latency(src, dst))
+            b[step.level] = max(b[step.level], seconds_per_byte)
+            b_class[inside] = max(b_class[inside], seconds_per_byte)
+    return _Pattern(steps, (a[UP], a[OUT]), (b[UP], b[OUT]), b_class[True], b_class[False], g, m)
+
+
+# --- closed forms and phases -----------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _direct_seconds_per_byte(topology: Topology, group: tuple[int, ...]) -> float:
+    """All-to-all: max over ranks and path classes (scale-up, scale-out) of the share of S the
+    rank sends over that class times the class's b (1 / its smallest path bandwidth)."""
+    p = _pattern(topology, C.ALL_TO_ALL, A.DIRECT, group)
+    share: dict[tuple[int, bool], float] = {}  # (rank, inside one domain) -> share of S
+    for src, dst, fraction in p.steps[0].flows:  # one step: every ordered pair
+        inside = topology.path_class(src, dst) == SAME_DOMAIN
+        share[src, inside] = share.get((src, inside), 0.0) + fraction
+    return max(x * (p.b_in if inside else p.b_out) for (_, inside), x in share.items())
+
+
+def _closed_form(
+    topology: Topology, op: Collective, algorithm: Algorithm, group: tuple[int, ...], nbytes: float
+) -> float:
+    """The table of docs/engine.md, term by term."""
+    n, S, L = len(group), nbytes, topology.launch_latency
+    if n == 1:
+        return L
+    p = _pattern(topology, op, algorithm, group)
+    (a, a_o), (b, b_o), g, m = p.a, p.b, p.g, p.m
+    log2n = h = n.bit_length() - 1  # floor(log2 n); exact log2 n where n is a power of two
+    ceil_log2n = (n - 1).bit_length()
+    if algorithm == A.HIERARCHICAL:
+        k = 2 if op == C.ALL_REDUCE else 1
+        return (
+            L
+            + k * (g - 1) * a
+            + k * (g - 1) / g * S * b
+            + k * (m - 1) * a_o
+            + k * (m - 1) / m * (S / g) * b_o
+        )
+    if _channelled(topology, op, algorithm, group):
+        steps = (2 if op == C.ALL_REDUCE else 1) * (n - 1)
+        return L + steps * a + steps / n * S * max((g - 1) / g * p.b_in, p.b_out / g)
+    if op == C.ALL_REDUCE:
+        if algorithm == A.RING:
+            return L + 2 * (n - 1) * a + 2 * (n - 1) / n * S * b
+        if algorithm == A.TREE:  # on 2 ranks each sends one half only
+            return L + 2 * h * a + 2 * (0.5 if n == 2 else 1.0) * S * b
+        return L + 2 * log2n * a + 2 * (n - 1) / n * S * b
+    if op in (C.ALL_GATHER, C.REDUCE_SCATTER):
+        if algorithm == A.RING:
+            return L + (n - 1) * a + (n - 1) / n * S * b
+        return L + log2n * a + (n - 1) / n * S * b
+    if op == C.ALL_TO_ALL:
+        return L + (n - 1) * a + S * _direct_seconds_per_byte(topology, group)
+    if algorithm == A.RING:
+        return L + (n - 1) * a + S * b
+    return L + ceil_log2n * (a + S * b)
+
+
+def _group(group_ranks: Sequence[int]) -> tuple[int, ...]:
+    group = tuple(int(r) for r in group_ranks)
+    if not group or len(set(group)) != len(group):
+        raise ProgramError(f"a collective needs a group of distinct ranks, got {list(group)}")
+    return group
+
+
+def collective_time(
+    topology: Topology,
+    op: "Collective | str",
+    algorithm: "Algorithm | str",
+    group_ranks: Sequence[int],
+    nbytes: float,
+) -> float:
+    """The closed-form (analytical) time of one collective, launch latency included."""
+    group = _group(group_ranks)
+    op = Collective.parse(op)
+    algorithm = resolve(topology, op, algorithm, group, nbytes)
+    return _closed_form(topology, op, algorithm, group, float(nbytes))
+
+
+def phases(
+    topology: Topology,
+    op: "Collective | str",
+    algorithm: "Algorithm | str",
+    group_ranks: Sequence[int],
+    nbytes: float,
+) -> list[Phase]:
+    """The phases contention mode runs one after the other (launch latency not included)."""
+    group = _group(group_ranks)
+    op = Collective.parse(op)
+    algorithm = resolve(topology, op, algorithm, group, nbytes)
+    p = _pattern(topology, op, algorithm, group)
+    return [
+        (s.steps * p.a[s.level], [(src, dst, f * nbytes) for src, dst, f in s.flows])
+        for s in p.steps
+    ]
+
+
+def transfer_time(topology: Topology, src: int, dst: int, nbytes: float) -> float:
+    """Send/recv: L + a + S b over the one path."""
+    b = 1.0 / topology.bandwidth(src, dst)
+    return topology.launch_latency + topology.latency(src, dst) + nbytes * b
+
+
+def transfer_phases(topology: Topology, src: int, dst: int, nbytes: float) -> list[Phase]:
+    return [(topology.latency(src, dst), [(src, dst, float(nbytes))])]

@@ -1,0 +1,1 @@
+"""front: the scenario schema, the Python API, sweeps, validation and the CLI (`podsim`)."""

@@ -1,0 +1,117 @@
+"""The front door: scenarios by path or built-in name, and the verbs of the interface contract."""
+
+from collections.abc import Callable
+from dataclasses import replace
+from importlib import resources
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from podsim.engine.core import NetworkMode
+from podsim.engine.failures import FailureModel
+from podsim.engine.noise import NoiseModel
+from podsim.errors import SpecError
+from podsim.front.long_run import long_run
+from podsim.front.scenario import Scenario, load_scenario, parse_scenario
+from podsim.front.training import StepRun, simulate_step
+from podsim.results.long_run import LongRunResult
+from podsim.results.training import TrainResult
+from podsim.specs.clusters import make_cluster
+
+
+def builtin_scenarios() -> dict[str, str]:
+    """Scenarios shipped with podsim: name -> TOML text."""
+    folder = resources.files("podsim").joinpath("data/scenarios")
+    return {
+        entry.name.removesuffix(".toml"): entry.read_text(encoding="utf-8")
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".toml")
+    }
+
+
+def resolve_scenario(scenario: "Scenario | str | PathLike[str]") -> Scenario:
+    """A Scenario, a path to a TOML file, or the name of a built-in scenario."""
+    if isinstance(scenario, Scenario):
+        return scenario
+    if Path(scenario).is_file():
+        return load_scenario(scenario)
+    builtins = builtin_scenarios()
+    if str(scenario) in builtins:
+        return parse_scenario(builtins[str(scenario)], source=f"built-in {scenario}")
+    raise SpecError(
+        f"scenario {str(scenario)!r} is neither a file nor a built-in scenario; "
+        f"built-in: {', '.join(builtins)}"
+    )
+
+
+def training_step(
+    scenario: "Scenario | str | PathLike[str]",
+    network: NetworkMode = "analytical",
+    strict: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> StepRun:
+    """One simulated training step of a scenario with [model] and [train] tables (with its
+    [noise] table, a Monte Carlo over steps; `progress` is called with the steps done)."""
+    scenario = resolve_scenario(scenario)
+    if scenario.model is None or scenario.train is None:
+        raise SpecError(f"{scenario.source}: training needs [model] and [train] tables")
+    noise = NoiseModel.from_table(scenario.noise) if scenario.noise is not None else None
+    run = simulate_step(
+        scenario.model, scenario.train, scenario.cluster, network, strict, noise, progress
+    )
+    if scenario.failures is None:
+        return run
+    long = long_run_of(scenario, run.result)
+    result = replace(run.result, long_run=long.to_dict(), device_hours=long.device_hours)
+    return replace(run, result=result)
+
+
+def long_run_of(scenario: Scenario, result: TrainResult) -> LongRunResult:
+    """The whole run with failures, checkpoints and restarts ([failures]): its useful time is
+    the failure-free time to train the plan's tokens at the simulated step time."""
+    if result.time_to_train_s is None:
+        raise SpecError(f"{scenario.source}: [failures] needs train.tokens (what to train)")
+    cluster = scenario.cluster
+    model = FailureModel.from_table(
+        scenario.failures,
+        cluster.devices,
+        result.time_to_train_s,
+        links=cluster.devices,
+        vendor=cluster.chip.vendor,
+    )
+    return long_run(model)
+
+
+def train(
+    scenario: "Scenario | str | PathLike[str]",
+    network: NetworkMode = "analytical",
+    strict: bool = False,
+) -> TrainResult:
+    """`podsim train`: one step of the scenario's model and plan on its cluster."""
+    return training_step(scenario, network, strict).result
+
+
+def on_chip(scenario: Scenario, chip: str) -> Scenario:
+    """The scenario on another chip's standard system (its domain size and links), with the
+    same number of devices and the same fabric above the domains (pods, oversubscription)."""
+    old = scenario.cluster
+    cluster = make_cluster(
+        chip, old.devices, oversubscription=old.oversubscription, launch_latency=old.launch_latency
+    )
+    if old.pod_size < old.devices and old.pod_size % cluster.domain_size == 0:
+        cluster = replace(cluster, pod_size=old.pod_size)
+    return replace(scenario, cluster=cluster)
+
+
+def compare(
+    scenario: "Scenario | str | PathLike[str]",
+    chips: list[str],
+    network: NetworkMode = "analytical",
+) -> list[dict[str, Any]]:
+    """`podsim compare`: the same work on several chips, one row of train's keys per chip."""
+    base = resolve_scenario(scenario)
+    rows = []
+    for chip in chips:
+        result = train(on_chip(base, chip), network).to_dict()
+        rows.append({"chip": chip, **result})
+    return rows

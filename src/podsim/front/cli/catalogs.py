@@ -1,0 +1,116 @@
+"""`podsim chips`, `clusters`, `models` and `scenarios`: the catalogs, with sources."""
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from podsim.front.api import builtin_scenarios
+from podsim.specs.chips import catalog
+from podsim.specs.clusters import preset_cluster, presets
+from podsim.specs.models import catalog as model_catalog
+
+
+def cmd_chips(args: argparse.Namespace, console: Console) -> None:
+    chips = catalog()
+    if args.json:
+        print(json.dumps({cid: chip.to_dict() for cid, chip in chips.items()}))
+        return
+    table = Table(title="chips (dense peaks; bandwidths per direction)")
+    for column in (
+        "id",
+        "bf16 TFLOP/s",
+        "fp8 TFLOP/s",
+        "HBM (GB)",
+        "HBM (TB/s)",
+        "scale-up (GB/s)",
+        "domain",
+        "scale-out (Gb/s)",
+        "TDP (W)",
+    ):
+        table.add_column(column, justify="right")
+    for cid, c in chips.items():
+        fp8 = c.peak_flops.get("fp8")
+        table.add_row(
+            cid,
+            f"{c.peak('bf16') / 1e12:,.0f}",
+            f"{fp8 / 1e12:,.0f}" if fp8 else "-",
+            f"{c.hbm_bytes / 1e9:,.0f}",
+            f"{c.hbm_bandwidth / 1e12:.2f}",
+            f"{c.scale_up_bandwidth / 1e9:,.0f}",
+            str(c.domain_size),
+            f"{c.scale_out_bandwidth * 8 / 1e9:,.0f}",
+            f"{c.tdp_watts:,.0f}",
+        )
+    console.print(table)
+    console.print("Sources: `podsim chips --json` lists the source of every value.")
+
+
+def cmd_clusters(args: argparse.Namespace, console: Console) -> None:
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    pid: {**preset_cluster(pid).to_dict(), **dict(table)}
+                    for pid, table in presets().items()
+                }
+            )
+        )
+        return
+    table = Table(title="cluster presets")
+    for column in ("id", "chip", "devices", "domain", "pod", "oversub.", "description"):
+        table.add_column(column)
+    for pid, raw in presets().items():
+        c = preset_cluster(pid)
+        table.add_row(
+            pid,
+            c.chip.id,
+            str(c.devices),
+            str(c.domain_size),
+            str(c.pod_size),
+            f"{c.oversubscription:g}",
+            str(raw.get("description", "")),
+        )
+    console.print(table)
+
+
+def cmd_models(args: argparse.Namespace, console: Console) -> None:
+    models = model_catalog()
+    if args.json:
+        print(json.dumps({mid: m.to_dict() for mid, m in models.items()}))
+        return
+    table = Table(title="models")
+    for column in (
+        "id",
+        "layers",
+        "hidden",
+        "heads / kv",
+        "ffn",
+        "experts (top-k)",
+        "params (B)",
+        "active (B)",
+    ):
+        table.add_column(column, justify="right")
+    for mid, m in models.items():
+        experts = f"{m.experts} ({m.top_k})" if m.experts else "-"
+        table.add_row(
+            mid,
+            str(m.layers),
+            str(m.hidden),
+            f"{m.heads} / {m.kv_heads}",
+            str(m.ffn_hidden),
+            experts,
+            f"{m.params() / 1e9:,.1f}",
+            f"{m.active_params() / 1e9:,.1f}",
+        )
+    console.print(table)
+
+
+def cmd_scenarios(args: argparse.Namespace, console: Console) -> None:
+    table = Table(title="built-in scenarios (podsim train NAME)")
+    table.add_column("name")
+    table.add_column("what")
+    for name, text in builtin_scenarios().items():
+        table.add_row(name, text.splitlines()[0].lstrip("# "))
+    console.print(table)

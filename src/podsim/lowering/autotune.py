@@ -1,0 +1,64 @@
+"""Choices a plan leaves open, settled by trying them: the number of interleaved virtual stages.
+
+The candidates are timed by a function the caller passes in (it lowers and runs each one), so
+that this layer never calls the engine itself.
+"""
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from podsim.costs.memory import memory_per_device
+from podsim.lowering.training import chunk_layers
+from podsim.plans.training import Plan
+from podsim.specs.clusters import Cluster
+
+MAX_VIRTUAL_STAGES = 8
+# Times one step of (plan, cluster) with v virtual stages: the step's makespan in seconds.
+Makespan = Callable[[Plan, Cluster, int], float]
+
+
+def virtual_stage_options(model, plan: Plan) -> list[int]:
+    """Interleaving needs microbatches in rounds of pp (Megatron) and a layer per chunk; chunks
+    may differ by one layer, as in Llama 3's uneven stages."""
+    if plan.schedule == "dualpipe":
+        return [2]  # a chunk in each direction
+    if plan.schedule != "interleaved":
+        return [1]
+    if plan.virtual_stages:
+        return [plan.virtual_stages]
+    if plan.pp < 3 or plan.microbatches % plan.pp:
+        return [1]
+    fitting = [v for v in range(1, MAX_VIRTUAL_STAGES + 1) if model.layers >= plan.pp * v]
+    return fitting or [1]  # too few layers even for one: the lowering says so
+
+
+def stage_memory(model, plan: Plan, v: int):
+    layers = max(map(len, chunk_layers(model.layers, plan.pp * v))) * v
+    return memory_per_device(model, replace(plan, virtual_stages=v), layers)
+
+
+def one_replica(plan: Plan, cluster: Cluster) -> tuple[Plan, Cluster]:
+    """The same pipeline with as few data-parallel replicas as expert parallelism allows:
+    without noise every replica runs alike, so this ranks the choices of a plan cheaply."""
+    dp = plan.ep if plan.dp % plan.ep == 0 else plan.dp
+    small = replace(plan, dp=dp, global_batch=plan.global_batch // plan.dp * dp)
+    return small, cluster.with_devices(small.devices)
+
+
+def choose_virtual_stages(model, plan: Plan, cluster: Cluster, makespan: Makespan) -> int:
+    """The fastest number of virtual stages that fits (the fastest overall if none fits);
+    `makespan(plan, cluster, v)` times one candidate (the caller runs the engine)."""
+    options = virtual_stage_options(model, plan)
+    if len(options) == 1:
+        return options[0]
+    small, proxy = one_replica(plan, cluster)
+    capacity = cluster.chip.hbm_bytes
+    scored = [
+        (
+            not stage_memory(model, plan, v).fits(capacity),
+            makespan(replace(small, virtual_stages=v), proxy, v),
+            v,
+        )
+        for v in options
+    ]
+    return min(scored)[2]

@@ -1,0 +1,1 @@
+"""specs: chips, links, clusters and models: pure data from catalog files with sources."""
