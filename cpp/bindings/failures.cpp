@@ -8,17 +8,16 @@
 #include <string>
 #include <vector>
 
+#include "common.hpp"
 #include "podsim/errors.hpp"
 #include "register.hpp"
 
 namespace py = pybind11;
 using podsim::FailureModel;
 using podsim::LongRuns;
+using podsim::bindings::to_numpy;
 
 namespace {
-
-// Runs per call with the GIL released; between two calls Ctrl-C is honoured.
-constexpr std::int64_t kChunkPerThread = 256;
 
 template <class T>
 std::vector<T> vector_of(const py::array& array, const char* name) {
@@ -28,11 +27,6 @@ std::vector<T> vector_of(const py::array& array, const char* name) {
   const auto typed = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(array);
   if (!typed) throw podsim::SpecError(std::string("failure model: ") + name + " is not numeric");
   return {typed.data(), typed.data() + typed.size()};
-}
-
-template <class T>
-py::array_t<T> to_numpy(const std::vector<T>& values) {
-  return py::array_t<T>(static_cast<py::ssize_t>(values.size()), values.data());
 }
 
 py::dict long_runs(const py::array& class_rates_per_s, const py::array& class_spare_devices,
@@ -66,13 +60,14 @@ py::dict long_runs(const py::array& class_rates_per_s, const py::array& class_sp
 
   LongRuns out;
   out.resize(runs, static_cast<std::int64_t>(m.class_rates_per_s.size()));
-  const std::int64_t chunk = kChunkPerThread * threads;
-  for (std::int64_t first = 0; first < runs; first += chunk) {
-    {
-      py::gil_scoped_release release;
-      podsim::simulate_long_runs(m, first, std::min(chunk, runs - first), threads, out);
-    }
-    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  {
+    // The GIL is released while the runs go on; the calling thread polls for Ctrl-C about
+    // every 50 ms, even inside one long run, and a pending signal stops every worker.
+    py::gil_scoped_release release;
+    podsim::simulate_long_runs(m, 0, runs, threads, out, [] {
+      py::gil_scoped_acquire gil;
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    });
   }
 
   const auto classes = static_cast<py::ssize_t>(m.class_rates_per_s.size()) + 1;

@@ -61,15 +61,14 @@ Phase ring(Members ranks, double bytes, double latency) {
 // Members grouped by domain, domains in order of first appearance, members in group order.
 std::vector<std::vector<std::int32_t>> by_domain(const Topology& topology, Members members) {
   std::vector<std::vector<std::int32_t>> domains;
-  const auto count = static_cast<std::size_t>(topology.domain(topology.devices - 1) + 1);
-  std::vector<std::int32_t> index(count, -1);  // domain -> its position in `domains`
+  // domain -> its position in `domains`; a map over the group's domains only (memory in
+  // proportion to the group, not to the cluster).
+  std::unordered_map<std::int64_t, std::size_t> index;
+  index.reserve(members.size());
   for (std::int32_t rank : members) {
-    std::int32_t& slot = index[static_cast<std::size_t>(topology.domain(rank))];
-    if (slot < 0) {
-      slot = static_cast<std::int32_t>(domains.size());
-      domains.emplace_back();
-    }
-    domains[static_cast<std::size_t>(slot)].push_back(rank);
+    const auto [slot, added] = index.try_emplace(topology.domain(rank), domains.size());
+    if (added) domains.emplace_back();
+    domains[slot->second].push_back(rank);
   }
   return domains;
 }

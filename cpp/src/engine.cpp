@@ -13,8 +13,8 @@
 #include "podsim/collectives.hpp"
 #include "podsim/errors.hpp"
 #include "podsim/network.hpp"
-#include "podsim/program_index.hpp"
 #include "podsim/random.hpp"
+#include "program_index.hpp"
 
 namespace podsim {
 namespace {
@@ -40,13 +40,20 @@ struct Instance {
   Algorithm algorithm = Algorithm::Auto;
 };
 
-// A collective instance or a send/recv transfer running in the contention network.
+// A collective instance or a send/recv transfer running in the contention network. A repeated
+// collective runs its phases `repeat` times over; they are not copied (memory stays
+// proportional to one instance): phase k is phases[k % phases.size()].
 struct Activity {
   bool transfer = false;
   std::int64_t id = 0;  // instance index, or the send op
   std::vector<Phase> phases;
-  std::size_t phase = 0;
+  std::size_t phase = 0;  // across repetitions: 0 .. phases.size() * repeat - 1
   std::int64_t pending_flows = 0;
+  std::size_t repeat = 1;
+  bool jitter = false;  // phase latencies drawn (a collective with latency noise)
+
+  std::size_t total_phases() const { return phases.size() * repeat; }
+  const Phase& current() const { return phases[phase % phases.size()]; }
 };
 
 using CostKey = std::tuple<std::int32_t, std::int8_t, std::int8_t, double>;
@@ -240,30 +247,23 @@ struct Engine::State {
       push(t + topology.launch_latency * repeat, 2, EventType::InstanceDone, index);
       return;
     }
-    repeat_phases(phases, repeat);
-    jitter_phases(phases, static_cast<std::uint64_t>(index));
-    begin_activity({false, index, std::move(phases), 0, 0}, t);
+    begin_activity({false, index, std::move(phases), 0, 0, static_cast<std::size_t>(repeat),
+                    noise.latency_sigma > 0},
+                   t);
   }
 
-  // Back-to-back repetitions; each after the first pays the launch latency again.
-  void repeat_phases(std::vector<Phase>& phases, std::int32_t repeat) const {
-    const std::size_t one = phases.size();
-    phases.reserve(one * static_cast<std::size_t>(repeat));
-    for (std::int32_t r = 1; r < repeat; ++r) {
-      for (std::size_t i = 0; i < one; ++i) {
-        phases.push_back(phases[i]);
-        if (i == 0) phases.back().latency += topology.launch_latency;
-      }
+  // The latency before phase k of an activity: back-to-back repetitions each pay the launch
+  // latency again (all but the first, which begin_activity charges); with latency noise, each
+  // phase's latency is stretched by the slowest of its concurrent hops.
+  double phase_latency(const Activity& a, std::size_t k) const {
+    const Phase& phase = a.phases[k % a.phases.size()];
+    double latency = phase.latency;
+    if (k > 0 && k % a.phases.size() == 0) latency += topology.launch_latency;
+    if (a.jitter) {
+      const double hops = static_cast<double>(phase.flows.size());
+      latency *= latency_factor((static_cast<std::uint64_t>(a.id) << 20) | k, hops);
     }
-  }
-
-  // Each phase's latency stretched by the slowest of its concurrent hops.
-  void jitter_phases(std::vector<Phase>& phases, std::uint64_t key) const {
-    if (noise.latency_sigma <= 0) return;
-    for (std::size_t i = 0; i < phases.size(); ++i) {
-      const double hops = static_cast<double>(phases[i].flows.size());
-      phases[i].latency *= latency_factor((key << 20) | i, hops);
-    }
+    return latency;
   }
 
   void start_transfer(std::int64_t send, double t) {
@@ -280,12 +280,12 @@ struct Engine::State {
       return;
     }
     Phase phase{latency, {{program.rank[send], program.rank[recv], program.bytes[send]}}};
-    begin_activity({true, send, {std::move(phase)}, 0, 0}, t);
+    begin_activity({true, send, {std::move(phase)}, 0, 0, 1, false}, t);
   }
 
   void begin_activity(Activity activity, double t) {
     const bool empty = activity.phases.empty();
-    const double first = empty ? 0.0 : activity.phases.front().latency;
+    const double first = empty ? 0.0 : phase_latency(activity, 0);
     activities.push_back(std::move(activity));
     const auto id = static_cast<std::int64_t>(activities.size() - 1);
     if (empty) {
@@ -304,18 +304,19 @@ struct Engine::State {
   void start_phase(std::int64_t id, double t) {
     Activity& a = activities[id];
     network.advance_to(t);
-    network.reserve(a.phases[a.phase].flows.size());
-    for (const Flow& flow : a.phases[a.phase].flows)
+    const Phase& phase = a.current();
+    network.reserve(phase.flows.size());
+    for (const Flow& flow : phase.flows)
       network.add(static_cast<std::int32_t>(id), flow.src, flow.dst, flow.bytes, flow.count);
-    a.pending_flows = static_cast<std::int64_t>(a.phases[a.phase].flows.size());
+    a.pending_flows = static_cast<std::int64_t>(phase.flows.size());
     dirty = true;
     if (a.pending_flows == 0) phase_done(id, t);
   }
 
   void phase_done(std::int64_t id, double t) {
     Activity& a = activities[id];
-    if (++a.phase < a.phases.size()) {
-      push(t + a.phases[a.phase].latency, 1, EventType::PhaseStart, id);
+    if (++a.phase < a.total_phases()) {
+      push(t + phase_latency(a, a.phase), 1, EventType::PhaseStart, id);
       return;
     }
     a.phases.clear();

@@ -1,10 +1,16 @@
 #include "podsim/failures.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <exception>
 #include <limits>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "podsim/errors.hpp"
@@ -53,11 +59,15 @@ class Run {
   }
 
   // Runs to completion or to max_wall_s; writes the results into slot `slot` of `out`.
-  void simulate(LongRuns& out, std::int64_t slot) {
+  // `keep_going()` is asked every kCheckEvery events; once it answers false the run stops
+  // where it is and returns false (its slot is then unspecified).
+  template <class KeepGoing>
+  bool simulate(LongRuns& out, std::int64_t slot, KeepGoing&& keep_going) {
     const auto classes = static_cast<std::int64_t>(m_.class_rates_per_s.size()) + 1;
     std::int64_t* counts = out.class_counts.data() + slot * classes;
     bool finished = false;
-    while (true) {
+    for (std::uint32_t events = 1;; ++events) {
+      if (events % kCheckEvery == 0 && !keep_going()) return false;
       if (phase_end_ <= next_failure_ && phase_end_ <= m_.max_wall_s) {
         account(phase_end_);
         if (complete_phase()) {
@@ -81,9 +91,12 @@ class Run {
     out.waiting_s[slot] = waiting_;
     out.spares_used[slot] = spares_used_;
     out.finished[slot] = finished ? 1 : 0;
+    return true;
   }
 
  private:
+  static constexpr std::uint32_t kCheckEvery = 4096;
+
   double segment_length(std::int64_t k) const {
     const double tau = m_.checkpoint_interval_s;
     return k + 1 < segments_ ? tau : m_.useful_time_s - static_cast<double>(k) * tau;
@@ -155,7 +168,14 @@ class Run {
 
   // A failure at the current time; returns its class (the last one: a link).
   std::size_t fail() {
-    ++interruptions_;
+    if (++interruptions_ > kMaxFailuresPerRun) {
+      std::ostringstream out;
+      out << "failure model: a run had more than " << kMaxFailuresPerRun
+          << " failures (the job fails every " << 1.0 / cumulative_.back()
+          << " s on average, a restart takes " << m_.restart_s << " s, a checkpoint interval is "
+          << m_.checkpoint_interval_s << " s): the job practically never finishes";
+      throw SpecError(out.str());
+    }
     const std::size_t c = draw_class();
     if (pending_ && pending_at_ <= t_) durable_ = pending_segment_;
     pending_ = false;  // a write still in flight dies with the job
@@ -248,7 +268,9 @@ void FailureModel::validate() const {
   }
   for (double r : class_rates_per_s) check_rate("class_rates_per_s", r);
   for (std::int64_t s : class_spare_devices) {
-    if (s < 0) reject("class_spare_devices", s, "an integer >= 0");
+    if (s < 0 || s > kMaxSpareDevicesPerFailure) {
+      reject("class_spare_devices", s, "an integer in [0, 1000000000]");
+    }
   }
   check_rate("link_rate_per_s", link_rate_per_s);
   if (link_rate_per_s > 0 && links == 0) reject("links", links, ">= 1 when link_rate_per_s > 0");
@@ -292,10 +314,19 @@ void LongRuns::resize(std::int64_t runs, std::int64_t classes) {
 
 void simulate_long_runs(const FailureModel& model, std::int64_t first, std::int64_t count,
                         int threads, LongRuns& out) {
+  simulate_long_runs(model, first, count, threads, out, {});
+}
+
+void simulate_long_runs(const FailureModel& model, std::int64_t first, std::int64_t count,
+                        int threads, LongRuns& out, const std::function<void()>& poll,
+                        double poll_interval_s) {
   model.validate();
   if (threads < 1) reject("threads", threads, "an integer >= 1");
-  if (first < 0 || count < 0 || first + count > model.runs) {
+  if (first < 0 || count < 0 || first > model.runs || count > model.runs - first) {
     reject("count", count, "runs [first, first + count) inside [0, runs)");
+  }
+  if (!(poll_interval_s > 0 && poll_interval_s <= 3600)) {
+    reject("poll_interval_s", poll_interval_s, "in (0, 3600] seconds");
   }
   if (out.wall_s.size() != static_cast<std::size_t>(model.runs)) {
     out.resize(model.runs, static_cast<std::int64_t>(model.class_rates_per_s.size()));
@@ -309,22 +340,89 @@ void simulate_long_runs(const FailureModel& model, std::int64_t first, std::int6
   cumulative.push_back(total + static_cast<double>(model.links) * model.link_rate_per_s);
   const std::int64_t segments = segment_count(model);
 
-  // Run r always uses key r and writes only slot r: any split over threads gives the same bits.
-  auto work = [&](std::int64_t offset, std::int64_t stride) {
-    for (std::int64_t i = offset; i < count; i += stride) {
+  // Run r always uses key r and writes only slot r, so whichever thread takes it, and however
+  // many threads there are, the bits are the same. Threads take the next run from a counter.
+  std::atomic<std::int64_t> next{0};
+  std::atomic<bool> stop{false};
+  std::mutex mutex;
+  std::condition_variable all_done;
+  int running = 0;           // worker threads not yet finished
+  std::exception_ptr error;  // the first exception: a run's or poll's
+  auto record = [&](std::exception_ptr e) {
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (!error) error = std::move(e);
+    stop.store(true);
+  };
+  auto keep_going = [&] { return !stop.load(std::memory_order_relaxed); };
+  auto work = [&](auto&& check) {
+    while (check()) {
+      const std::int64_t i = next.fetch_add(1);
+      if (i >= count) break;
       const std::int64_t r = first + i;
-      Run(model, cumulative, segments, static_cast<std::uint64_t>(r)).simulate(out, r);
+      try {
+        Run(model, cumulative, segments, static_cast<std::uint64_t>(r)).simulate(out, r, check);
+      } catch (...) {
+        record(std::current_exception());
+      }
     }
   };
-  const std::int64_t n = std::clamp<std::int64_t>(count, 1, threads);
-  if (n == 1) {
-    work(0, 1);
-    return;
-  }
+
+  // The calling thread polls at about poll_interval_s, between runs and inside long ones.
+  const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(poll_interval_s));
+  auto last_poll = std::chrono::steady_clock::now();
+  auto poll_now = [&] {
+    try {
+      poll();
+    } catch (...) {
+      record(std::current_exception());
+    }
+    last_poll = std::chrono::steady_clock::now();
+  };
+  auto caller_check = [&] {
+    if (poll && std::chrono::steady_clock::now() - last_poll >= interval) poll_now();
+    return keep_going();
+  };
+
+  const std::int64_t helpers = std::clamp<std::int64_t>(count, 1, threads) - 1;
   std::vector<std::thread> pool;
-  pool.reserve(static_cast<std::size_t>(n));
-  for (std::int64_t j = 0; j < n; ++j) pool.emplace_back(work, j, n);
-  for (auto& thread : pool) thread.join();
+  pool.reserve(static_cast<std::size_t>(helpers));
+  for (std::int64_t j = 0; j < helpers; ++j) {
+    {
+      const std::lock_guard<std::mutex> lock(mutex);
+      ++running;
+    }
+    try {
+      pool.emplace_back([&] {
+        work(keep_going);
+        const std::lock_guard<std::mutex> lock(mutex);
+        --running;
+        all_done.notify_all();
+      });
+    } catch (const std::system_error&) {
+      // The system would not start another thread (thread or memory limits): the threads
+      // already started, and this one, share the remaining runs.
+      const std::lock_guard<std::mutex> lock(mutex);
+      --running;
+      break;
+    }
+  }
+  work(caller_check);
+  {
+    std::unique_lock<std::mutex> lock(mutex);
+    while (running > 0) {
+      if (!poll) {
+        all_done.wait(lock, [&] { return running == 0; });
+        break;
+      }
+      if (all_done.wait_for(lock, interval, [&] { return running == 0; })) break;
+      lock.unlock();
+      if (!stop.load()) poll_now();
+      lock.lock();
+    }
+  }
+  for (std::thread& thread : pool) thread.join();
+  if (error) std::rethrow_exception(error);
 }
 
 LongRuns simulate_long_runs(const FailureModel& model, int threads) {

@@ -1,7 +1,8 @@
-#include "podsim/program_index.hpp"
+#include "program_index.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <tuple>
 #include <unordered_map>
 
@@ -12,6 +13,13 @@ namespace {
 
 [[noreturn]] void fail(std::int64_t op, const std::string& what) {
   throw ProgramError("op " + std::to_string(op) + ": " + what);
+}
+
+// A double as %g writes it (-1e+300, not 300 digits).
+std::string short_number(double x) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", x);
+  return text;
 }
 
 std::uint64_t pair_key(std::int64_t a, std::int64_t b) {
@@ -92,7 +100,11 @@ void check_op(const Program& p, const Topology& t, std::size_t i) {
   }
   const auto kind = static_cast<Kind>(p.kind[i]);
   if (kind == Kind::Compute && !(std::isfinite(p.duration[i]) && p.duration[i] >= 0)) {
-    fail(op, "duration = " + std::to_string(p.duration[i]) + " s must be finite and >= 0");
+    fail(op, "duration = " + short_number(p.duration[i]) + " s must be finite and >= 0");
+  }
+  if (kind != Kind::Compute && p.duration[i] != 0.0) {  // NaN included
+    fail(op, "duration = " + short_number(p.duration[i]) + " s is not allowed: a " +
+                 to_string(kind) + " op has no duration (0); only compute ops take time");
   }
   const bool comm = kind == Kind::Collective || kind == Kind::Send || kind == Kind::Recv;
   if (comm && !(std::isfinite(p.bytes[i]) && p.bytes[i] > 0)) {
@@ -132,8 +144,14 @@ void link_dependencies(const Program& p, ProgramIndex& index) {
   std::int32_t streams = 1, ranks = 1;
   for (std::int32_t s : p.stream) streams = std::max(streams, s + 1);
   for (std::int32_t r : p.rank) ranks = std::max(ranks, r + 1);
-  // The last op seen on each (rank, stream): a flat table over the ranks the program uses.
-  std::vector<std::int64_t> last_on_stream(static_cast<std::size_t>(ranks) * streams, -1);
+  // The last op seen on each (rank, stream): a flat table over the ranks the program uses when
+  // the program fills enough of it, else a hash map, so memory stays proportional to the
+  // program (one op on rank 2^24 - 1, stream 63 must not allocate a 2^30-entry table).
+  const std::size_t cells = static_cast<std::size_t>(ranks) * static_cast<std::size_t>(streams);
+  const bool flat = cells <= 4 * n + 4096;
+  std::vector<std::int64_t> last_on_stream(flat ? cells : 0, -1);
+  std::unordered_map<std::size_t, std::int64_t> last_on_sparse;
+  if (!flat) last_on_sparse.reserve(n);
   index.initial_pending.assign(n, 0);
   std::vector<std::int64_t> count(n + 1, 0);
   for (std::size_t i = 0; i < n; ++i) {
@@ -146,8 +164,9 @@ void link_dependencies(const Program& p, ProgramIndex& index) {
       ++index.initial_pending[i];
       ++count[dep + 1];
     }
+    const std::size_t cell = static_cast<std::size_t>(p.rank[i]) * streams + p.stream[i];
     std::int64_t& last =
-        last_on_stream[static_cast<std::size_t>(p.rank[i]) * streams + p.stream[i]];
+        flat ? last_on_stream[cell] : last_on_sparse.try_emplace(cell, -1).first->second;
     if (last >= 0) {
       successor[last] = op;
       ++count[last + 1];

@@ -26,9 +26,11 @@ std::int32_t device_link(std::int64_t device, int which) {
 }  // namespace
 
 void Topology::validate() const {
-  constexpr double kMaxDevices = 2147483647.0 / 4.0 - 1.0;  // link ids fit in int32
-  require(devices >= 1 && static_cast<double>(devices) <= kMaxDevices, "devices",
-          static_cast<double>(devices), "an integer in [1, 536870910]");
+  // Link ids are int32: 4 per device, then 2 per pod, so at most 6 x devices of them. This bound
+  // keeps every id in range for any pod size (num_links() <= 2147483646).
+  constexpr std::int64_t kMaxDevices = 357913941;  // floor((2^31 - 1) / 6)
+  require(devices >= 1 && devices <= kMaxDevices, "devices", static_cast<double>(devices),
+          "an integer in [1, 357913941] (link ids must fit in 32 bits)");
   require(domain_size >= 1, "domain_size", static_cast<double>(domain_size), "an integer >= 1");
   require(pod_size >= domain_size && pod_size % domain_size == 0, "pod_size",
           static_cast<double>(pod_size), "a multiple of domain_size");

@@ -18,16 +18,23 @@
 //   during the run. Once it is short, the failure waits replacement_s for new hardware before
 //   the restart can finish (waits of overlapping failures run in parallel, not in series).
 // - A run stops when the job is done or at max_wall_s of wall time, whichever is first (a run
-//   stopped at max_wall_s is reported unfinished).
+//   stopped at max_wall_s is reported unfinished). A run with more than kMaxFailuresPerRun
+//   failures is an error (SpecError): such a job practically never finishes.
 //
 // Randomness is counter-based (podsim/random.hpp): run r draws only from key r, so every run is
 // independent of the others, of their order and of the number of threads.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace podsim {
+
+// Failures one simulated run may take before simulate_long_runs gives up with a SpecError.
+inline constexpr std::int64_t kMaxFailuresPerRun = 10'000'000;
+// The largest class_spare_devices (keeps every spare count far inside int64).
+inline constexpr std::int64_t kMaxSpareDevicesPerFailure = 1'000'000'000;
 
 struct FailureModel {
   std::int64_t devices = 1;
@@ -72,9 +79,18 @@ struct LongRuns {
 };
 
 // Simulates runs [first, first + count) of the model into their slots of `out` (sized for
-// model.runs), on `threads` threads. Results are bit-identical for any thread count.
+// model.runs), on up to `threads` threads (the calling thread is one of them; if the system
+// cannot start them all, fewer do the work). Results are bit-identical for any thread count.
 void simulate_long_runs(const FailureModel& model, std::int64_t first, std::int64_t count,
                         int threads, LongRuns& out);
+
+// The same, calling `poll` on the calling thread about every `poll_interval_s` seconds while
+// runs are simulated (e.g. to check for Ctrl-C). An exception thrown by `poll` (or by any run)
+// stops every worker; they are joined and the exception is rethrown. Slots of runs that had not
+// finished are then unspecified.
+void simulate_long_runs(const FailureModel& model, std::int64_t first, std::int64_t count,
+                        int threads, LongRuns& out, const std::function<void()>& poll,
+                        double poll_interval_s = 0.05);
 
 // All model.runs runs.
 LongRuns simulate_long_runs(const FailureModel& model, int threads);

@@ -10,6 +10,7 @@ namespace podsim {
 
 class FlowNetwork {
  public:
+  // Keeps its own copy of the topology.
   explicit FlowNetwork(const Topology& topology);
 
   // Makes room for `more` flows; call before add().
@@ -43,7 +44,7 @@ class FlowNetwork {
     double rate;
     double finish_in;
   };
-  const Topology& topology_;
+  Topology topology_;  // a copy: the network does not depend on the caller's lifetime
   std::vector<ActiveFlow> flows_;
   std::vector<double> capacity_left_;
   std::vector<std::int32_t> unfixed_count_;

@@ -3,6 +3,7 @@
 // numbers, bit for bit. The mixer is SplitMix64's finalizer (Steele, Lea & Flood 2014).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -24,7 +25,9 @@ constexpr std::uint64_t bits(std::uint64_t seed, std::uint64_t stream, std::uint
 // Uniform in the open interval (0, 1): 53 random bits, offset by half a step.
 inline double uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t key,
                       std::uint64_t index) {
-  return (static_cast<double>(bits(seed, stream, key, index) >> 11) + 0.5) * 0x1.0p-53;
+  // (k + 0.5) / 2^53 rounds to 1.0 for the largest k: keep the draw inside (0, 1).
+  const double u = (static_cast<double>(bits(seed, stream, key, index) >> 11) + 0.5) * 0x1.0p-53;
+  return std::min(u, 0x1.fffffffffffffp-1);
 }
 
 // Standard normal by Box-Muller from the draws at index 2i and 2i + 1.

@@ -150,6 +150,11 @@ def _check_op(i: int, col: dict[str, list], groups: list[tuple[int, ...]], devic
         d = col["duration"][i]
         if not (math.isfinite(d) and d >= 0):
             raise ProgramError(f"op {i}: compute duration {d} is not a finite number >= 0")
+    elif col["duration"][i] != 0:  # NaN included: only compute ops take time
+        raise ProgramError(
+            f"op {i}: duration = {col['duration'][i]} s is not allowed: a {Kind(kind).name.lower()}"
+            " op has no duration (0); only compute ops take time"
+        )
     if kind != Kind.COLLECTIVE and col["repeat"][i] != 1:
         raise ProgramError(
             f"op {i}: repeat = {col['repeat'][i]} must be 1 (only collectives repeat)"

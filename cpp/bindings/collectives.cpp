@@ -1,0 +1,90 @@
+// Closed-form collective times and the phases the contention network runs, one collective at a
+// time (for tests and tools).
+#include "podsim/collectives.hpp"
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common.hpp"
+#include "podsim/errors.hpp"
+#include "register.hpp"
+
+namespace py = pybind11;
+using namespace podsim;
+using podsim::bindings::column;
+using podsim::bindings::enum_arg;
+
+namespace {
+
+std::vector<std::int32_t> members_of(const py::array& ranks, const Topology& topology) {
+  auto members = column<std::int32_t>(ranks, "group_ranks");
+  for (std::int32_t r : members) {
+    if (r < 0 || r >= topology.devices) {
+      throw ProgramError("group rank " + std::to_string(r) + " is outside [0, " +
+                         std::to_string(topology.devices) + ")");
+    }
+  }
+  return members;
+}
+
+void check_bytes(double bytes) {
+  if (!(bytes > 0 && bytes < 1e300)) {
+    throw ProgramError("bytes = " + std::to_string(bytes) + " must be finite and > 0");
+  }
+}
+
+// One collective's arguments, checked, with the algorithm resolved (Auto -> the fastest).
+struct CollectiveArgs {
+  std::vector<std::int32_t> members;
+  CollectiveOp op;
+  Algorithm algorithm;
+};
+
+CollectiveArgs collective_args(const Topology& topology, int op, int algorithm,
+                               const py::array& ranks, double bytes) {
+  topology.validate();
+  auto members = members_of(ranks, topology);
+  check_bytes(bytes);
+  const auto c = enum_arg<CollectiveOp>(op, kCollectiveOps, "op");
+  const auto requested = enum_arg<Algorithm>(algorithm, kAlgorithms, "algorithm");
+  const auto a = resolve_algorithm(topology, c, requested, members, bytes);
+  return {std::move(members), c, a};
+}
+
+py::tuple collective_time_py(const Topology& topology, int op, int algorithm,
+                             const py::array& ranks, double bytes) {
+  const auto args = collective_args(topology, op, algorithm, ranks, bytes);
+  return py::make_tuple(static_cast<int>(args.algorithm),
+                        collective_time(topology, args.op, args.algorithm, args.members, bytes));
+}
+
+py::list collective_phases_py(const Topology& topology, int op, int algorithm,
+                              const py::array& ranks, double bytes) {
+  const auto args = collective_args(topology, op, algorithm, ranks, bytes);
+  py::list out;
+  for (const Phase& phase :
+       collective_phases(topology, args.op, args.algorithm, args.members, bytes)) {
+    py::list flows;
+    for (const Flow& f : phase.flows) {  // merged flows listed one by one, as specified
+      for (std::int32_t i = 0; i < f.count; ++i)
+        flows.append(py::make_tuple(f.src, f.dst, f.bytes));
+    }
+    out.append(py::make_tuple(phase.latency, flows));
+  }
+  return out;
+}
+
+}  // namespace
+
+void register_collectives(py::module_& m) {
+  m.def("collective_time", &collective_time_py, py::arg("topology"), py::arg("op"),
+        py::arg("algorithm"), py::arg("ranks"), py::arg("bytes"),
+        "(resolved algorithm, seconds) of one collective without contention.");
+  m.def("collective_phases", &collective_phases_py, py::arg("topology"), py::arg("op"),
+        py::arg("algorithm"), py::arg("ranks"), py::arg("bytes"),
+        "The phases [(latency_s, [(src, dst, bytes), ...]), ...] of the contention network.");
+}

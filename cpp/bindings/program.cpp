@@ -1,0 +1,27 @@
+// Programs cross from Python as a dict of numpy columns (podsim.program.Program's fields).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "common.hpp"
+
+namespace podsim::bindings {
+
+Program make_program(const py::dict& c) {
+  Program p;
+  p.rank = column<std::int32_t>(c["rank"], "rank");
+  p.stream = column<std::int32_t>(c["stream"], "stream");
+  p.kind = column<std::int8_t>(c["kind"], "kind");
+  p.duration = column<double>(c["duration"], "duration");
+  p.bytes = column<double>(c["bytes"], "bytes");
+  p.peer = column<std::int32_t>(c["peer"], "peer");
+  p.collective = column<std::int8_t>(c["collective"], "collective");
+  p.algorithm = column<std::int8_t>(c["algorithm"], "algorithm");
+  p.repeat = column<std::int32_t>(c["repeat"], "repeat");
+  p.dep_offsets = column<std::int64_t>(c["dep_offsets"], "dep_offsets");
+  p.dep_ops = column<std::int32_t>(c["dep_ops"], "dep_ops");
+  p.group_offsets = column<std::int64_t>(c["group_offsets"], "group_offsets");
+  p.group_ranks = column<std::int32_t>(c["group_ranks"], "group_ranks");
+  return p;
+}
+
+}  // namespace podsim::bindings

@@ -1,0 +1,217 @@
+// The topology and the max-min fair flow network (docs/engine.md, "Cluster topology" and
+// "Network modes"). Each expectation is derived in a comment. Bandwidths (check.hpp): scale-up
+// 400 GB/s, scale-out (NIC) 50 GB/s; a pod's uplink is pod_size x 50 GB/s / oversubscription.
+#include <limits>
+#include <vector>
+
+#include "check.hpp"
+#include "podsim/engine.hpp"
+#include "podsim/errors.hpp"
+#include "podsim/network.hpp"
+
+using namespace podsim;
+using namespace podsim::test;
+
+namespace {
+
+// Runs the network until every flow has finished; returns each owner's finish time.
+std::vector<double> drain(FlowNetwork& network, std::size_t owners) {
+  std::vector<double> done(owners, -1.0);
+  std::vector<std::int32_t> finished;
+  while (network.active() > 0) {
+    const double next = network.recompute();
+    finished.clear();
+    network.finish(next, finished);
+    for (std::int32_t owner : finished) done[static_cast<std::size_t>(owner)] = next;
+  }
+  return done;
+}
+
+void two_flows_on_one_link() {
+  // One domain of 4: 0->1 and 0->2 both leave over up(0) (400 GB/s) and enter over different
+  // down links: the shared link gives each 200 GB/s; 1 GB takes 5 ms.
+  const Topology t = topology(4, 4, 4);
+  FlowNetwork network(t);
+  network.reserve(2);
+  network.add(0, 0, 1, 1e9);
+  network.add(1, 0, 2, 1e9);
+  const auto done = drain(network, 2);
+  expect_near(done[0], 1e9 / 200e9, "two flows share a link: flow 0");
+  expect_near(done[1], 1e9 / 200e9, "two flows share a link: flow 1");
+}
+
+void merged_flows_count_as_many() {
+  // A flow standing for 4 identical flows on up(0): 400 / 4 = 100 GB/s each; 1 GB in 10 ms.
+  const Topology t = topology(4, 4, 4);
+  FlowNetwork network(t);
+  network.reserve(1);
+  network.add(0, 0, 1, 1e9, 4);
+  expect_near(drain(network, 1)[0], 1e9 / 100e9, "a merged flow of 4 gets a quarter");
+}
+
+void dogbone_and_leftover() {
+  // Domains of 1, pods of 2, oversubscription 4: each pod uplink carries 2 x 50 / 4 = 25 GB/s.
+  // Flows: A 0->2 and B 1->3 cross pod 0's uplink and pod 1's downlink; C 0->1 stays in pod 0
+  // (nic_up(0) -> nic_down(1)) and shares nic_up(0) (50 GB/s) with A.
+  // Progressive filling: the smallest fair share is the uplink's 25 / 2 = 12.5 GB/s (nic_up(0)
+  // offers 50 / 2 = 25): A and B get 12.5. nic_up(0) has 50 - 12.5 = 37.5 GB/s left for C alone:
+  // the leftover is redistributed. 1 GB: A and B end at 1e9 / 12.5e9 = 80 ms; C at 1e9 / 37.5e9
+  // = 26.67 ms. C's end frees nothing A or B is short of (they stay on the uplink).
+  const Topology t = topology(4, 1, 2, 4.0);
+  FlowNetwork network(t);
+  network.reserve(3);
+  network.add(0, 0, 2, 1e9);
+  network.add(1, 1, 3, 1e9);
+  network.add(2, 0, 1, 1e9);
+  const auto done = drain(network, 3);
+  expect_near(done[0], 1e9 / 12.5e9, "dogbone: flow A limited by the pod uplink");
+  expect_near(done[1], 1e9 / 12.5e9, "dogbone: flow B limited by the pod uplink");
+  expect_near(done[2], 1e9 / 37.5e9, "dogbone: flow C gets the NIC's leftover 37.5 GB/s");
+}
+
+void rates_recomputed_when_a_flow_ends() {
+  // 0->1 (1 GB) and 0->2 (3 GB) share up(0): 200 GB/s each until the first ends at 5 ms; the
+  // second then has 3 - 1 = 2 GB left and the whole 400 GB/s: 2e9 / 400e9 = 5 ms more: 10 ms.
+  const Topology t = topology(4, 4, 4);
+  FlowNetwork network(t);
+  network.reserve(2);
+  network.add(0, 0, 1, 1e9);
+  network.add(1, 0, 2, 3e9);
+  std::vector<std::int32_t> owners;
+  const double first = network.recompute();
+  expect_near(first, 5e-3, "recompute: the next finish is the short flow's");
+  network.finish(first, owners);
+  expect(owners.size() == 1 && owners[0] == 0, "finish removes only the short flow");
+  expect(network.active() == 1, "one flow left");
+  expect_near(network.recompute(), 10e-3, "the long flow speeds up to the whole link");
+
+  // A flow added later: at 2 ms (0->1 1 GB alone since 0): 0.8 GB sent, 0.2 GB left. From 2 ms
+  // 0->2 (1 GB) joins: 200 GB/s each; 0->1 ends at 2 + 1 = 3 ms; 0->2 has 0.8 GB left, alone:
+  // 2 ms more: 5 ms.
+  FlowNetwork later(t);
+  later.reserve(1);
+  later.add(0, 0, 1, 1e9);
+  later.recompute();
+  later.advance_to(2e-3);
+  later.reserve(1);
+  later.add(1, 0, 2, 1e9);
+  const auto done = drain(later, 2);
+  expect_near(done[0], 3e-3, "a joining flow halves the rate: first flow");
+  expect_near(done[1], 5e-3, "a joining flow halves the rate: second flow");
+}
+
+void oversubscribed_fabric() {
+  // 8 devices, domains of 1, pods of 4. All four of pod 0 send 1 GB to pod 1 (r -> r + 4).
+  // Oversubscription 2: uplink 4 x 50 / 2 = 100 GB/s, 25 GB/s each: 40 ms.
+  // Oversubscription 1: uplink 200 GB/s, the NICs (50 GB/s) limit: 20 ms.
+  for (const double oversub : {2.0, 1.0}) {
+    const Topology t = topology(8, 1, 4, oversub);
+    FlowNetwork network(t);
+    network.reserve(4);
+    for (std::int32_t r = 0; r < 4; ++r) network.add(r, r, r + 4, 1e9);
+    const auto done = drain(network, 4);
+    const double want = oversub == 2.0 ? 40e-3 : 20e-3;
+    for (std::int32_t r = 0; r < 4; ++r) {
+      expect_near(done[static_cast<std::size_t>(r)], want,
+                  "oversubscription " + std::to_string(oversub) + ": flow " + std::to_string(r));
+    }
+  }
+}
+
+void dogbone_in_the_engine() {
+  // The same dogbone through the engine's contention mode: send/recv 0->2 and 1->3, 1 GB each,
+  // 12.5 GB/s each over the shared uplink; each transfer ends at L + a_out + S / 12.5 GB/s.
+  Builder b;
+  for (auto [src, dst] : {std::pair{0, 2}, std::pair{1, 3}}) {
+    b.send(src, dst, 1e9);
+    b.recv(dst, src, 1e9);
+  }
+  Engine engine(b.p, topology(4, 1, 2, 4.0), NetworkMode::Contention);
+  expect(engine.advance(1000), "engine dogbone finishes");
+  for (std::size_t op = 0; op < 4; ++op) {
+    expect_near(engine.end()[op], kLaunch + kOutLat + 1e9 / 12.5e9,
+                "engine dogbone op " + std::to_string(op));
+  }
+}
+
+void routes() {
+  // Same domain: up(src) = 4 src, down(dst) = 4 dst + 1. Same pod, other domain: nic_up = 4 src
+  // + 2, nic_down = 4 dst + 3. Other pod: nic_up(src), pod uplink 4 N + 2 pod(src), pod
+  // downlink 4 N + 2 pod(dst) + 1, nic_down(dst); its bandwidth is min(NIC, pod link).
+  const Topology t = topology(8, 2, 4, 4.0);  // pod link: 4 x 50 / 4 = 50 GB/s
+  const Path intra = route(t, 0, 1);
+  expect(intra.size == 2 && intra.links[0] == 0 && intra.links[1] == 5, "intra-domain links");
+  expect_near(intra.bandwidth, kUpBw, "intra-domain bandwidth");
+  expect_near(intra.latency, kUpLat, "intra-domain latency");
+  const Path pod = route(t, 0, 2);
+  expect(pod.size == 2 && pod.links[0] == 2 && pod.links[1] == 11, "intra-pod links");
+  const Path cross = route(t, 1, 6);
+  expect(cross.size == 4 && cross.links[0] == 6 && cross.links[1] == 32 && cross.links[2] == 35 &&
+             cross.links[3] == 27,
+         "cross-pod links");
+  expect_near(cross.bandwidth, 50e9, "cross-pod bandwidth: min(NIC, pod link)");
+  expect_near(cross.latency, kOutLat, "cross-pod latency");
+  expect(t.num_links() == 4 * 8 + 2 * 2, "num_links: 4 per device, 2 per pod");
+}
+
+void link_ids_fit_in_int32() {
+  // Robustness #14: link ids are int32; 4 per device then 2 per pod: at most 6 N ids, so
+  // N <= floor((2^31 - 1) / 6) = 357913941 keeps every id in range for any pod size. Above it
+  // the topology is refused. At it, with pods of 1, the last pod's downlink has the largest id,
+  // 4 N + 2 (N - 1) + 1 = 6 N - 1 = 2147483645, and the pod capacity 1 x 1e11 / 100 = 1e9 B/s,
+  // like the first pod's. (Before: up to 536870910 devices were accepted and the ids of the last
+  // pods wrapped negative, so link_capacity() answered a NIC's 1e11 B/s: cross-pod transfers at
+  // the end of the cluster ran 100x faster than at its start.)
+  Topology t{357913941, 1, 1, 1e11, 1e-6, 1e11, 1e-6, 100.0, 0.0};
+  t.validate();
+  expect(true, "357913941 devices are accepted");
+  const std::int64_t n = t.devices;
+  const Path first = route(t, 0, 2);
+  const Path last = route(t, static_cast<std::int32_t>(n - 3), static_cast<std::int32_t>(n - 1));
+  expect(last.size == 4 && last.links[2] == 2147483645 && last.links[1] > 0,
+         "the last pod's link ids are positive");
+  expect_near(t.link_capacity(last.links[2]), 1e9, "the last pod's downlink has pod capacity");
+  expect_near(last.bandwidth, 1e9, "the last pods' path is limited by the pod links");
+  expect_near(first.bandwidth, last.bandwidth, "first and last pods are alike");
+  for (std::int64_t devices :
+       {std::int64_t{357913942}, std::int64_t{536870910}, std::int64_t{1} << 40, std::int64_t{0}}) {
+    t.devices = devices;
+    expect_throws<SpecError>([&] { t.validate(); },
+                             "devices = " + std::to_string(devices) + " is refused",
+                             "topology.devices");
+  }
+}
+
+void topology_validation() {
+  auto refused = [](Topology t, const char* field) {
+    expect_throws<SpecError>([&] { t.validate(); }, std::string("refused: ") + field,
+                             std::string("topology.") + field);
+  };
+  Topology t = topology(8, 4, 8);
+  t.pod_size = 6;  // not a multiple of the domain size
+  refused(t, "pod_size");
+  t = topology(8, 4, 8);
+  t.scale_up_bandwidth = std::numeric_limits<double>::quiet_NaN();
+  refused(t, "scale_up_bandwidth");
+  t = topology(8, 4, 8);
+  t.oversubscription = 0.5;
+  refused(t, "oversubscription");
+  t = topology(8, 4, 8);
+  t.launch_latency = -1.0;
+  refused(t, "launch_latency");
+}
+
+}  // namespace
+
+int main() {
+  two_flows_on_one_link();
+  merged_flows_count_as_many();
+  dogbone_and_leftover();
+  rates_recomputed_when_a_flow_ends();
+  oversubscribed_fabric();
+  dogbone_in_the_engine();
+  routes();
+  link_ids_fit_in_int32();
+  topology_validation();
+  return summary();
+}
