@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from conftest import LAUNCH, SU_BW, SU_LAT, cluster
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from podsim import DeadlockError, ProgramBuilder, ProgramError, SpecError, collective, simulate
@@ -230,6 +230,63 @@ def test_relabelling_ranks_changes_nothing(n, seed, network):
     assert np.array_equal(results[0], results[1])
 
 
+def symmetric_relabelling(rng, domain: int, per_pod: int, pods: int) -> np.ndarray:
+    """A random automorphism of the topology: pods permuted, each pod's domains permuted, each
+    domain's devices permuted (device d is local d % domain of domain d // domain, and in pod
+    d // (domain * per_pod))."""
+    pod_order = rng.permutation(pods)
+    label = np.empty(domain * per_pod * pods, dtype=np.int64)
+    for pod in range(pods):
+        domain_order = rng.permutation(per_pod)
+        for k in range(per_pod):
+            local = rng.permutation(domain)
+            for i in range(domain):
+                old = (pod * per_pod + k) * domain + i
+                label[old] = (pod_order[pod] * per_pod + domain_order[k]) * domain + local[i]
+    return label
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    domain=st.sampled_from([1, 2, 4]),
+    per_pod=st.integers(1, 3),
+    pods=st.integers(1, 3),
+    oversubscription=st.sampled_from([1.0, 3.0]),
+    seed=st.integers(0, 2**32 - 1),
+    network=st.sampled_from(["analytical", "contention"]),
+)
+def test_relabelling_domains_and_pods_changes_nothing(
+    domain, per_pod, pods, oversubscription, seed, network
+):
+    # Whole pods swapped, whole domains swapped within a pod, devices within a domain: every
+    # link keeps its kind and capacity and every pod its uplink, so the same program on the
+    # relabelled devices has the same times, op by op, within and across domains and pods.
+    n = domain * per_pod * pods
+    assume(n >= 2)
+    c = cluster(n, domain_size=domain, pod_size=domain * per_pod, oversubscription=oversubscription)
+    rng = np.random.default_rng(seed)
+    label = symmetric_relabelling(rng, domain, per_pod, pods)
+    assert sorted(label.tolist()) == list(range(n))
+    half = rng.permutation(n)[: max(2, n // 2)].tolist()  # an arbitrary subgroup, same in both
+    results = []
+    for lab in (np.arange(n), label):
+        b = ProgramBuilder()
+        everyone = b.group([int(lab[r]) for r in range(n)])
+        some = b.group([int(lab[r]) for r in half])
+        for r in range(n):
+            ready = b.compute(int(lab[r]), 0.001 * r)
+            b.collective(int(lab[r]), "all-reduce", everyone, S, stream=1, deps=[ready])
+            b.collective(int(lab[r]), "all-to-all", everyone, S / 7, stream=2)
+            if r in half:
+                b.collective(int(lab[r]), "all-gather", some, S / 3, stream=3)
+            peer = (r + 1 + r % 3) % n
+            if peer != r:
+                b.send(int(lab[r]), int(lab[peer]), S, stream=4, tag=0)
+                b.recv(int(lab[peer]), int(lab[r]), S, stream=5, tag=0)
+        results.append(simulate(b.build(), c, network).end)
+    assert np.array_equal(results[0], results[1])
+
+
 @pytest.mark.parametrize("network", ["analytical", "contention"])
 @pytest.mark.parametrize(("devices", "repeat"), [(1, 3), (4, 1), (4, 5), (16, 2)])
 def test_a_repeated_collective_is_back_to_back_instances(devices, repeat, network):
@@ -275,6 +332,8 @@ def test_huge_inputs_are_refused_not_run_out_of_memory():
     b.send(0, 1, S)
     b.recv(1, 0, S)
     huge = cluster(300_000_000)
-    assert simulate(b.build(), huge).makespan > 0  # a small program on a huge cluster is fine
+    # A small program on a huge cluster is fine: one scale-up transfer, as on two devices.
+    expected = LAUNCH + SU_LAT + S / SU_BW
+    assert simulate(b.build(), huge).makespan == pytest.approx(expected, rel=1e-12)
     with pytest.raises(SpecError, match="too many for the contention network"):
         simulate(b.build(), huge, "contention")

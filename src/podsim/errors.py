@@ -17,7 +17,21 @@ class DeadlockError(PodsimError, RuntimeError):
     """A program can never finish: some op waits for something that never happens."""
 
 
+MAX_SHOWN = 80  # characters of a value an error message repeats
+
+
+def shown(value: object, limit: int = MAX_SHOWN) -> str:
+    """repr(value) for an error message, shortened: a megabyte value is not echoed back."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an integer of over 4,300 digits, a deep nesting
+        text = f"<{type(value).__name__}>"
+    if len(text) > limit:
+        text = f"{text[: limit - 20]}... ({len(text):,} characters)"
+    return text
+
+
 def check(condition: bool, field: str, value: object, allowed: str) -> None:
     """Raise SpecError naming the field, its value and what is allowed, unless condition holds."""
     if not condition:
-        raise SpecError(f"{field} = {value!r} is not allowed: {allowed}")
+        raise SpecError(f"{field} = {shown(value)} is not allowed: {allowed}")

@@ -7,12 +7,13 @@ Bandwidths in bit/s ("Gb/s", "Gbit/s") are divided by 8 to give bytes/s.
 import math
 import re
 
-from podsim.errors import SpecError
+from podsim.errors import SpecError, shown
 
 _TIME = {
     "ns": 1e-9,
     "us": 1e-6,
-    "µs": 1e-6,
+    "µs": 1e-6,  # U+00B5 MICRO SIGN
+    "μs": 1e-6,  # U+03BC GREEK SMALL LETTER MU: the same prefix, as many keyboards type it
     "ms": 1e-3,
     "s": 1.0,
     "min": 60.0,
@@ -28,7 +29,7 @@ _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s
 def _split(field: str, text: str) -> tuple[float, str]:
     match = _NUMBER.match(text)
     if not match:
-        raise SpecError(f"{field} = {text!r} is not a number with a unit")
+        raise SpecError(f"{field} = {shown(text)} is not a number with a unit")
     return float(match.group(1)), match.group(2)
 
 
@@ -39,20 +40,23 @@ def _with_prefix(field: str, text: str, unit: str, base: dict[str, float], kind:
     for name, factor in base.items():
         if suffix.endswith(name) and suffix[: -len(name)] in _PREFIXES:
             return number * _PREFIXES[suffix[: -len(name)]] * factor
-    raise SpecError(f"{field} = {text!r}: unknown {kind} unit {suffix!r}; use {unit}")
+    raise SpecError(f"{field} = {shown(text)}: unknown {kind} unit {shown(suffix)}; use {unit}")
 
 
 def _parse(field: str, value: object, parse_text, allowed: str) -> float:
     if isinstance(value, bool):
-        raise SpecError(f"{field} = {value!r} is not a quantity; {allowed}")
+        raise SpecError(f"{field} = {shown(value)} is not a quantity; {allowed}")
     if isinstance(value, int | float):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an integer beyond float range
+            result = math.inf
     elif isinstance(value, str):
         result = parse_text(field, value)
     else:
-        raise SpecError(f"{field} = {value!r} is not a quantity; {allowed}")
+        raise SpecError(f"{field} = {shown(value)} is not a quantity; {allowed}")
     if not math.isfinite(result):
-        raise SpecError(f"{field} = {value!r} is not finite")
+        raise SpecError(f"{field} = {shown(value)} is not finite")
     return result
 
 
@@ -61,7 +65,8 @@ def _time_text(field: str, text: str) -> float:
     suffix = suffix or "s"
     if suffix not in _TIME:
         raise SpecError(
-            f"{field} = {text!r}: unknown time unit {suffix!r}; use one of " + ", ".join(_TIME)
+            f"{field} = {shown(text)}: unknown time unit {shown(suffix)}; use one of "
+            + ", ".join(_TIME)
         )
     return number * _TIME[suffix]
 

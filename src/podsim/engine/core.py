@@ -18,6 +18,27 @@ NetworkMode = Literal["analytical", "contention"]
 NETWORK_MODES = ("analytical", "contention")
 # Events handled per call into C++: long runs return to Python this often, so Ctrl-C works.
 CHUNK_EVENTS = 1 << 20
+# Ops x steps of one noise Monte Carlo: the engine handles an op in ~0.2 us, so this is about a
+# minute (1,000 steps of a 16,384-rank job of 115K ops per step are 1.15e8).
+MAX_MONTE_CARLO_OPS = 300_000_000
+
+
+def check_monte_carlo_size(steps: int, ops: int) -> None:
+    """Refuses a noise Monte Carlo of `steps` runs of an `ops`-op program that would take too
+    long, before anything runs (SpecError with the estimate and the limit)."""
+    if steps * ops > MAX_MONTE_CARLO_OPS:
+        raise SpecError(
+            f"noise.steps = {steps:,} steps of {ops:,} ops each would simulate "
+            f"{steps * ops:,.3g} ops; podsim simulates at most {MAX_MONTE_CARLO_OPS:,.3g} per "
+            "Monte Carlo: use fewer noise.steps or a smaller job"
+        )
+
+
+def _check_chunk_events(chunk_events: object) -> int:
+    ok = isinstance(chunk_events, int | np.integer) and not isinstance(chunk_events, bool)
+    if not (ok and 1 <= chunk_events <= 2**62):
+        raise SpecError(f"chunk_events = {chunk_events!r} is not allowed: an integer >= 1")
+    return int(chunk_events)
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,7 @@ def simulate(
 ) -> Timeline:
     """Run every rank's program on the cluster; raises DeadlockError if it cannot finish.
     With noise, `iteration` picks the step whose draws are used."""
+    chunk_events = _check_chunk_events(chunk_events)
     engine = _engine(program, cluster, network, noise)
     if iteration:
         engine.restart(iteration)
@@ -87,6 +109,11 @@ def simulate_steps(
 ) -> np.ndarray:
     """Monte Carlo: the makespan of `steps` runs of the program, run k with the draws of step
     k. The program is checked once; each run restarts the engine."""
+    chunk_events = _check_chunk_events(chunk_events)
+    ok = isinstance(steps, int | np.integer) and not isinstance(steps, bool) and steps >= 1
+    if not ok:
+        raise SpecError(f"steps = {steps!r} is not allowed: an integer >= 1")
+    check_monte_carlo_size(int(steps), program.num_ops)
     engine = _engine(program, cluster, network, noise)
     times = np.empty(steps)
     for k in range(steps):

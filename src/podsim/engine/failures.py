@@ -33,6 +33,8 @@ import numpy as np
 
 from podsim import _core
 from podsim.errors import SpecError, check
+from podsim.fields import Boolean, Integer, Number, Quantity, Table, auto
+from podsim.specs.clusters import MAX_DEVICES
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -99,6 +101,76 @@ DEFAULT_REPLACEMENT_S = 4 * 3600.0
 # [C] (figures 2.2).
 ASYNC_STALL_REDUCTION = 54.2
 DEFAULT_RUNS = 1000
+
+# --- [failures]: the one definition of its keys and bounds (the scenario schema uses it) -----
+
+MAX_TIME_S = 1e9  # about 32 years: any checkpoint, restart or deadline
+MAX_MTBF_S = 1e13  # about 300,000 years: a per-device or per-link MTBF
+MAX_USEFUL_TIME_S = 1e15  # the failure-free time of a job
+MAX_RUNS = 1_000_000  # long runs of one Monte Carlo
+MAX_SEED = 2**64 - 1  # the engine's counter-based generator takes a 64-bit key
+MAX_RATE_PER_S = 1.0  # a failure per second per device or link: beyond any real hardware
+MIN_INTERVAL_S = 1e-3
+
+
+def _time(name: str, doc: str, default: object, low: float = 0.0, high: float = MAX_TIME_S):
+    return Quantity(name, doc, default, low=low, high=high, low_open=low == 0.0, kind="time")
+
+
+def _span(name: str, doc: str, default: object):
+    """A time >= 0 (a cost that may be free)."""
+    return Quantity(name, doc, default, low=0.0, high=MAX_TIME_S, kind="time")
+
+
+FAILURE_FIELDS = Table(
+    "failures",
+    "long-run reliability: failure rates, checkpoints, restarts, spares",
+    fields=(
+        _time("device_mtbf", "mean time between failures of one device", None, high=MAX_MTBF_S),
+        _time("link_mtbf", "mean time between failures of one link", None, high=MAX_MTBF_S),
+        Number(
+            "failure_rate_per_device_day",
+            "failures per device and day (instead of device_mtbf; default: Llama 3's H100 rate)",
+            None,
+            high=MAX_RATE_PER_S * SECONDS_PER_DAY,
+            unit="1/device/day",
+        ),
+        auto(
+            _time(
+                "checkpoint_interval",
+                'useful compute between checkpoints; "auto": the Young/Daly optimum',
+                "auto",
+                low=MIN_INTERVAL_S,
+            )
+        ),
+        _span("checkpoint_write", "time to write a checkpoint", DEFAULT_CHECKPOINT_WRITE_S),
+        Boolean("checkpoint_async", "checkpoints written in the background", False),
+        _span("restart", "detection, rescheduling and reload after a failure", DEFAULT_RESTART_S),
+        Integer("spares", "spare devices (left out: unlimited)", None, low=0, high=MAX_DEVICES),
+        _time("deadline", "report the chance to finish by this wall time", None),
+        Integer("runs", "long runs of the Monte Carlo", DEFAULT_RUNS, low=1, high=MAX_RUNS),
+        Integer("seed", "key of every random draw", 0, low=0, high=MAX_SEED),
+    ),
+)
+_FIELDS = FAILURE_FIELDS.keys
+_RATE = Number("rate", "failures per second", low=0.0, high=MAX_RATE_PER_S, unit="1/s")
+# FailureModel's attributes: the field that checks each, and the name errors give it.
+_MODEL_FIELDS = {
+    "devices": Integer("devices", "devices of the job", low=1, high=MAX_DEVICES),
+    "useful_time_s": _time("useful_time_s", "failure-free time", None, high=MAX_USEFUL_TIME_S),
+    "links": Integer("links", "links that can fail", 0, low=0, high=MAX_DEVICES),
+    "link_rate_per_s": _RATE,
+    "checkpoint_interval_s": _FIELDS["checkpoint_interval"],
+    "checkpoint_write_s": _FIELDS["checkpoint_write"],
+    "checkpoint_async": _FIELDS["checkpoint_async"],
+    "checkpoint_snapshot_s": _span("checkpoint_snapshot", "blocking part of an async write", None),
+    "restart_s": _FIELDS["restart"],
+    "spares": _FIELDS["spares"],
+    "replacement_s": _span("replacement_s", "wait for new hardware", DEFAULT_REPLACEMENT_S),
+    "deadline_s": _FIELDS["deadline"],
+    "runs": _FIELDS["runs"],
+    "seed": _FIELDS["seed"],
+}
 
 
 # --- Formulas ---------------------------------------------------------------------------------
@@ -232,36 +304,21 @@ class FailureModel:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("failures.devices", self.devices, 1)
-        _check_time("failures.useful_time_s", self.useful_time_s, positive=True)
+        for name, spec in _MODEL_FIELDS.items():
+            value = getattr(self, name)
+            if value is not None or spec.default is not None:
+                spec.check(value, f"failures.{spec.name}")
         check(len(self.classes) > 0, "failures.classes", self.classes, "at least one class")
         for c in self.classes:
-            _check_rate(f"failures.classes[{c.name!r}].rate_per_device_s", c.rate_per_device_s)
-            _check_int(f"failures.classes[{c.name!r}].spare_devices", c.spare_devices, 0)
-        _check_int("failures.links", self.links, 0)
-        _check_rate("failures.link_rate_per_s", self.link_rate_per_s)
+            _RATE.check(c.rate_per_device_s, f"failures.classes[{c.name!r}].rate_per_device_s")
+            _MODEL_FIELDS["devices"].check(
+                max(c.spare_devices, 1) if isinstance(c.spare_devices, int) else c.spare_devices,
+                f"failures.classes[{c.name!r}].spare_devices",
+            )
         if self.link_rate_per_s > 0:
-            _check_int("failures.links", self.links, 1)
-        if self.checkpoint_interval_s != "auto":
-            _check_time("failures.checkpoint_interval", self.checkpoint_interval_s, positive=True)
-        _check_time("failures.checkpoint_write", self.checkpoint_write_s, positive=False)
-        check(
-            isinstance(self.checkpoint_async, bool),
-            "failures.checkpoint_async",
-            self.checkpoint_async,
-            "true or false",
-        )
-        if self.checkpoint_snapshot_s is not None:
-            _check_time("failures.checkpoint_snapshot", self.checkpoint_snapshot_s, False)
-        _check_time("failures.restart", self.restart_s, positive=False)
-        if self.spares is not None:
-            _check_int("failures.spares", self.spares, 0)
-        _check_time("failures.replacement_s", self.replacement_s, positive=False)
-        if self.deadline_s is not None:
-            _check_time("failures.deadline", self.deadline_s, positive=True)
-        _check_int("failures.runs", self.runs, 1)
-        _check_int("failures.seed", self.seed, 0)
-        check(self.seed < 2**64, "failures.seed", self.seed, "an integer < 2**64")
+            check(
+                self.links >= 1, "failures.links", self.links, "an integer >= 1 with link failures"
+            )
 
     @classmethod
     def from_table(
@@ -278,7 +335,7 @@ class FailureModel:
         Without device_mtbf or failure_rate_per_device_day the rate is the Llama 3 H100 rate,
         except for vendors in NO_PUBLIC_FAILURE_RATE, which have no public figure: then it is
         an error that asks for the rate."""
-        parsed = table
+        parsed = FAILURE_FIELDS.check(table, "failures")
         kwargs: dict[str, Any] = {"devices": devices, "useful_time_s": useful_time_s}
         if "device_mtbf" in parsed:
             rate = 1.0 / parsed["device_mtbf"]
@@ -361,19 +418,11 @@ class FailureModel:
 
 
 def _check_int(name: str, value: object, low: int) -> None:
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= low
-    check(ok, name, value, f"an integer >= {low}")
+    Integer(name, "", low=low, high=2**63 - 1).check(value)
 
 
 def _check_time(name: str, value: object, positive: bool) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > 0 if positive else value >= 0)
-    check(ok, name, value, "a finite time > 0 s" if positive else "a finite time >= 0 s")
-
-
-def _check_rate(name: str, value: object) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    check(ok and value >= 0, name, value, "a finite rate >= 0 per second")
+    Number(name, "", low=0.0, high=math.inf, low_open=positive, unit="s").check(value)
 
 
 # The Llama 3 record as a preset: 16,384 H100s, the Table 5 classes at their implied rates, and
@@ -399,6 +448,95 @@ PRESETS: dict[str, FailureModel] = {"llama3-h100": LLAMA3_H100}
 # --- The Monte Carlo ---------------------------------------------------------------------------
 
 
+# Worker threads of the Monte Carlo: the default never exceeds MAX_DEFAULT_THREADS (the runs
+# are short; more threads only cost memory and start-up), a given count at most MAX_THREADS.
+MAX_DEFAULT_THREADS = 64
+MAX_THREADS = 256
+# A job whose expected wall time is beyond this many times its failure-free time never
+# finishes in any useful sense: it is refused rather than simulated.
+NEVER_FINISHES_RATIO = 1000.0
+# What one Monte Carlo may simulate: runs, and work over all runs counted in failures (about
+# 0.3 us each on one core) where a checkpoint counts CHECKPOINT_COST of one (about 0.07 us):
+# at most ~30 s of one core. The Llama 3 405B scenario's 1,000 runs are 1.3e7.
+MAX_MONTE_CARLO_RUNS = 1_000_000
+MAX_MONTE_CARLO_EVENTS = 100_000_000
+CHECKPOINT_COST = 0.25
+
+
+def default_threads(runs: int) -> int:
+    """Worker threads when none are given: the cores, at most one per run and at most
+    MAX_DEFAULT_THREADS."""
+    return max(1, min(os.cpu_count() or 1, runs, MAX_DEFAULT_THREADS))
+
+
+def _duration(seconds: float) -> str:
+    """A time as people say it: 225 s, 10 min, 8.4 h, 3.1 days, 8.4 years."""
+    if not math.isfinite(seconds):
+        return "forever"
+    for unit, size, limit in (
+        ("s", 1.0, 120.0),
+        ("min", 60.0, 7200.0),
+        ("h", 3600.0, 2 * SECONDS_PER_DAY),
+        ("days", SECONDS_PER_DAY, 730 * SECONDS_PER_DAY),
+    ):
+        if seconds < limit:
+            return f"{seconds / size:,.3g} {unit}"
+    return f"{seconds / (365.25 * SECONDS_PER_DAY):,.3g} years"
+
+
+def _expected_wall(model: FailureModel, useful_s: float, interval_s: float) -> float:
+    """Daly's exact mean wall time of the job (blocking cost of a checkpoint, unlimited spares:
+    limited spares only add waits); inf where it overflows."""
+    try:
+        return expected_wall_time(
+            useful_s, interval_s, model.blocking_checkpoint_s, model.restart_s, model.job_mtbf_s
+        )
+    except OverflowError:
+        return math.inf
+
+
+def check_monte_carlo(
+    model: FailureModel, interval_s: float, max_wall_s: float, window_s: float | None
+) -> None:
+    """Refuses, before anything runs, a job that never finishes (expected wall time beyond
+    NEVER_FINISHES_RATIO x the failure-free time, Daly's exact model) and a Monte Carlo too
+    large to simulate (runs, and the expected failures and checkpoints over all runs)."""
+    mtbf = model.job_mtbf_s
+    check(
+        model.runs <= MAX_MONTE_CARLO_RUNS,
+        "failures.runs",
+        model.runs,
+        f"an integer in [1, {MAX_MONTE_CARLO_RUNS:,}]",
+    )
+    why = (
+        f"the job fails every {_duration(mtbf)} on average ({model.devices:,} devices), "
+        f"a restart takes {_duration(model.restart_s)} and a checkpoint interval is "
+        f"{_duration(interval_s)} of work"
+    )
+    expected = _expected_wall(model, model.useful_time_s, interval_s)
+    free = model.failure_free_wall_s()
+    if window_s is None and expected > NEVER_FINISHES_RATIO * free:
+        ratio = "beyond" if not math.isfinite(expected) else f"{expected / free:,.3g}x"
+        raise SpecError(
+            f"never finishes: {why}; its expected wall time is {ratio} the failure-free "
+            f"{_duration(free)} (Daly's exact model; podsim refuses beyond "
+            f"{NEVER_FINISHES_RATIO:,.0f}x): give a longer device_mtbf or link_mtbf, a shorter "
+            "restart or checkpoint_interval, or fewer devices"
+        )
+    simulated = min(expected, max_wall_s)
+    failures = simulated / mtbf if math.isfinite(mtbf) else 0.0
+    segments = _segment_count(model.useful_time_s, interval_s)
+    events = model.runs * (failures + CHECKPOINT_COST * segments)
+    if events > MAX_MONTE_CARLO_EVENTS:
+        raise SpecError(
+            f"the failures Monte Carlo would simulate about {model.runs * failures:,.3g} "
+            f"failures and {model.runs * segments:,.3g} checkpoints ({model.runs:,} runs; "
+            f"{why}); podsim simulates at most {MAX_MONTE_CARLO_EVENTS:,.3g} failures per Monte "
+            f"Carlo, a checkpoint counting {CHECKPOINT_COST:g}: use fewer failures.runs or a "
+            "longer checkpoint_interval"
+        )
+
+
 def monte_carlo(
     model: FailureModel,
     *,
@@ -409,14 +547,18 @@ def monte_carlo(
     """Simulate model.runs independent long runs (run r uses random key r) in C++: the
     per-run arrays and the parameters they ran with (podsim.long_run wraps them in a result).
 
-    threads: worker threads (default: all cores); the results are bit-identical for any count.
+    threads: worker threads (default: default_threads(runs), at most MAX_DEFAULT_THREADS; at
+    most MAX_THREADS); the results are bit-identical for any count.
     window_s: simulate a fixed wall-clock window (e.g. the 54-day Llama 3 snapshot) instead of
     the whole job: the runs never finish early and goodput is useful work / window.
     max_wall_s: runs still unfinished here stop and count as unfinished (default: 100 x the
     failure-free wall time), so that a job that can never finish is reported, not waited for.
+    A job that never finishes in practice, or a Monte Carlo too large, is refused up front
+    (check_monte_carlo).
     """
-    threads = (os.cpu_count() or 1) if threads is None else threads
+    threads = default_threads(model.runs) if threads is None else threads
     _check_int("threads", threads, 1)
+    check(threads <= MAX_THREADS, "threads", threads, f"an integer in [1, {MAX_THREADS}]")
     if window_s is not None:
         _check_time("window_s", window_s, positive=True)
         check(max_wall_s is None, "max_wall_s", max_wall_s, "None when window_s is given")
@@ -427,6 +569,7 @@ def monte_carlo(
     if max_wall_s is None:
         max_wall_s = 100.0 * model.failure_free_wall_s()
     _check_time("max_wall_s", max_wall_s, positive=True)
+    check_monte_carlo(model, interval, max_wall_s, window_s)
     raw = _core.long_runs(
         class_rates_per_s=np.array([c.rate_per_device_s for c in model.classes], dtype=np.float64),
         class_spare_devices=np.array([c.spare_devices for c in model.classes], dtype=np.int64),

@@ -19,11 +19,52 @@ from typing import Any
 
 from podsim import _core
 from podsim.errors import check
-from podsim.specs.clusters import Cluster
+from podsim.fields import Integer, IntList, Number, Table, check_all, fraction
+from podsim.specs.chips import latency
+from podsim.specs.clusters import MAX_DEVICES, Cluster
 
 Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 MAX_CV = 10.0  # beyond this a lognormal's mean is carried by draws the run never sees
 DEFAULT_STEPS = 100
+# Steps of one noisy Monte Carlo: each is a whole simulated step, so this keeps a run within
+# hours on the largest clusters.
+MAX_STEPS = 100_000
+MAX_SEED = 2**64 - 1  # the engine's counter-based generator takes a 64-bit key
+MAX_SLOWDOWN = 1000.0
+
+# [noise]: the one definition of its keys and bounds (the scenario schema uses it too).
+NOISE_FIELDS = Table(
+    "noise",
+    "run-to-run variation: compute jitter, link latency jitter, slow devices",
+    fields=(
+        Integer("seed", "key of every random draw", 0, low=0, high=MAX_SEED),
+        Number("compute_cv", "coefficient of variation of each compute op", 0.0, high=MAX_CV),
+        latency(
+            "link_latency_median",
+            "median hop latency (default: the cluster's scale-out latency)",
+            None,
+        ),
+        latency("link_latency_p99", "99th percentile of a hop's latency", None),
+        fraction("straggler_fraction", "fraction of ranks drawn as slow devices", 0.0),
+        IntList(
+            "straggler_ranks",
+            "ranks that are slow devices (each below the cluster's devices)",
+            (),
+            low=0,
+            high=MAX_DEVICES - 1,
+        ),
+        Number(
+            "straggler_slowdown",
+            "how many times slower a slow device computes",
+            1.0,
+            low=1.0,
+            high=MAX_SLOWDOWN,
+        ),
+        fraction("straggler_probability", "chance a slow device is slow in a step", 1.0),
+        Integer("steps", "steps of the Monte Carlo", DEFAULT_STEPS, low=1, high=MAX_STEPS),
+    ),
+)
+_FIELDS = NOISE_FIELDS.keys
 
 
 @dataclass(frozen=True)
@@ -39,22 +80,12 @@ class NoiseModel:
     steps: int = DEFAULT_STEPS
 
     def __post_init__(self) -> None:
-        check(
-            0 <= self.compute_cv <= MAX_CV,
-            "noise.compute_cv",
-            self.compute_cv,
-            f"in [0, {MAX_CV:g}]",
-        )
-        check(
-            isinstance(self.steps, int) and self.steps >= 1,
-            "noise.steps",
-            self.steps,
-            "an integer >= 1",
-        )
-        for name in ("link_latency_median", "link_latency_p99"):
-            value = getattr(self, name)
+        values = {name: getattr(self, name) for name in _FIELDS}
+        check_all({k: v for k, v in values.items() if v is not None}, _FIELDS, "noise")
+        median, p99 = self.link_latency_median, self.link_latency_p99
+        if median is not None and p99 is not None:
             check(
-                value is None or 0 <= value < 1.0, f"noise.{name}", value, "a latency in [0, 1) s"
+                p99 >= median, "noise.link_latency_p99", p99, f">= link_latency_median ({median})"
             )
 
     @classmethod

@@ -6,29 +6,22 @@ Top-level tables: [cluster] (required), [model], [train] (needs [model]), [serve
 Quantities are numbers in SI base units or unit strings ("2 us", "10 min", "400 Gb/s").
 """
 
-import math
 import re
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from podsim.errors import SpecError, check
+from podsim.errors import SpecError, check, shown
+from podsim.front.schema import SCENARIO, TABLES
 from podsim.plans.training import Plan, plan_from_table
-from podsim.specs.clusters import Cluster, cluster_from_table
-from podsim.units import parse_time
+from podsim.specs.clusters import DEVICES, Cluster, cluster_from_table
 
 if TYPE_CHECKING:
     from podsim.specs.models import Model
 
-TABLES = ("cluster", "model", "train", "serve", "noise", "failures")
 STRING_SOURCE = "<string>"
-
-# A validator takes the field's full name, its raw value and the cluster's device count, and
-# returns the value in SI units (or raises SpecError naming the field).
-Validator = Callable[[str, Any, int], Any]
 
 
 @dataclass(frozen=True)
@@ -51,9 +44,9 @@ class Scenario:
         """The same scenario on `devices` devices: the plan keeps tp, pp, cp and global_batch
         and takes dp = devices / (tp * pp * cp): one line per point of a scale sweep at a
         fixed global batch (strong scaling)."""
-        _check_int("devices", devices, 1)
+        DEVICES.check(devices, "devices")
         train = None if self.train is None else _rescaled(self.train, devices)
-        noise = None if self.noise is None else _noise(self.noise, devices)
+        noise = None if self.noise is None else noise_on(self.noise, devices)
         return replace(self, cluster=self.cluster.with_devices(devices), train=train, noise=noise)
 
 
@@ -72,6 +65,10 @@ def parse_scenario(text: str, source: str = STRING_SOURCE) -> Scenario:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{source}, line {_line(error)}: not valid TOML: {error}") from error
+    except RecursionError:
+        raise SpecError(f"{source}: not valid TOML: nested too deeply") from None
+    except ValueError as error:  # an integer of more digits than Python converts
+        raise SpecError(f"{source}: not valid TOML: {shown(str(error), 200)}") from None
     try:
         return _build(document, source)
     except SpecError as error:  # the field alone does not say which file it was in
@@ -89,30 +86,25 @@ def _line(error: tomllib.TOMLDecodeError) -> int | str:
 def _build(document: dict[str, Any], source: str) -> Scenario:
     unknown = sorted(set(document) - set(TABLES))
     if unknown:
-        raise SpecError(f"unknown top-level key(s) {unknown}; allowed: {list(TABLES)}")
-    tables = {name: _table(name, document.get(name)) for name in TABLES}
-    if tables["cluster"] is None:
+        names = ", ".join(shown(k, 40) for k in unknown)
+        raise SpecError(f"unknown top-level key(s) [{names}]; allowed: {list(TABLES)}")
+    tables = SCENARIO.check(document, "")
+    if "cluster" not in tables:
         raise SpecError("[cluster] is missing: every scenario needs a cluster")
-    if tables["train"] is not None and tables["model"] is None:
+    if "train" in tables and "model" not in tables:
         raise SpecError("[train] needs a [model] table: the plan trains a model")
     cluster = cluster_from_table(tables["cluster"])
     devices = cluster.devices
+    noise, failures = tables.get("noise"), tables.get("failures")
     return Scenario(
         cluster=cluster,
-        model=None if tables["model"] is None else _model(tables["model"]),
-        train=None if tables["train"] is None else plan_from_table(tables["train"], devices),
-        serve=tables["serve"],
-        noise=None if tables["noise"] is None else _noise(tables["noise"], devices),
-        failures=None if tables["failures"] is None else _failures(tables["failures"], devices),
+        model=None if "model" not in tables else _model(tables["model"]),
+        train=None if "train" not in tables else plan_from_table(tables["train"], devices),
+        serve=tables.get("serve"),
+        noise=None if noise is None else noise_on(noise, devices),
+        failures=None if failures is None else _failures(failures),
         source=source,
     )
-
-
-def _table(name: str, value: object) -> dict[str, Any] | None:
-    # `train = 3` at the top level parses fine as TOML but is not a table.
-    if value is not None and not isinstance(value, dict):
-        raise SpecError(f"{name} = {value!r} is not allowed: a table, written [{name}]")
-    return value
 
 
 def _model(table: dict[str, Any]) -> "Model":
@@ -128,122 +120,27 @@ def _rescaled(plan: Plan, devices: int) -> Plan:
     return replace(plan, dp=devices // split)
 
 
-# --- [noise] and [failures] ------------------------------------------------------------------
-
-
-def _validated(
-    name: str, table: dict[str, Any], keys: dict[str, Validator], devices: int
-) -> dict[str, Any]:
-    unknown = sorted(set(table) - set(keys))
-    if unknown:
-        raise SpecError(f"{name}: unknown key(s) {unknown}; allowed: {sorted(keys)}")
-    return {key: keys[key](f"{name}.{key}", value, devices) for key, value in table.items()}
-
-
-def _noise(table: dict[str, Any], devices: int) -> dict[str, Any]:
-    noise = _validated("noise", table, NOISE_KEYS, devices)
+def noise_on(noise: dict[str, Any], devices: int) -> dict[str, Any]:
+    """A checked [noise] table (SI units) for a cluster of `devices`: its straggler ranks must
+    be ranks of that cluster (checked again whenever the cluster is resized)."""
+    noise = TABLES["noise"].check(noise, "noise")
+    ranks = noise.get("straggler_ranks")
+    if ranks is not None:
+        check(
+            all(r < devices for r in ranks),
+            "noise.straggler_ranks",
+            list(ranks),
+            f"ranks of the cluster of {devices} devices, in [0, {devices - 1}]",
+        )
+        noise["straggler_ranks"] = tuple(sorted(set(ranks)))
     median, p99 = noise.get("link_latency_median"), noise.get("link_latency_p99")
     if median is not None and p99 is not None:
         check(p99 >= median, "noise.link_latency_p99", p99, f">= link_latency_median ({median})")
     return noise
 
 
-def _failures(table: dict[str, Any], devices: int) -> dict[str, Any]:
-    failures = _validated("failures", table, FAILURE_KEYS, devices)
+def _failures(failures: dict[str, Any]) -> dict[str, Any]:
     # Two spellings of one rate: accepting both would leave it unclear which one wins.
     if "device_mtbf" in failures and "failure_rate_per_device_day" in failures:
         raise SpecError("failures: give device_mtbf or failure_rate_per_device_day, not both")
     return failures
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_int(field: str, value: object, low: int) -> None:
-    check(_is_int(value) and value >= low, field, value, f"an integer >= {low}")
-
-
-def _number(field: str, value: object) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    check(ok and math.isfinite(value), field, value, "a finite number")
-    return float(value)
-
-
-def _int_at_least(low: int) -> Validator:
-    def validate(field: str, value: object, devices: int) -> int:
-        _check_int(field, value, low)
-        return value
-
-    return validate
-
-
-def _number_at_least(low: float) -> Validator:
-    def validate(field: str, value: object, devices: int) -> float:
-        number = _number(field, value)
-        check(number >= low, field, value, f"a number >= {low:g}")
-        return number
-
-    return validate
-
-
-def _fraction(field: str, value: object, devices: int) -> float:
-    number = _number(field, value)
-    check(0 <= number <= 1, field, value, "a fraction in [0, 1]")
-    return number
-
-
-def _time(positive: bool) -> Validator:
-    def validate(field: str, value: object, devices: int) -> float:
-        seconds = parse_time(field, value)
-        ok = seconds > 0 if positive else seconds >= 0
-        check(ok, field, value, "a time > 0" if positive else "a time >= 0")
-        return seconds
-
-    return validate
-
-
-def _interval(field: str, value: object, devices: int) -> float | str:
-    # "auto" asks for the Young/Daly optimum, computed where the failure rates are known.
-    if value == "auto":
-        return value
-    return _time(positive=True)(field, value, devices)
-
-
-def _ranks(field: str, value: object, devices: int) -> tuple[int, ...]:
-    # A tuple comes back in when with_devices re-checks the ranks against a new device count.
-    ok = isinstance(value, list | tuple) and all(_is_int(r) and 0 <= r < devices for r in value)
-    check(ok, field, value, f"a list of ranks in [0, {devices - 1}]")
-    return tuple(sorted(set(value)))
-
-
-def _flag(field: str, value: object, devices: int) -> bool:
-    check(isinstance(value, bool), field, value, "true or false")
-    return value
-
-
-NOISE_KEYS: dict[str, Validator] = {
-    "seed": _int_at_least(0),
-    "compute_cv": _number_at_least(0.0),
-    "link_latency_p99": _time(positive=False),
-    "link_latency_median": _time(positive=False),
-    "straggler_fraction": _fraction,
-    "straggler_ranks": _ranks,
-    "straggler_slowdown": _number_at_least(1.0),
-    "straggler_probability": _fraction,
-    "steps": _int_at_least(1),
-}
-
-FAILURE_KEYS: dict[str, Validator] = {
-    "device_mtbf": _time(positive=True),
-    "link_mtbf": _time(positive=True),
-    "failure_rate_per_device_day": _number_at_least(0.0),
-    "checkpoint_interval": _interval,
-    "checkpoint_write": _time(positive=False),
-    "checkpoint_async": _flag,
-    "restart": _time(positive=False),
-    "spares": _int_at_least(0),
-    "deadline": _time(positive=True),
-    "runs": _int_at_least(1),
-    "seed": _int_at_least(0),
-}

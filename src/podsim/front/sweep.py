@@ -7,9 +7,11 @@ from os import PathLike
 from typing import Any
 
 from podsim.engine.core import NetworkMode
+from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError, check
 from podsim.front.api import long_run_of, resolve_scenario, training_step
-from podsim.front.scenario import Scenario
+from podsim.front.scenario import Scenario, noise_on
+from podsim.front.training import check_step_cost
 
 
 def weak_scaled(scenario: Scenario, devices: int) -> Scenario:
@@ -22,8 +24,13 @@ def weak_scaled(scenario: Scenario, devices: int) -> Scenario:
     check(devices % split == 0, "--scale devices", devices, f"a multiple of tp * pp * cp ({split})")
     dp = devices // split
     per_replica = plan.global_batch // plan.dp
-    plan = replace(plan, dp=dp, global_batch=per_replica * dp)
-    return replace(scenario, cluster=scenario.cluster.with_devices(devices), train=plan)
+    try:  # the scenario's own values on the new size: name the file they came from
+        plan = replace(plan, dp=dp, global_batch=per_replica * dp)
+        noise = None if scenario.noise is None else noise_on(scenario.noise, devices)
+        cluster = scenario.cluster.with_devices(devices)
+    except SpecError as error:
+        raise SpecError(f"{scenario.source} on {devices} devices: {error}") from error
+    return replace(scenario, cluster=cluster, train=plan, noise=noise)
 
 
 def scale_sweep(
@@ -31,13 +38,25 @@ def scale_sweep(
     sizes: Iterable[int],
     network: NetworkMode = "analytical",
     progress: Callable[[int], None] | None = None,
+    strict: bool = False,
 ) -> list[dict[str, Any]]:
-    """One row per cluster size: the step and, with [failures], the long run."""
+    """One row per cluster size: the step and, with [failures], the long run. Every size is
+    checked before any is simulated (a size too large is refused at once, with its estimate);
+    strict: a size whose plan does not fit in memory is an error, as for one step."""
     base = resolve_scenario(scenario)
+    sizes = list(sizes)
+    jobs = [weak_scaled(base, devices) for devices in sizes]
+    for devices, job in zip(sizes, jobs, strict=True):
+        if job.model is None or job.train is None:
+            raise SpecError(f"{job.source}: training needs [model] and [train] tables")
+        noise = None if job.noise is None else NoiseModel.from_table(job.noise)
+        try:
+            check_step_cost(job.model, job.train, noise)
+        except SpecError as error:
+            raise SpecError(f"{base.source} on {devices:,} devices: {error}") from error
     rows = []
-    for done, devices in enumerate(sizes, start=1):
-        scaled = weak_scaled(base, devices)
-        result = training_step(scaled, network).result
+    for done, (devices, scaled) in enumerate(zip(sizes, jobs, strict=True), start=1):
+        result = training_step(scaled, network, strict).result
         row = {
             "devices": devices,
             "step_time_s": result.step_time_s,

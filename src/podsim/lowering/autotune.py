@@ -40,9 +40,14 @@ def stage_memory(model, plan: Plan, v: int):
 def one_replica(plan: Plan, cluster: Cluster) -> tuple[Plan, Cluster]:
     """The same pipeline with as few data-parallel replicas as expert parallelism allows:
     without noise every replica runs alike, so this ranks the choices of a plan cheaply."""
-    dp = plan.ep if plan.dp % plan.ep == 0 else plan.dp
-    small = replace(plan, dp=dp, global_batch=plan.global_batch // plan.dp * dp)
+    small = one_replica_plan(plan)
     return small, cluster.with_devices(small.devices)
+
+
+def one_replica_plan(plan: Plan) -> Plan:
+    """The plan of one_replica."""
+    dp = plan.ep if plan.dp % plan.ep == 0 else plan.dp
+    return replace(plan, dp=dp, global_batch=plan.global_batch // plan.dp * dp)
 
 
 def choose_virtual_stages(model, plan: Plan, cluster: Cluster, makespan: Makespan) -> int:

@@ -3,24 +3,38 @@
 import numpy as np
 
 from podsim.errors import SpecError
-from podsim.lowering.program import Algorithm, Collective, Kind, Program, check_program_size
+from podsim.lowering.program import (
+    MAX_PROGRAM_OPS,
+    Algorithm,
+    Collective,
+    Kind,
+    Program,
+    check_program_size,
+)
 
 SEND_RECV = "send-recv"
+# A collective on N ranks holds about 250 bytes per rank (its ops, the group, the topology's
+# links and the timeline): 16M ranks are ~4 GB and ~10 s.
+MAX_COLLECTIVE_OPS = 16_000_000
 OPS = (*(c.label for c in Collective), SEND_RECV)
 
 
 def _check(op: str, size: float) -> None:
     if op not in OPS:
         raise SpecError(f"op = {op!r} is not known; allowed: {', '.join(OPS)}")
-    if not (isinstance(size, int | float) and np.isfinite(size) and size > 0):
-        raise SpecError(f"size = {size!r} bytes is not allowed: a finite number > 0")
+    ok = isinstance(size, int | float | np.integer | np.floating) and not isinstance(size, bool)
+    if not (ok and np.isfinite(size) and size >= 1):
+        raise SpecError(f"size = {size!r} bytes is not allowed: a finite number >= 1")
 
 
 def collective_program(op: str, devices: int, size: float, algorithm: str = "auto") -> Program:
     """Every rank runs one collective on the group of all ranks (send-recv: a ring of pairs)."""
     _check(op, size)
     n = devices
-    check_program_size(2 * n if op == SEND_RECV else n, f"{op} on {n:,} devices")
+    if not (isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 1):
+        raise SpecError(f"devices = {n!r} is not allowed: an integer >= 1")
+    ops = 2 * n if op == SEND_RECV else n
+    check_program_size(ops, f"{op} on {n:,} devices", min(MAX_COLLECTIVE_OPS, MAX_PROGRAM_OPS))
     ranks = np.arange(n, dtype=np.int32)
     if op == SEND_RECV:
         if n < 2:

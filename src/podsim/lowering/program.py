@@ -16,11 +16,11 @@ MAX_REPEAT = 2**20
 MAX_PROGRAM_OPS = 50_000_000
 
 
-def check_program_size(ops: int, what: str) -> None:
+def check_program_size(ops: int, what: str, limit: int = MAX_PROGRAM_OPS) -> None:
     """Refuses programs too large to simulate, before anything is allocated for them."""
-    if ops > MAX_PROGRAM_OPS:
+    if ops > limit:
         raise SpecError(
-            f"{what} needs {ops:,} ops; podsim simulates at most {MAX_PROGRAM_OPS:,} "
+            f"{what} needs {ops:,} ops; podsim simulates at most {limit:,} "
             "(about 150 bytes each): use fewer devices or microbatches"
         )
 
@@ -119,7 +119,7 @@ class ProgramBuilder:
 
     def group(self, ranks) -> int:
         """The index of the group with these members (in this order), added if new."""
-        key = tuple(int(r) for r in ranks)
+        key = tuple(_integer("group rank", r) for r in ranks)
         if key not in self._group_index:
             self._group_index[key] = len(self._groups)
             self._groups.append(key)
@@ -160,10 +160,14 @@ class ProgramBuilder:
         return self._add(rank, stream, Kind.RECV, 0.0, nbytes, src, tag, -1, 1, deps)
 
     def _add(self, rank, stream, kind, duration, nbytes, peer, collective, algorithm, repeat, deps):
+        # Integer columns must get integers: numpy would truncate 1.9 to rank 1 silently.
+        rank, stream = _integer("rank", rank), _integer("stream", stream)
+        peer = _integer("peer" if kind in (Kind.SEND, Kind.RECV) else "group", peer)
+        collective, repeat = _integer("tag", collective), _integer("repeat", repeat)
         values = (rank, stream, kind, duration, nbytes, peer, collective, algorithm, repeat)
         for name, value in zip(OP_COLUMNS, values, strict=True):
             self._columns[name].append(value)
-        self._deps.append([int(d) for d in deps])
+        self._deps.append([_integer("dep", d) for d in deps])
         return len(self._deps) - 1
 
     def build(self) -> Program:
@@ -190,6 +194,13 @@ OP_COLUMNS = {
     "algorithm": np.int8,
     "repeat": np.int32,
 }
+
+
+def _integer(name: str, value) -> int:
+    """`value` as an int if it is one (a Python or numpy integer, not a bool); else SpecError."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+        return int(value)
+    raise SpecError(f"{name} = {value!r} is not allowed: an integer")
 
 
 def _offsets(rows) -> np.ndarray:

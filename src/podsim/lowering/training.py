@@ -20,7 +20,7 @@ from podsim.costs.layers import (
     layer_forward,
     logits_forward,
 )
-from podsim.errors import check
+from podsim.errors import SpecError, check
 from podsim.lowering.layout import (
     COMPUTE,
     DP_STREAM,
@@ -32,12 +32,15 @@ from podsim.lowering.layout import (
     TemplateOp,
     build_program,
 )
-from podsim.lowering.program import Collective, Kind, Program
+from podsim.lowering.program import Collective, Kind, Program, check_program_size
 from podsim.plans.schedules import stage_order
 from podsim.plans.training import Plan
 from podsim.specs.clusters import Cluster
 
 ADAM_BYTES_PER_PARAM = 30  # read fp32 master, m, v, grad; write master, m, v, bf16 weight
+# Ops of all stages' templates of one lowering: each is a Python object written one by one
+# (about 8 us and a few hundred bytes each), so this bounds the lowering to ~15 s and ~1 GB.
+MAX_TEMPLATE_OPS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -351,4 +354,54 @@ def _on(op: int, stream: int, last_on_compute: int) -> int:
 
 def lower_step(model, plan: Plan, cluster: Cluster, v: int) -> LoweredStep:
     """Every rank's program for one step of the plan with `v` virtual stages."""
+    check_step_size(plan, v)
     return StepBuilder(model, plan, cluster, v).lower()
+
+
+def estimate_step_ops(plan: Plan, v: int) -> tuple[int, int]:
+    """(ops of all stages' templates, ops of the whole program) of one step with `v` virtual
+    stages, counted from the plan alone, before anything is built: the rules of StepBuilder,
+    except that expert all-to-alls are left out (they need the model's layers), so both are
+    lower bounds, exact for dense models."""
+    template = sum(estimate_stage_ops(plan, v))
+    return template, template * plan.tp * plan.cp * plan.dp
+
+
+def estimate_stage_ops(plan: Plan, v: int) -> list[int]:
+    """Ops of each stage's template (each of its ranks runs that many); see estimate_step_ops."""
+    dual = plan.schedule == "dualpipe"
+    v = 2 if dual else v
+    pp, m = plan.pp, plan.microbatches
+    last = (pp if dual else pp * v) - 1
+    per_pass = 1 + (plan.tp > 1) + (plan.cp > 1)  # compute, tp all-reduce, cp all-gather
+    zero3 = plan.zero == 3 and plan.dp > 1
+    finish = 1 + (plan.dp > 1 and plan.zero < 3) + (plan.dp > 1 and plan.zero in (1, 2))
+    # DualPipe: half the microbatches through each chunk; otherwise all of them through each.
+    passes = m // 2 if dual else m
+    stages = []
+    for stage in range(pp):
+        ops = finish
+        for chunk in range(v):
+            q = (stage if chunk == 0 else pp - 1 - stage) if dual else chunk * pp + stage
+            forward = per_pass + zero3 + (q > 0) + (q < last)  # + recv act, send act
+            backward = per_pass + 2 * zero3 + (q < last) + (q > 0)  # + recv grad, send grad
+            ops += passes * (forward + backward)
+        stages.append(ops)
+    return stages
+
+
+def check_step_size(plan: Plan, v: int) -> None:
+    """Refuses a step too large to lower or simulate, from its estimated size, before anything
+    is built for it (SpecError with the estimate and the limit)."""
+    template, ops = estimate_step_ops(plan, v)
+    what = (
+        f"a training step of {plan.microbatches:,} microbatches x {v} virtual stage(s) on "
+        f"{plan.devices:,} devices"
+    )
+    if template > MAX_TEMPLATE_OPS:
+        raise SpecError(
+            f"{what} needs at least {template:,} ops in its {plan.pp} stage template(s); podsim "
+            f"lowers at most {MAX_TEMPLATE_OPS:,}: use fewer microbatches (a larger "
+            "train.micro_batch or a smaller train.global_batch) or fewer pipeline stages"
+        )
+    check_program_size(ops, what)

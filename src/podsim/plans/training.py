@@ -4,10 +4,57 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from podsim.errors import SpecError, check
+from podsim.fields import Boolean, Choice, Integer, Number, Table, auto, check_all
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved", "dualpipe")
 RECOMPUTE = ("none", "selective", "full")
 PRECISIONS = ("bf16", "fp16", "fp8")
+MAX_RANKS = 2**31 - 1  # any parallel degree: at most a cluster's devices
+MAX_TOKENS = 1e18  # tokens to train (Llama 3 405B: 1.5e13)
+
+
+def _degree(name: str, doc: str) -> Integer:
+    return Integer(name, doc, 1, low=1, high=MAX_RANKS)
+
+
+TRAIN_FIELDS = Table(
+    "train",
+    "the training plan: batch, parallelism, schedule, precision",
+    fields=(
+        Integer("seq_len", "tokens per sequence", low=1, high=10_000_000),
+        Integer("global_batch", "sequences per step", low=1, high=100_000_000),
+        Integer("micro_batch", "sequences per microbatch", 1, low=1, high=100_000_000),
+        Choice("precision", "compute precision", "bf16", choices=PRECISIONS),
+        _degree("tp", "tensor parallel degree"),
+        _degree("pp", "pipeline stages"),
+        _degree("dp", "data parallel degree (default: devices / (tp * pp * cp))"),
+        _degree("ep", "expert parallel degree (taken from the dp x cp ranks)"),
+        _degree("cp", "context parallel degree"),
+        Integer("zero", "ZeRO stage", 0, low=0, high=3),
+        Choice("schedule", "pipeline schedule", "1f1b", choices=SCHEDULES),
+        auto(
+            Integer(
+                "virtual_stages",
+                'model chunks per pipeline stage (interleaved); "auto" or 0: the fastest that fits',
+                "auto",
+                low=0,
+                high=10_000,
+            )
+        ),
+        Choice("recompute", "activation recomputation", "none", choices=RECOMPUTE),
+        Boolean("sequence_parallel", "Megatron sequence parallelism with tp", True),
+        Boolean("flash_attention", "fused attention: no s x s scores in memory", True),
+        Number(
+            "tokens",
+            "tokens to train, for time to train (0: not asked)",
+            0.0,
+            low=0.0,
+            high=MAX_TOKENS,
+            unit="tokens",
+        ),
+    ),
+)
+_FIELDS = TRAIN_FIELDS.keys
 
 
 @dataclass(frozen=True)
@@ -39,27 +86,15 @@ class Plan:
     tokens: float = 0.0  # for time-to-train; 0 = not asked
 
     def __post_init__(self) -> None:
-        for name in ("seq_len", "global_batch", "micro_batch", "tp", "pp", "dp", "ep", "cp"):
-            value = getattr(self, name)
-            check(
-                isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                f"train.{name}",
-                value,
-                "an integer >= 1",
-            )
-        check(self.zero in (0, 1, 2, 3), "train.zero", self.zero, "0, 1, 2 or 3")
-        check(self.schedule in SCHEDULES, "train.schedule", self.schedule, " | ".join(SCHEDULES))
-        check(self.recompute in RECOMPUTE, "train.recompute", self.recompute, " | ".join(RECOMPUTE))
+        values = {name: getattr(self, name) for name in _FIELDS if name != "virtual_stages"}
+        check_all(values, _FIELDS, "train")
+        _FIELDS["virtual_stages"].inner.check(self.virtual_stages, "train.virtual_stages")
         check(
-            self.precision in PRECISIONS, "train.precision", self.precision, " | ".join(PRECISIONS)
+            self.tokens == 0 or self.tokens >= 1,
+            "train.tokens",
+            self.tokens,
+            "0 (not asked) or a number of tokens >= 1",
         )
-        check(
-            isinstance(self.virtual_stages, int) and self.virtual_stages >= 0,
-            "train.virtual_stages",
-            self.virtual_stages,
-            '"auto" or an integer >= 1',
-        )
-        check(self.tokens >= 0, "train.tokens", self.tokens, "a number >= 0")
         per_replica = self.global_batch / self.dp
         check(
             per_replica == int(per_replica),
@@ -97,25 +132,12 @@ class Plan:
 
 def plan_from_table(table: dict[str, Any], devices: int) -> Plan:
     """A plan from a scenario's [train] table; dp defaults to devices / (tp * pp * cp)."""
-    values = dict(table)
-    known = {f.name for f in fields(Plan)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise SpecError(f"train: unknown key(s) {unknown}; allowed: {sorted(known)}")
+    values = TRAIN_FIELDS.check(table, "train")
     for required in ("seq_len", "global_batch"):
         if required not in values:
             raise SpecError(f"train.{required} is missing")
     if values.get("virtual_stages") == "auto":
         values["virtual_stages"] = 0
-    if "tokens" in values:
-        tokens = values["tokens"]
-        check(
-            isinstance(tokens, int | float) and not isinstance(tokens, bool),
-            "train.tokens",
-            tokens,
-            "a number of tokens",
-        )
-        values["tokens"] = float(tokens)
     if "dp" not in values:
         Plan(**{**values, "dp": 1, "global_batch": 1, "micro_batch": 1})  # checks the types
         split = values.get("tp", 1) * values.get("pp", 1) * values.get("cp", 1)

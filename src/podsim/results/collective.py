@@ -5,8 +5,11 @@ from typing import Any
 
 
 def bus_factor(op: str, devices: int) -> float:
-    """busbw / algbw as in nccl-tests doc/PERFORMANCE.md."""
+    """busbw / algbw as in nccl-tests doc/PERFORMANCE.md; 0 on one device, where no data
+    crosses any link (nccl-tests would print size / launch latency for a broadcast)."""
     n = devices
+    if n < 2:
+        return 0.0
     if op == "all-reduce":
         return 2 * (n - 1) / n
     if op in ("all-gather", "reduce-scatter", "all-to-all"):

@@ -36,8 +36,15 @@ class LongRunResult:
 
     @property
     def goodput(self) -> float:
-        """Useful compute time / wall time over all runs (ratio of the sums)."""
-        return float(self.progress_s.sum() / self.wall_s.sum())
+        """Useful compute time / wall time over all runs (ratio of the sums). A run's progress
+        never exceeds its wall time; summed in different orders they could differ in the last
+        bit, so progress is capped at wall time run by run: with p <= w term by term the sums
+        (same length, same pairwise order) and their ratio stay <= 1 in floating point."""
+        return float(self._progress.sum() / self.wall_s.sum())
+
+    @property
+    def _progress(self) -> np.ndarray:
+        return np.minimum(self.progress_s, self.wall_s)
 
     @property
     def goodput_stderr(self) -> float:
@@ -45,7 +52,7 @@ class LongRunResult:
         n = len(self.wall_s)
         if n < 2:
             return math.nan
-        residual = self.progress_s - self.goodput * self.wall_s
+        residual = self._progress - self.goodput * self.wall_s
         return float(np.sqrt(np.sum(residual**2) / (n * (n - 1))) / self.wall_s.mean())
 
     def time_to_train_s(self, q: float) -> float:
@@ -79,7 +86,7 @@ class LongRunResult:
         out: dict[str, Any] = {
             "goodput": self.goodput,
             "goodput_stderr": self.goodput_stderr,
-            "expected_goodput": self.model.expected_goodput(),
+            "expected_goodput": self.expected_goodput,
             "interruptions": float(self.interruptions.mean()),
             "interruptions_std": float(self.interruptions.std(ddof=1)) if self.runs > 1 else 0.0,
             "time_to_train_p50_s": _finite_or_none(self.time_to_train_s(0.5)),
@@ -105,6 +112,14 @@ class LongRunResult:
             out["deadline_s"] = self.model.deadline_s
             out["deadline_probability"] = self.deadline_probability
         return out
+
+    @property
+    def expected_goodput(self) -> float:
+        """The first-order analytic goodput (podsim.engine.failures.expected_goodput), within
+        [0, 1]: it estimates a fraction, and where its expansion in tau/M and R/M breaks down
+        (restart plus half a segment beyond the job's MTBF) it goes negative; that means no
+        useful progress to first order, reported as 0 (`goodput` is what was simulated)."""
+        return min(1.0, max(0.0, self.model.expected_goodput()))
 
     @property
     def runs(self) -> int:

@@ -63,6 +63,17 @@ class TrainResult:
     long_run: dict[str, Any] | None = None  # with [failures]: the Monte Carlo of the whole run
     noise: dict[str, Any] | None = None  # with [noise]: the model, its seed included
     version: str = __version__  # of podsim, so that a result can be re-run
+    # The peak `mfu` and `hfu` are against (the PaLM / Megatron convention: the dense BF16 peak,
+    # also for FP8 training, as DeepSeek-V3's 43.73% is against 989 TFLOP/s). FP8 GEMMs run up
+    # to twice that peak, so FP8 plans can exceed 1 against it; `mfu_precision_peak` and
+    # `hfu_precision_peak` are against the dense peak of the precision the GEMMs run in
+    # (`gemm_precision`, `precision_peak_flops_per_s`), which no kernel exceeds.
+    mfu_peak_flops_per_s: float | None = None
+    mfu_peak_precision: str = "bf16"
+    gemm_precision: str = "bf16"
+    precision_peak_flops_per_s: float | None = None
+    mfu_precision_peak: float | None = None
+    hfu_precision_peak: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if v is not None}
@@ -108,6 +119,7 @@ def train_result(
     flops = flops_per_step(model, plan)
     per_device = step * cluster.devices
     peak = cluster.chip.peak("bf16")
+    gemm_peak = cluster.chip.peak(plan.precision)
     tokens = plan.global_batch * plan.seq_len
     ttt = plan.tokens / tokens * step if plan.tokens else None
     return TrainResult(
@@ -131,4 +143,10 @@ def train_result(
         time_to_train_s=ttt,
         device_hours=ttt * cluster.devices / 3600 if ttt else None,
         **spread,
+        mfu_peak_flops_per_s=peak,
+        mfu_peak_precision="bf16",
+        gemm_precision=plan.precision,
+        precision_peak_flops_per_s=gemm_peak,
+        mfu_precision_peak=flops["model"] / per_device / gemm_peak,
+        hfu_precision_peak=flops["hardware"] / per_device / gemm_peak,
     )

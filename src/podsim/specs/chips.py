@@ -1,6 +1,5 @@
 """Chips: the catalog shipped with podsim (data/chips.toml, every value sourced) and user chips."""
 
-import math
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -8,20 +7,90 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
-from podsim.errors import SpecError, check
-from podsim.units import parse_bandwidth, parse_flops, parse_size, parse_time
+from podsim.errors import SpecError, shown
+from podsim.fields import (
+    REQUIRED,
+    Integer,
+    Number,
+    Quantity,
+    String,
+    Table,
+    TableOf,
+    check_all,
+    fraction,
+    provenance_fields,
+)
 
 PRECISIONS = ("bf16", "fp16", "fp8", "int8", "fp32", "tf32", "fp4")
+# Kernel classes a chip may give an efficiency for (podsim.costs.kernels has the defaults).
+KERNEL_CLASSES = ("gemm", "grouped_gemm", "attention", "memory")
+MAX_DOMAIN = 2**31 - 1
 
-# field -> parser; the order is the order of `podsim chips` columns.
-_QUANTITIES = {
-    "hbm_bytes": parse_size,
-    "hbm_bandwidth": parse_bandwidth,
-    "scale_up_bandwidth": parse_bandwidth,
-    "scale_up_latency": parse_time,
-    "scale_out_bandwidth": parse_bandwidth,
-    "scale_out_latency": parse_time,
-}
+# Bounds shared by chips and clusters: a bandwidth in [1 B/s, 1 PB/s], a latency below 1 s.
+MAX_BANDWIDTH = 1e15
+MAX_LATENCY = 1.0
+
+
+def bandwidth(name: str, doc: str, high: float = MAX_BANDWIDTH) -> Quantity:
+    return Quantity(name, doc, low=1.0, high=high, kind="bandwidth")
+
+
+def latency(name: str, doc: str, default: object = REQUIRED) -> Quantity:
+    return Quantity(name, doc, default, low=0.0, high=MAX_LATENCY, high_open=True, kind="time")
+
+
+CHIP_FIELDS = Table(
+    "chip",
+    "a user's own chip (every catalog field; SI numbers or unit strings)",
+    fields=(
+        String("id", "the chip's id", "custom", nonempty=True),
+        String("name", "the chip's full name", nonempty=True),
+        String("vendor", "the vendor (NVIDIA, Huawei, AMD, ...)", nonempty=True),
+        TableOf(
+            "peak_flops",
+            "dense peak per precision (bf16 required)",
+            value=Quantity("peak", "dense peak", low=1.0, high=1e18, kind="flops"),
+            keys=PRECISIONS,
+        ),
+        Quantity("hbm_bytes", "HBM capacity", low=1.0, high=1e18, kind="size"),
+        bandwidth("hbm_bandwidth", "HBM bandwidth"),
+        bandwidth("scale_up_bandwidth", "scale-up bandwidth per device and direction"),
+        latency("scale_up_latency", "scale-up hop latency"),
+        Integer(
+            "domain_size",
+            "devices per scale-up domain of the standard system",
+            low=1,
+            high=MAX_DOMAIN,
+        ),
+        bandwidth("scale_out_bandwidth", "scale-out bandwidth per device and direction"),
+        latency("scale_out_latency", "scale-out hop latency"),
+        Number("tdp_watts", "thermal design power", low=0.0, high=1e6, low_open=True, unit="W"),
+        TableOf(
+            "kernel_efficiency",
+            "fraction of the peak a large kernel of each class sustains",
+            {},
+            value=fraction("efficiency", "a fraction of the peak", low_open=True),
+            keys=KERNEL_CLASSES,
+        ),
+        Integer(
+            "compute_units",
+            "SMs / CUs / cube cores, for wave quantization (0 = unknown)",
+            0,
+            low=0,
+            high=1_000_000,
+        ),
+        *provenance_fields(),
+    ),
+)
+_FIELDS = CHIP_FIELDS.keys
+_QUANTITIES = (
+    "hbm_bytes",
+    "hbm_bandwidth",
+    "scale_up_bandwidth",
+    "scale_up_latency",
+    "scale_out_bandwidth",
+    "scale_out_latency",
+)
 
 
 @dataclass(frozen=True)
@@ -50,39 +119,12 @@ class Chip:
     notes: str = ""
 
     def __post_init__(self) -> None:
-        where = f"chip {self.id!r}"
-        check(bool(self.id), f"{where}: id", self.id, "a non-empty string")
-        check(
-            "bf16" in self.peak_flops,
-            f"{where}: peak_flops",
-            dict(self.peak_flops),
-            "must give at least bf16",
-        )
-        for precision, flops in self.peak_flops.items():
-            check(
-                precision in PRECISIONS,
-                f"{where}: peak_flops precision",
-                precision,
-                "one of " + ", ".join(PRECISIONS),
-            )
-            _positive(f"{where}: peak_flops.{precision}", flops)
-        for name in _QUANTITIES:
-            _positive(f"{where}: {name}", getattr(self, name))
-        check(
-            isinstance(self.domain_size, int) and self.domain_size >= 1,
-            f"{where}: domain_size",
-            self.domain_size,
-            "an integer >= 1",
-        )
-        _positive(f"{where}: tdp_watts", self.tdp_watts)
-        check(
-            isinstance(self.compute_units, int) and self.compute_units >= 0,
-            f"{where}: compute_units",
-            self.compute_units,
-            "an integer >= 0 (0 = unknown)",
-        )
-        for kernel, value in self.kernel_efficiency.items():
-            check(0 < value <= 1, f"{where}: kernel_efficiency.{kernel}", value, "0 < e <= 1")
+        where = f"chip {self.id!r}: "
+        _FIELDS["id"].check(self.id, f"{where}id")
+        values = {name: getattr(self, name) for name in _FIELDS if name != "id"}
+        check_all(values, _FIELDS, where)
+        if "bf16" not in self.peak_flops:
+            raise SpecError(f"{where}peak_flops must give at least bf16")
 
     def peak(self, precision: str) -> float:
         """Dense peak FLOP/s at this precision; a clear error if the chip lacks it."""
@@ -98,31 +140,17 @@ class Chip:
         return out
 
 
-def _positive(field_name: str, value: object) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    check(ok and math.isfinite(value) and value > 0, field_name, value, "a finite number > 0")
-
-
 def chip_from_dict(chip_id: str, table: dict[str, Any]) -> Chip:
     """A chip from a TOML-style table (numbers in SI or unit strings); unknown keys are errors."""
-    known = set(Chip.__dataclass_fields__) - {"id"}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise SpecError(f"chip {chip_id!r}: unknown key(s) {unknown}; allowed: {sorted(known)}")
+    where = f"chip {shown(chip_id)}: "
+    _FIELDS["id"].check(chip_id, f"{where}id")
+    values = CHIP_FIELDS.check({k: v for k, v in table.items()}, where)
+    values.pop("id", None)
     optional = {"kernel_efficiency", "sources", "notes", "compute_units"}
-    missing = sorted(known - set(table) - optional)
+    missing = sorted(set(_FIELDS) - {"id"} - set(values) - optional)
     if missing:
         raise SpecError(f"chip {chip_id!r}: missing key(s) {missing}")
-    values = dict(table)
-    for name, parse in _QUANTITIES.items():
-        values[name] = parse(f"chip {chip_id!r}: {name}", values[name])
-    values["peak_flops"] = MappingProxyType(
-        {
-            p: parse_flops(f"chip {chip_id!r}: peak_flops.{p}", v)
-            for p, v in dict(values["peak_flops"]).items()
-        }
-    )
-    for name in ("kernel_efficiency", "sources"):
+    for name in ("peak_flops", "kernel_efficiency", "sources"):
         values[name] = MappingProxyType(dict(values.get(name, {})))
     return Chip(id=chip_id, **values)
 
@@ -140,7 +168,9 @@ def get_chip(chip: "str | Chip | dict") -> Chip:
         return chip
     if isinstance(chip, dict):
         table = dict(chip)
-        return chip_from_dict(str(table.pop("id", "custom")), table)
-    if chip not in catalog():
-        raise SpecError(f"chip = {chip!r} is not in the catalog; known: {', '.join(catalog())}")
+        return chip_from_dict(table.pop("id", "custom"), table)
+    if not isinstance(chip, str) or chip not in catalog():
+        raise SpecError(
+            f"chip = {shown(chip)} is not in the catalog; known: {', '.join(catalog())}"
+        )
     return catalog()[chip]

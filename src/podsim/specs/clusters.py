@@ -12,11 +12,13 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
-from podsim.errors import SpecError, check
-from podsim.specs.chips import Chip, get_chip
-from podsim.units import parse_bandwidth, parse_time
+from podsim.errors import SpecError, check, shown
+from podsim.fields import Integer, Number, OneOf, String, Table, check_all, fraction
+from podsim.specs.chips import CHIP_FIELDS, MAX_BANDWIDTH, Chip, bandwidth, get_chip, latency
 
-MAX_DEVICES = 2**31 - 1
+# The engine numbers links with int32 ids, six per device at most: 357,913,941 devices keep
+# every id in range for any pod size (the C++ topology refuses more, too).
+MAX_DEVICES = 357_913_941
 # Kernel launch plus protocol set-up paid once per collective or transfer. An estimate: NCCL's
 # own tuner adds a few microseconds of base latency per collective (src/graph/tuning.cc).
 DEFAULT_LAUNCH_LATENCY = 5e-6
@@ -25,21 +27,71 @@ DEFAULT_LAUNCH_LATENCY = 5e-6
 # DeepSeek-V3, ISCA'25, section 4.1): 0.8 on both. Set 1 for nominal bandwidths.
 DEFAULT_LINK_EFFICIENCY = 0.8
 
-_OVERRIDES = {
-    "scale_up_bandwidth": parse_bandwidth,
-    "scale_up_latency": parse_time,
-    "scale_out_bandwidth": parse_bandwidth,
-    "scale_out_latency": parse_time,
-    "launch_latency": parse_time,
-    "scale_up_efficiency": lambda field, value: _fraction(field, value),
-    "scale_out_efficiency": lambda field, value: _fraction(field, value),
-}
+# Scenario files take bandwidths up to 1 PB/s; the Python API also takes an ideal network of
+# up to 1e30 B/s (the closed-form tests use one), still finite and at least 1 B/s.
+MAX_IDEAL_BANDWIDTH = 1e30
 
 
-def _fraction(field: str, value: object) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1
-    check(ok, field, value, "a fraction in (0, 1]")
-    return float(value)
+def _overrides(high: float) -> tuple:
+    """The keys make_cluster takes as overrides (fields not given come from the chip)."""
+    return (
+        String("name", "a name for the cluster", ""),
+        Integer(
+            "domain_size",
+            "devices per scale-up domain (default: the chip's)",
+            low=1,
+            high=MAX_DEVICES,
+        ),
+        Integer(
+            "pod_size",
+            "devices per non-blocking scale-out pod, a multiple of domain_size "
+            "(default: the whole cluster)",
+            low=1,
+            high=MAX_DEVICES,
+        ),
+        Number("oversubscription", "oversubscription of each pod's uplink", 1.0, low=1.0, high=1e6),
+        bandwidth("scale_up_bandwidth", "scale-up bandwidth per device and direction", high),
+        latency("scale_up_latency", "scale-up hop latency"),
+        bandwidth("scale_out_bandwidth", "scale-out bandwidth per device and direction", high),
+        latency("scale_out_latency", "scale-out hop latency"),
+        latency("launch_latency", "launch and protocol set-up per collective or transfer"),
+        fraction(
+            "scale_up_efficiency",
+            "fraction of the scale-up bandwidth collectives achieve",
+            DEFAULT_LINK_EFFICIENCY,
+            low_open=True,
+        ),
+        fraction(
+            "scale_out_efficiency",
+            "fraction of the scale-out bandwidth collectives achieve",
+            DEFAULT_LINK_EFFICIENCY,
+            low_open=True,
+        ),
+    )
+
+
+OVERRIDE_FIELDS = Table(
+    "cluster", "make_cluster's overrides", fields=_overrides(MAX_IDEAL_BANDWIDTH)
+)
+_OVERRIDES = OVERRIDE_FIELDS.keys
+DEVICES = Integer("devices", "number of devices", low=1, high=MAX_DEVICES)
+
+# A scenario's [cluster] table: devices, a preset or a chip, and any override.
+CLUSTER_FIELDS = Table(
+    "cluster",
+    "the cluster: devices of one chip in scale-up domains, joined by a scale-out fabric",
+    fields=(
+        DEVICES,
+        String("preset", "a cluster preset id (`podsim clusters`)", None, nonempty=True),
+        OneOf(
+            "chip",
+            "a catalog chip id (`podsim chips`), or a [cluster.chip] table of a user's own chip",
+            None,
+            options=(String("chip", "a catalog id", nonempty=True), CHIP_FIELDS),
+        ),
+        *_overrides(MAX_BANDWIDTH),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -61,24 +113,15 @@ class Cluster:
     name: str = ""
 
     def __post_init__(self) -> None:
-        _integer("cluster.devices", self.devices, 1, MAX_DEVICES)
-        _integer("cluster.domain_size", self.domain_size, 1, MAX_DEVICES)
-        _integer("cluster.pod_size", self.pod_size, 1, MAX_DEVICES)
+        DEVICES.check(self.devices, "cluster.devices")
+        names = [f.name for f in OVERRIDE_FIELDS.fields if f.name != "name"]
+        check_all({name: getattr(self, name) for name in names}, _OVERRIDES, "cluster")
         check(
             self.pod_size % self.domain_size == 0,
             "cluster.pod_size",
             self.pod_size,
             f"a multiple of domain_size ({self.domain_size})",
         )
-        for name in ("scale_up_bandwidth", "scale_out_bandwidth"):
-            _number(f"cluster.{name}", getattr(self, name), 0.0, strict=True)
-        for name in ("scale_up_latency", "scale_out_latency", "launch_latency"):
-            _number(f"cluster.{name}", getattr(self, name), 0.0, strict=False)
-        _number("cluster.oversubscription", self.oversubscription, 1.0, strict=False)
-        for name in ("scale_up_efficiency", "scale_out_efficiency"):
-            value = getattr(self, name)
-            _number(f"cluster.{name}", value, 0.0, strict=True)
-            check(value <= 1, f"cluster.{name}", value, "a fraction in (0, 1]")
 
     @property
     def domains(self) -> int:
@@ -102,26 +145,22 @@ class Cluster:
     def with_devices(self, devices: int) -> "Cluster":
         """The same cluster resized: a fabric of several pods keeps its pod size (and its
         oversubscription above it); a single non-blocking fabric grows with the cluster."""
+        DEVICES.check(devices, "devices")
         single = self.pod_size >= _default_pod(self, self.devices)
         pod = _default_pod(self, devices) if single else self.pod_size
+        check(
+            pod <= MAX_DEVICES,
+            "devices",
+            devices,
+            f"at most {MAX_DEVICES // self.domain_size * self.domain_size:_} "
+            f"(whole domains of {self.domain_size} devices)",
+        )
         return replace(self, devices=devices, pod_size=pod)
 
     def to_dict(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}
         out["chip"] = self.chip.id
         return out
-
-
-def _integer(field: str, value: object, low: int, high: int) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    check(ok and low <= value <= high, field, value, f"an integer in [{low}, {high}]")
-
-
-def _number(field: str, value: object, low: float, strict: bool) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = ok and value == value and value != float("inf")
-    ok = ok and (value > low if strict else value >= low)
-    check(ok, field, value, f"a finite number {'>' if strict else '>='} {low:g}")
 
 
 def _default_pod(cluster: "Cluster | None", devices: int, domain: int = 0) -> int:
@@ -136,10 +175,6 @@ def make_cluster(chip: "str | Chip | dict", devices: int, **overrides: Any) -> C
     (numbers in SI or unit strings such as "400 Gb/s", "2 us"). Unknown keys are errors.
     """
     chip = get_chip(chip)
-    allowed = {"domain_size", "pod_size", "oversubscription", "name", *_OVERRIDES}
-    unknown = sorted(set(overrides) - allowed)
-    if unknown:
-        raise SpecError(f"cluster: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
     values: dict[str, Any] = {
         "scale_up_bandwidth": chip.scale_up_bandwidth,
         "scale_up_latency": chip.scale_up_latency,
@@ -147,11 +182,18 @@ def make_cluster(chip: "str | Chip | dict", devices: int, **overrides: Any) -> C
         "scale_out_latency": chip.scale_out_latency,
         "domain_size": chip.domain_size,
     }
-    for name, value in overrides.items():
-        values[name] = _OVERRIDES[name](f"cluster.{name}", value) if name in _OVERRIDES else value
-    _integer("cluster.devices", devices, 1, MAX_DEVICES)
-    _integer("cluster.domain_size", values["domain_size"], 1, MAX_DEVICES)
-    values.setdefault("pod_size", _default_pod(None, devices, values["domain_size"]))
+    values.update(OVERRIDE_FIELDS.check(overrides, "cluster"))
+    DEVICES.check(devices, "cluster.devices")
+    if "pod_size" not in values:  # one pod of whole domains: it must stay a device count
+        domain = values["domain_size"]
+        pod = _default_pod(None, devices, domain)
+        check(
+            pod <= MAX_DEVICES,
+            "cluster.devices",
+            devices,
+            f"at most {MAX_DEVICES // domain * domain:_} (whole domains of {domain} devices)",
+        )
+        values["pod_size"] = pod
     return Cluster(chip=chip, devices=devices, **values)
 
 
@@ -164,8 +206,9 @@ def presets() -> MappingProxyType:
 
 def preset_cluster(preset: str, devices: int | None = None, **overrides: Any) -> Cluster:
     """A cluster from a preset (`podsim clusters`), optionally resized or overridden."""
-    if preset not in presets():
-        raise SpecError(f"cluster preset = {preset!r} is not known; known: " + ", ".join(presets()))
+    if not isinstance(preset, str) or preset not in presets():
+        known = ", ".join(presets())
+        raise SpecError(f"cluster.preset = {shown(preset)} is not known; known: {known}")
     table = {
         k: v
         for k, v in presets()[preset].items()
@@ -182,7 +225,7 @@ def cluster_from_table(table: dict[str, Any]) -> Cluster:
     (a catalog id, or a [cluster.chip] table of a user's own chip), plus any override of
     make_cluster (domain_size, pod_size, bandwidths, latencies, ...). Unknown keys are errors.
     """
-    values = dict(table)
+    values = CLUSTER_FIELDS.check(table, "cluster")
     if "devices" not in values:
         raise SpecError("cluster.devices is missing: give the number of devices")
     devices, preset, chip = (

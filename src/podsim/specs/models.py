@@ -21,7 +21,8 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
-from podsim.errors import SpecError, check
+from podsim.errors import SpecError, check, shown
+from podsim.fields import Boolean, Choice, Integer, String, Table, check_all, provenance_fields
 
 ATTENTIONS = ("mha", "gqa", "mla")
 MLPS = ("gelu", "swiglu")
@@ -33,6 +34,56 @@ _OPTIONAL |= {"mtp_depth", "tied_embeddings", "bias", "learned_positions", "sour
 _OPTIONAL |= {"max_routed_nodes"}
 
 Projection = tuple[int, int]  # (inputs, outputs) of one weight matrix
+
+_WIDTH = 10_000_000  # the widest hidden or feed-forward dimension accepted
+_HEADS = 100_000
+
+
+def _int(name: str, doc: str, low: int, high: int, default: object = 0) -> Integer:
+    return Integer(name, doc, default, low=low, high=high)
+
+
+MODEL_FIELDS = Table(
+    "model",
+    "the model: a catalog preset with optional overrides, or explicit fields",
+    fields=(
+        String("preset", "a catalog model id (`podsim models`)", None, nonempty=True),
+        String("name", "a name for the model", "custom", nonempty=True),
+        _int("layers", "transformer layers", 1, 10_000, None),
+        _int("hidden", "hidden size", 1, _WIDTH, None),
+        _int("heads", "attention (query) heads", 1, _HEADS, None),
+        _int(
+            "ffn_hidden", "feed-forward inner width of a dense layer (0: all-MoE)", 0, _WIDTH, None
+        ),
+        _int("vocab", "vocabulary size", 1, _WIDTH, None),
+        _int("kv_heads", "key/value heads (0 = heads)", 0, _HEADS),
+        _int("head_dim", "width of one head (0 = hidden / heads)", 0, _WIDTH),
+        Choice(
+            "attention",
+            "attention kind (auto: gqa if kv_heads < heads)",
+            "auto",
+            choices=("auto", *ATTENTIONS),
+        ),
+        Choice("mlp", "feed-forward kind", "gelu", choices=MLPS),
+        _int("q_lora_rank", "MLA: query compression rank (0 = none)", 0, _WIDTH),
+        _int("kv_lora_rank", "MLA: key/value compression rank", 0, _WIDTH),
+        _int("qk_nope_head_dim", "MLA: query/key head width without rotary part", 0, _WIDTH),
+        _int("qk_rope_head_dim", "MLA: rotary part of a query/key head", 0, _WIDTH),
+        _int("v_head_dim", "MLA: value head width", 0, _WIDTH),
+        _int("experts", "routed experts per MoE layer (0 = dense model)", 0, _HEADS),
+        _int("top_k", "routed experts per token", 0, _HEADS),
+        _int("shared_experts", "always-on experts per MoE layer", 0, _HEADS),
+        _int("expert_ffn_hidden", "inner width of one expert", 0, _WIDTH),
+        _int("dense_layers", "leading dense layers of an MoE model", 0, 10_000),
+        _int("mtp_depth", "multi-token-prediction modules", 0, 100),
+        _int("max_routed_nodes", "node-limited routing: nodes per token (0 = no limit)", 0, _HEADS),
+        Boolean("tied_embeddings", "output head tied to the input embedding", False),
+        Boolean("bias", "GPT-style biases and LayerNorms (false: Llama style)", False),
+        _int("learned_positions", "rows of a learned position table (0: rotary)", 0, _WIDTH),
+        *provenance_fields(),
+    ),
+)
+_CHECKED = MODEL_FIELDS.keys
 
 
 @dataclass(frozen=True)
@@ -80,26 +131,20 @@ class Model:
     notes: str = ""
 
     def __post_init__(self) -> None:
-        check(isinstance(self.name, str) and bool(self.name), "model.name", self.name, "a name")
+        _CHECKED["name"].check(self.name, "model.name")
         self._check_integers()
         self._resolve_heads()
         self._check_attention()
-        check(self.mlp in MLPS, "model.mlp", self.mlp, " | ".join(MLPS))
+        _CHECKED["mlp"].check(self.mlp, "model.mlp")
         self._check_moe()
-        for flag in ("tied_embeddings", "bias"):
-            value = getattr(self, flag)
-            check(isinstance(value, bool), f"model.{flag}", value, "true or false")
         if not isinstance(self.sources, MappingProxyType):
             object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
 
     def _check_integers(self) -> None:
-        for name in ("layers", "hidden", "heads", "vocab"):
-            _integer(name, getattr(self, name), 1)
-        for name in ("ffn_hidden", "kv_heads", "head_dim", *_MLA_DIMS, "experts", *_MOE_FIELDS):
-            _integer(name, getattr(self, name), 0)
-        _integer("mtp_depth", self.mtp_depth, 0)
-        _integer("max_routed_nodes", self.max_routed_nodes, 0)
-        _integer("learned_positions", self.learned_positions, 0)
+        names = [f.name for f in MODEL_FIELDS.fields if isinstance(f, Integer | Boolean)]
+        check_all({name: getattr(self, name) for name in names}, _CHECKED, "model")
+        _CHECKED["notes"].check(self.notes, "model.notes")
+        _CHECKED["sources"].check(self.sources, "model.sources")
 
     def _resolve_heads(self) -> None:
         if self.head_dim == 0:
@@ -356,11 +401,6 @@ def _matmul(projection: Projection) -> int:
     return projection[0] * projection[1]
 
 
-def _integer(name: str, value: object, low: int) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    check(ok and value >= low, f"model.{name}", value, f"an integer >= {low}")
-
-
 def _non_negative(name: str, value: object) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     check(ok and 0 <= value < float("inf"), name, value, "a finite number >= 0")
@@ -380,7 +420,7 @@ def model_from_dict(name: str, table: dict[str, Any]) -> Model:
     missing = sorted(known - _OPTIONAL - set(table))
     if missing:
         raise SpecError(f"model: missing key(s) {missing}")
-    values = dict(table)
+    values = MODEL_FIELDS.check(table, "model")
     values["sources"] = MappingProxyType(dict(values.get("sources", {})))
     return Model(name=name, **values)
 
@@ -408,21 +448,17 @@ def _preset(model_id: str, table: dict[str, Any]) -> Model:
 def model_from_table(table: dict[str, Any]) -> Model:
     """A model from a scenario's [model] table: `preset = "id"` plus optional field
     overrides, or explicit fields (name optional)."""
-    allowed = {"preset", *_FIELDS}
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise SpecError(f"model: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    values = dict(table)
+    values = MODEL_FIELDS.check(table, "model")
     preset = values.pop("preset", None)
     if preset is None:
-        return model_from_dict(str(values.pop("name", "custom")), values)
+        return model_from_dict(values.pop("name", "custom"), values)
     return _overridden(_preset_id(preset), values)
 
 
 def _preset_id(preset: object) -> str:
     if not isinstance(preset, str) or preset not in _raw_catalog():
         known = ", ".join(_raw_catalog())
-        raise SpecError(f"model.preset = {preset!r} is not in the catalog; known: {known}")
+        raise SpecError(f"model.preset = {shown(preset)} is not in the catalog; known: {known}")
     return preset
 
 
@@ -430,7 +466,7 @@ def _overridden(preset: str, overrides: dict[str, Any]) -> Model:
     # Start from the preset as written, not the resolved Model, so that derived fields
     # (head_dim, kv_heads, attention) follow overridden shapes.
     values = {**_raw_catalog()[preset], **overrides}
-    name = str(values.pop("name", preset if not overrides else f"{preset}-custom"))
+    name = values.pop("name", preset if not overrides else f"{preset}-custom")
     changed = set(overrides) - {"name", "sources", "notes"}
     sources = dict(_raw_catalog()[preset].get("sources", {}))
     sources.update({key: "set in the scenario's [model] table" for key in changed})

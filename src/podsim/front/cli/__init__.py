@@ -1,6 +1,7 @@
 """podsim: simulate clusters of AI accelerators running collectives and training large models."""
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -42,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_cmd.add_argument("--network", default="analytical", choices=NETWORK_MODES)
     train_cmd.add_argument("--strict", action="store_true", help="fail if it does not fit")
-    train_cmd.add_argument("--trace", help="write a Chrome/Perfetto trace (.json or .json.gz)")
+    train_cmd.add_argument(
+        "--trace",
+        help="write a Chrome/Perfetto trace (.json or .json.gz; at most 2M ops: see --trace-ranks)",
+    )
+    train_cmd.add_argument(
+        "--trace-ranks", help="trace only ranks A to B - 1 (A:B) or one rank (A); with --trace"
+    )
     train_cmd.add_argument(
         "--json", action="store_true", help="one JSON object on stdout (SI units)"
     )
@@ -68,15 +75,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    run: Callable[[argparse.Namespace, Console], None] = args.run
+    """Run one verb. Exit status: 0 done, 2 an error (one line on stderr, `podsim: error: ...`),
+    130 interrupted (Ctrl-C: `podsim: interrupted`), 141 stdout closed early (a broken pipe,
+    e.g. `podsim ... | head`: quietly, as other command-line tools)."""
     try:
+        args = build_parser().parse_args(argv)
+        run: Callable[[argparse.Namespace, Console], None] = args.run
         # A pipe gets wide tables rather than rich's 80-column default.
         run(args, Console() if sys.stdout.isatty() else Console(width=140))
+        sys.stdout.flush()
     except PodsimError as error:
-        print(f"podsim: error: {error}", file=sys.stderr)
-        return 2
+        return _error(str(error))
+    except KeyboardInterrupt:
+        print("podsim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
+    except MemoryError:
+        return _error("out of memory: the job is too large for this machine")
+    except OSError as error:  # a file that cannot be read or written
+        where = f"{error.filename}: " if error.filename else ""
+        return _error(f"{where}{error.strerror or error}")
     return 0
+
+
+def _error(message: str) -> int:
+    print(f"podsim: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so that Python's final flush at exit does
+    not fail again (the recipe of the Python docs, signal module, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

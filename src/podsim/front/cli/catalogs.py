@@ -1,12 +1,12 @@
 """`podsim chips`, `clusters`, `models` and `scenarios`: the catalogs, with sources."""
 
 import argparse
-import json
 
 from rich.console import Console
 from rich.table import Table
 
 from podsim.front.api import builtin_scenarios
+from podsim.front.cli.output import print_json
 from podsim.specs.chips import catalog
 from podsim.specs.clusters import preset_cluster, presets
 from podsim.specs.models import catalog as model_catalog
@@ -15,7 +15,7 @@ from podsim.specs.models import catalog as model_catalog
 def cmd_chips(args: argparse.Namespace, console: Console) -> None:
     chips = catalog()
     if args.json:
-        print(json.dumps({cid: chip.to_dict() for cid, chip in chips.items()}))
+        print_json({cid: chip.to_dict() for cid, chip in chips.items()})
         return
     table = Table(title="chips (dense peaks; bandwidths per direction)")
     for column in (
@@ -49,13 +49,11 @@ def cmd_chips(args: argparse.Namespace, console: Console) -> None:
 
 def cmd_clusters(args: argparse.Namespace, console: Console) -> None:
     if args.json:
-        print(
-            json.dumps(
-                {
-                    pid: {**preset_cluster(pid).to_dict(), **dict(table)}
-                    for pid, table in presets().items()
-                }
-            )
+        print_json(
+            {
+                pid: {**preset_cluster(pid).to_dict(), **dict(table)}
+                for pid, table in presets().items()
+            }
         )
         return
     table = Table(title="cluster presets")
@@ -78,7 +76,7 @@ def cmd_clusters(args: argparse.Namespace, console: Console) -> None:
 def cmd_models(args: argparse.Namespace, console: Console) -> None:
     models = model_catalog()
     if args.json:
-        print(json.dumps({mid: m.to_dict() for mid, m in models.items()}))
+        print_json({mid: m.to_dict() for mid, m in models.items()})
         return
     table = Table(title="models")
     for column in (

@@ -1,12 +1,12 @@
 """`podsim compare`: the same training scenario on several chips, one row per chip."""
 
 import argparse
-import json
 
 from rich.console import Console
 
 from podsim.errors import SpecError
 from podsim.front.api import compare
+from podsim.front.cli.output import print_json
 from podsim.results.tables import rows_table
 
 
@@ -16,7 +16,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
         raise SpecError("--chips is empty: give catalog ids, e.g. h800-sxm,ascend-910c")
     rows = compare(args.scenario, chips, args.network)
     if args.json:
-        print(json.dumps({"scenario": str(args.scenario), "rows": rows}))
+        print_json({"scenario": str(args.scenario), "rows": rows})
         return
     title = f"{args.scenario} on each chip ({args.network} network)"
     columns = [

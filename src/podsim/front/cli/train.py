@@ -1,7 +1,7 @@
 """`podsim train`: one training step of a scenario, or a sweep of cluster sizes."""
 
 import argparse
-import json
+import math
 
 from rich.console import Console
 from rich.progress import Progress
@@ -10,52 +10,96 @@ from rich.table import Table
 from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError
 from podsim.front.api import resolve_scenario, training_step
+from podsim.front.cli.output import print_json
 from podsim.front.sweep import scale_sweep
+from podsim.lowering.autotune import virtual_stage_options
+from podsim.lowering.training import LoweredStep, estimate_stage_ops
 from podsim.results.tables import cell, rows_table
-from podsim.results.trace import write_chrome_trace
+from podsim.results.trace import check_trace_events, check_trace_path, write_chrome_trace
+
+# Cluster sizes of one --scale sweep (doubling from 1 to 2**31 devices is 32).
+MAX_SCALE_POINTS = 64
+
+
+def _device_count(text: str, whole: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1 and value == int(value)):
+        raise SpecError(
+            f"--scale = {whole!r} is not allowed: {text.strip()!r} is not a device count "
+            "(an integer >= 1); write MIN:MAX[:FACTOR] or N1,N2,..."
+        )
+    return int(value)
 
 
 def parse_scale(text: str) -> list[int]:
     """MIN:MAX device counts, doubling (MIN:MAX:FACTOR for another factor), or N1,N2,..."""
-    try:
-        if "," in text:
-            return [int(part) for part in text.split(",")]
-        parts = [int(float(part)) for part in text.split(":")]
-    except ValueError:
-        message = f"--scale = {text!r} is not allowed: MIN:MAX[:FACTOR] or N1,N2,..."
-        raise SpecError(message) from None
-    low, high = parts[0], parts[1] if len(parts) > 1 else parts[0]
-    factor = parts[2] if len(parts) > 2 else 2
-    if not (0 < low <= high) or factor < 2:
-        raise SpecError(f"--scale = {text!r} is not allowed: need 0 < MIN <= MAX, FACTOR >= 2")
-    sizes = [low]
-    while sizes[-1] * factor <= high:
-        sizes.append(sizes[-1] * factor)
+    if "," in text:
+        sizes = [_device_count(part, text) for part in text.split(",")]
+    else:
+        parts = [_device_count(part, text) for part in text.split(":")]
+        if len(parts) > 3:
+            raise SpecError(f"--scale = {text!r} is not allowed: MIN:MAX[:FACTOR] or N1,N2,...")
+        low, high = parts[0], parts[1] if len(parts) > 1 else parts[0]
+        factor = parts[2] if len(parts) > 2 else 2
+        if not (0 < low <= high) or factor < 2:
+            raise SpecError(f"--scale = {text!r} is not allowed: need 0 < MIN <= MAX, FACTOR >= 2")
+        points = 1
+        while low * factor**points <= high and points <= MAX_SCALE_POINTS:
+            points += 1
+        sizes = [low * factor**k for k in range(points)]
+    if len(sizes) > MAX_SCALE_POINTS:
+        raise SpecError(
+            f"--scale = {text!r} gives {len(sizes) if ',' in text else 'over'} "
+            f"{MAX_SCALE_POINTS} cluster sizes; at most {MAX_SCALE_POINTS}"
+        )
     return sizes
 
 
+def parse_trace_ranks(text: str, devices: int) -> range:
+    """--trace-ranks A:B (ranks A to B - 1) or A (one rank)."""
+    parts = text.split(":")
+    try:
+        bounds = [int(part) for part in parts]
+    except ValueError:
+        bounds = []
+    if len(bounds) == 1:
+        bounds.append(bounds[0] + 1)
+    if len(bounds) != 2 or not (0 <= bounds[0] < bounds[1] <= devices):
+        raise SpecError(
+            f"--trace-ranks = {text!r} is not allowed: A:B with 0 <= A < B <= {devices:,} "
+            "(the ranks A to B - 1), or one rank"
+        )
+    return range(bounds[0], bounds[1])
+
+
 def cmd_scale(args: argparse.Namespace, console: Console) -> None:
+    if args.trace is not None or args.trace_ranks is not None:
+        raise SpecError(
+            "--trace traces one step: it cannot be combined with --scale (run the scenario "
+            "at one size, e.g. with cluster.devices set, to trace it)"
+        )
     sizes = parse_scale(args.scale)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "scenario": str(args.scenario),
-                    "rows": scale_sweep(args.scenario, sizes, args.network),
-                }
-            )
-        )
+        rows = scale_sweep(args.scenario, sizes, args.network, strict=args.strict)
+        print_json({"scenario": str(args.scenario), "rows": rows})
         return
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("cluster sizes", total=len(sizes))
         rows = scale_sweep(
-            args.scenario, sizes, args.network, lambda done: bar.update(task, completed=done)
+            args.scenario,
+            sizes,
+            args.network,
+            lambda done: bar.update(task, completed=done),
+            strict=args.strict,
         )
     title = f"{args.scenario}: weak scaling ({args.network} network)"
     columns = [
         ("devices", "devices", "{:,}"),
         ("step time (s)", "step_time_s", "{:,.3f}"),
-        ("MFU", "mfu", "{:.1%}"),
+        ("MFU (vs dense BF16 peak)", "mfu", "{:.1%}"),
         ("time to train (days)", "time_to_train_s", "days"),
         ("p50 with failures (days)", "time_to_train_p50_s", "days"),
         ("p90 (days)", "time_to_train_p90_s", "days"),
@@ -66,27 +110,68 @@ def cmd_scale(args: argparse.Namespace, console: Console) -> None:
     console.print(rows_table(title, columns, rows))
 
 
+def _traced_ops(stage_ops: list[int], stage_size: int, ranks: range) -> int:
+    """Ops of the ranks in `ranks` when stage s's ranks run stage_ops[s] ops each."""
+    total = 0
+    for stage, ops in enumerate(stage_ops):
+        first, last = stage * stage_size, (stage + 1) * stage_size
+        total += ops * max(0, min(last, ranks.stop) - max(first, ranks.start))
+    return total
+
+
 def cmd_train(args: argparse.Namespace, console: Console) -> None:
-    if args.scale:
+    if args.scale is not None:
         cmd_scale(args, console)
         return
+    if args.trace_ranks is not None and args.trace is None:
+        raise SpecError("--trace-ranks needs --trace FILE")
+    if args.trace is not None:
+        check_trace_path(args.trace)  # before any work
     scenario = resolve_scenario(args.scenario)
+    before_run = None
+    if args.trace is not None and scenario.model is not None and scenario.train is not None:
+        plan = scenario.train
+        ranks = range(plan.devices)
+        if args.trace_ranks is not None:
+            ranks = parse_trace_ranks(args.trace_ranks, plan.devices)
+        stage_size = plan.tp * plan.cp * plan.dp
+        # Up front: the smallest of the candidate steps (a lower bound on what is traced).
+        options = virtual_stage_options(scenario.model, plan)
+        check_trace_events(
+            min(_traced_ops(estimate_stage_ops(plan, v), stage_size, ranks) for v in options)
+        )
+
+        def before_run(lowered: LoweredStep) -> None:  # the step as lowered, not yet run
+            lengths = [len(t.ops) for t in lowered.templates]
+            check_trace_events(_traced_ops(lengths, lowered.layout.stage_size, ranks))
+
     steps = NoiseModel.from_table(scenario.noise).steps if scenario.noise is not None else 0
     if steps and not args.json:  # a Monte Carlo over steps: show its progress
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("simulating noisy steps", total=steps)
             run = training_step(
-                scenario, args.network, args.strict, lambda done: bar.update(task, completed=done)
+                scenario,
+                args.network,
+                args.strict,
+                lambda done: bar.update(task, completed=done),
+                before_run=before_run,
             )
     else:
-        run = training_step(scenario, args.network, args.strict)
+        run = training_step(scenario, args.network, args.strict, before_run=before_run)
     r = run.result
-    if args.trace:
+    if args.trace is not None:
         meta = {"scenario": str(args.scenario), "step_time_s": r.step_time_s}
-        write_chrome_trace(args.trace, run.lowered.program, run.timeline, run.op_names(), meta)
+        ranks = None if args.trace_ranks is None else parse_trace_ranks(args.trace_ranks, r.devices)
+        write_chrome_trace(
+            args.trace, run.lowered.program, run.timeline, run.op_names(), meta, ranks
+        )
     if args.json:
-        print(json.dumps(r.to_dict()))
+        print_json(r.to_dict())
         return
+    console.print(_step_table(args, r, steps))
+
+
+def _step_table(args: argparse.Namespace, r, steps: int) -> Table:
     p = r.plan
     split = f"tp {p['tp']} pp {p['pp']} dp {p['dp']} ep {p['ep']} cp {p['cp']}"
     table = Table(
@@ -106,7 +191,17 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
             else []
         ),
         ("tokens per second", f"{r.tokens_per_s:,.0f}"),
-        ("MFU / HFU (dense BF16 peak)", f"{r.mfu:.1%} / {r.hfu:.1%}"),
+        ("MFU / HFU (vs dense BF16 peak)", f"{r.mfu:.1%} / {r.hfu:.1%}"),
+    ]
+    if r.gemm_precision != r.mfu_peak_precision:  # e.g. FP8 GEMMs
+        name = r.gemm_precision.upper()
+        rows.append(
+            (
+                f"MFU / HFU (vs dense {name} peak)",
+                f"{r.mfu_precision_peak:.1%} / {r.hfu_precision_peak:.1%}",
+            )
+        )
+    rows += [
         ("model TFLOP/s per device", f"{r.model_tflops_per_device:,.1f}"),
         (
             "memory per device",
@@ -143,4 +238,4 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     rows.append(("ops simulated", f"{r.ops:,}"))
     for row in rows:
         table.add_row(*row)
-    console.print(table)
+    return table

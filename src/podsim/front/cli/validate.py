@@ -1,12 +1,12 @@
 """`podsim validate`: published runs against podsim, with the error of each."""
 
 import argparse
-import json
 from contextlib import nullcontext
 
 from rich.console import Console
 from rich.table import Table
 
+from podsim.front.cli.output import print_json
 from podsim.front.validation import case_names, mape, run_case
 
 
@@ -16,7 +16,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> None:
         cases = [run_case(name) for name in case_names()]
     if args.json:
         rows = [{**vars(c), "error": c.error} for c in cases]
-        print(json.dumps({"cases": rows, "mape": mape(cases)}))
+        print_json({"cases": rows, "mape": mape(cases)})
         return
     table = Table(title="published results against podsim")
     for column in ("case", "metric", "published", "predicted", "error"):
