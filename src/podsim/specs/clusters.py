@@ -24,6 +24,17 @@ DEFAULT_LAUNCH_LATENCY = 5e-6
 # 160 of 200 GB/s on H800 NVLink and 40 of 50 GB/s on 400 Gb/s InfiniBand (Insights into
 # DeepSeek-V3, ISCA'25, section 4.1): 0.8 on both. Set 1 for nominal bandwidths.
 DEFAULT_LINK_EFFICIENCY = 0.8
+# Expert-parallel all-to-all kernels (docs/engine.md, "All-to-all for expert parallelism").
+# FITTED on DeepEP's low-latency rows (H800, docs/validation.md; podsim.front.deepep): the
+# fixed cost of one message (a token) written over NVLink by the low-latency kernel's warps.
+DEFAULT_MESSAGE_OVERHEAD = 29.5e-9
+# ESTIMATE, not verified against a datasheet: NVIDIA quotes ConnectX-7 message rates of a few
+# hundred million per second; DeepEP's rows do not constrain it (7 KB messages are
+# bandwidth-bound at any rate above 6 M/s per NIC).
+DEFAULT_NIC_MESSAGE_RATE = 330e6
+# FITTED on DeepEP's normal-kernel rows (H800): node-forwarding kernels, run on a few SMs,
+# reach this fraction of the achievable scale-up bandwidth.
+DEFAULT_FORWARD_EFFICIENCY = 0.815
 
 _OVERRIDES = {
     "scale_up_bandwidth": parse_bandwidth,
@@ -33,7 +44,16 @@ _OVERRIDES = {
     "launch_latency": parse_time,
     "scale_up_efficiency": lambda field, value: _fraction(field, value),
     "scale_out_efficiency": lambda field, value: _fraction(field, value),
+    "message_overhead": parse_time,
+    "nic_message_rate": lambda field, value: _rate(field, value),
+    "forward_efficiency": lambda field, value: _fraction(field, value),
 }
+
+
+def _rate(field: str, value: object) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    check(ok and 0 <= value < float("inf"), field, value, "a finite number >= 0 (0: unlimited)")
+    return float(value)
 
 
 def _fraction(field: str, value: object) -> float:
@@ -58,6 +78,9 @@ class Cluster:
     launch_latency: float = DEFAULT_LAUNCH_LATENCY
     scale_up_efficiency: float = DEFAULT_LINK_EFFICIENCY
     scale_out_efficiency: float = DEFAULT_LINK_EFFICIENCY
+    message_overhead: float = DEFAULT_MESSAGE_OVERHEAD
+    nic_message_rate: float = DEFAULT_NIC_MESSAGE_RATE
+    forward_efficiency: float = DEFAULT_FORWARD_EFFICIENCY
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -72,10 +95,16 @@ class Cluster:
         )
         for name in ("scale_up_bandwidth", "scale_out_bandwidth"):
             _number(f"cluster.{name}", getattr(self, name), 0.0, strict=True)
-        for name in ("scale_up_latency", "scale_out_latency", "launch_latency"):
+        for name in (
+            "scale_up_latency",
+            "scale_out_latency",
+            "launch_latency",
+            "message_overhead",
+            "nic_message_rate",
+        ):
             _number(f"cluster.{name}", getattr(self, name), 0.0, strict=False)
         _number("cluster.oversubscription", self.oversubscription, 1.0, strict=False)
-        for name in ("scale_up_efficiency", "scale_out_efficiency"):
+        for name in ("scale_up_efficiency", "scale_out_efficiency", "forward_efficiency"):
             value = getattr(self, name)
             _number(f"cluster.{name}", value, 0.0, strict=True)
             check(value <= 1, f"cluster.{name}", value, "a fraction in (0, 1]")
@@ -97,6 +126,9 @@ class Cluster:
             self.scale_out_latency,
             self.oversubscription,
             self.launch_latency,
+            self.message_overhead,
+            self.nic_message_rate,
+            self.forward_efficiency,
         )
 
     def with_devices(self, devices: int) -> "Cluster":
