@@ -49,10 +49,19 @@ def programs(draw):
         elif action == "collective":
             members = draw(st.permutations(range(n)))[: draw(st.integers(1, n))]
             op, size = draw(st.sampled_from(OPS)), draw(SIZES)
-            algo = "direct" if op == "all-to-all" else draw(st.sampled_from(["auto", "ring"]))
+            algo = draw(st.sampled_from(["auto", "ring"]))
+            shape = {}
+            if op == "all-to-all":
+                algo = draw(st.sampled_from(["direct", "low-latency", "auto"]))
+                shape = {
+                    "message_bytes": draw(st.sampled_from([0.0, 7168.0])),
+                    "fanout": draw(st.sampled_from([1.0, 2.5])),
+                }
             g, repeat = b.group(members), draw(st.integers(1, 3))
             for r in members:
-                ops_of[r].append(b.collective(r, op, g, size, algo, stream, deps(r), repeat))
+                ops_of[r].append(
+                    b.collective(r, op, g, size, algo, stream, deps(r), repeat, **shape)
+                )
         else:
             src, dst = draw(st.permutations(range(n)))[:2]
             size = draw(SIZES)

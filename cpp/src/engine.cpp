@@ -56,7 +56,7 @@ struct Activity {
   const Phase& current() const { return phases[phase % phases.size()]; }
 };
 
-using CostKey = std::tuple<std::int32_t, std::int8_t, std::int8_t, double>;
+using CostKey = std::tuple<std::int32_t, std::int8_t, std::int8_t, double, double, double>;
 
 // Draw streams of the noise model.
 enum Stream : std::uint64_t { ComputeJitter = 1, SlowRank = 2, SlowStep = 3, HopLatency = 4 };
@@ -203,20 +203,33 @@ struct Engine::State {
     }
   }
 
+  Shape shape_of(std::int64_t op) const {
+    Shape shape;
+    if (!program.message_bytes.empty()) shape.message_bytes = program.message_bytes[op];
+    if (!program.fanout.empty()) shape.fanout = program.fanout[op];
+    return shape;
+  }
+
   const Cost& cost(std::int32_t group, std::int64_t op) {
-    const CostKey key{group, program.collective[op], program.algorithm[op], program.bytes[op]};
+    const Shape shape = shape_of(op);
+    const CostKey key{group,
+                      program.collective[op],
+                      program.algorithm[op],
+                      program.bytes[op],
+                      shape.message_bytes,
+                      shape.fanout};
     auto it = costs.find(key);
     if (it == costs.end()) {
       const auto c = static_cast<CollectiveOp>(program.collective[op]);
       const auto m = members(group);
       const Algorithm a = resolve_algorithm(
-          topology, c, static_cast<Algorithm>(program.algorithm[op]), m, program.bytes[op]);
-      // Every term is linear in the bytes: at (almost) no bytes only latencies remain.
-      const double latency = collective_time(topology, c, a, m, 1e-300) - topology.launch_latency;
-      it =
-          costs
-              .emplace(key, Cost{a, collective_time(topology, c, a, m, program.bytes[op]), latency})
-              .first;
+          topology, c, static_cast<Algorithm>(program.algorithm[op]), m, program.bytes[op], shape);
+      // Every term is linear in the bytes: at (almost) no bytes only latencies remain (and,
+      // for a low-latency all-to-all of one message per peer, its per-message costs).
+      const double latency =
+          collective_time(topology, c, a, m, 1e-300, shape) - topology.launch_latency;
+      const double time = collective_time(topology, c, a, m, program.bytes[op], shape);
+      it = costs.emplace(key, Cost{a, time, latency}).first;
     }
     return it->second;
   }
@@ -241,8 +254,9 @@ struct Engine::State {
       push(t + time, 2, EventType::InstanceDone, index);
       return;
     }
-    auto phases = collective_phases(topology, static_cast<CollectiveOp>(program.collective[op]),
-                                    algorithm, members(instance.group), program.bytes[op]);
+    auto phases =
+        collective_phases(topology, static_cast<CollectiveOp>(program.collective[op]), algorithm,
+                          members(instance.group), program.bytes[op], shape_of(op));
     if (phases.empty()) {  // a group of one: each repetition is a launch
       push(t + topology.launch_latency * repeat, 2, EventType::InstanceDone, index);
       return;

@@ -59,6 +59,8 @@ void check_columns(const Program& p) {
   require_size(p.collective, n, "collective");
   require_size(p.algorithm, n, "algorithm");
   require_size(p.repeat, n, "repeat");
+  if (!p.message_bytes.empty()) require_size(p.message_bytes, n, "message_bytes");
+  if (!p.fanout.empty()) require_size(p.fanout, n, "fanout");
   check_offsets(p.dep_offsets, n, p.dep_ops.size(), "dep_offsets");
   if (p.group_offsets.empty()) throw ProgramError("program.group_offsets must hold at least [0]");
   check_offsets(p.group_offsets, p.num_groups(), p.group_ranks.size(), "group_offsets");
@@ -124,8 +126,16 @@ void check_op(const Program& p, const Topology& t, std::size_t i) {
       fail(op, "collective = " + std::to_string(p.collective[i]) + " is not known (0..5)");
     }
     if (p.algorithm[i] < 0 || p.algorithm[i] >= kAlgorithms) {
-      fail(op, "algorithm = " + std::to_string(p.algorithm[i]) + " is not known (0..5)");
+      fail(op, "algorithm = " + std::to_string(p.algorithm[i]) + " is not known (0..7)");
     }
+  }
+  if (!p.message_bytes.empty() && !(std::isfinite(p.message_bytes[i]) && p.message_bytes[i] >= 0 &&
+                                    p.message_bytes[i] < 1e300)) {
+    fail(op, "message_bytes = " + short_number(p.message_bytes[i]) +
+                 " must be finite and >= 0 (0: one message per peer)");
+  }
+  if (!p.fanout.empty() && !(std::isfinite(p.fanout[i]) && p.fanout[i] >= 1)) {
+    fail(op, "fanout = " + short_number(p.fanout[i]) + " must be finite and >= 1");
   }
   if ((kind == Kind::Send || kind == Kind::Recv) && p.collective[i] < -1) {
     fail(op, "tag = " + std::to_string(p.collective[i]) + " must be in [-1, 127]");
@@ -209,11 +219,16 @@ void match_collectives(const Program& p, const Topology& t, ProgramIndex& index)
       index.instance_groups.push_back(p.peer[i]);
     }
     const std::int64_t first = first_op[it->second];
+    const auto same = [&](const std::vector<double>& column) {
+      return column.empty() || column[i] == column[first];
+    };
     if (p.collective[i] != p.collective[first] || p.bytes[i] != p.bytes[first] ||
-        p.algorithm[i] != p.algorithm[first] || p.repeat[i] != p.repeat[first]) {
+        p.algorithm[i] != p.algorithm[first] || p.repeat[i] != p.repeat[first] ||
+        !same(p.message_bytes) || !same(p.fanout)) {
       fail(op, "collective #" + std::to_string(k) + " on group " + std::to_string(p.peer[i]) +
                    " does not match op " + std::to_string(first) +
-                   " of another member (collective, bytes, algorithm and repeat must agree)");
+                   " of another member (collective, bytes, algorithm, repeat, message_bytes and "
+                   "fanout must agree)");
     }
     index.instance_of[i] = it->second;
     ++count[it->second];

@@ -62,6 +62,22 @@ def core_topology(cluster: Cluster) -> "_core.Topology":
     return _core.Topology(*cluster.topology())
 
 
+def collective_time(
+    cluster: Cluster,
+    op: int,
+    algorithm: int,
+    ranks: np.ndarray,
+    nbytes: float,
+    message_bytes: float = 0.0,
+    fanout: float = 1.0,
+) -> tuple[int, float]:
+    """(resolved algorithm, seconds) of one collective's closed form on the cluster."""
+    ranks = np.asarray(ranks, dtype=np.int32)
+    return _core.collective_time(
+        core_topology(cluster), op, algorithm, ranks, nbytes, message_bytes, fanout
+    )
+
+
 def _engine(program: Program, cluster: Cluster, network: str, noise) -> "_core.Engine":
     check_program_size(program.num_ops, "the program")
     columns = {name: getattr(program, name) for name in program.__dataclass_fields__}

@@ -69,6 +69,9 @@ class TemplateOp:
     role: str = ""  # collective: the group (tp, dp, cp, ep)
     collective: Collective | None = None
     repeat: int = 1
+    message_bytes: float = 0.0  # all-to-all: one message (a token's vector); 0: one per peer
+    fanout: float = 1.0  # all-to-all: ranks of a domain one per-domain copy reaches
+    algorithm: str = "auto"  # collective: the algorithm, by label
     stage_offset: int = 0  # send/recv: the peer's stage minus this stage
     tag: int = -1  # send/recv: the logical channel (activations or gradients of one chunk)
     deps: list[int] = field(default_factory=list)
@@ -162,8 +165,12 @@ def _fill_stage(
         "duration": [op.duration for op in ops],
         "bytes": [op.nbytes for op in ops],
         "collective": [int(op.collective) if op.collective is not None else op.tag for op in ops],
-        "algorithm": [int(Algorithm.AUTO) if op.collective is not None else -1 for op in ops],
+        "algorithm": [
+            int(Algorithm.parse(op.algorithm)) if op.collective is not None else -1 for op in ops
+        ],
         "repeat": [op.repeat for op in ops],
+        "message_bytes": [op.message_bytes for op in ops],
+        "fanout": [op.fanout for op in ops],
     }
     for name, values in per_op.items():
         block[name].reshape(n_ranks, length)[:] = np.asarray(values, OP_COLUMNS[name])

@@ -33,6 +33,7 @@ from podsim.lowering.layout import (
     build_program,
 )
 from podsim.lowering.program import Collective, Kind, Program, check_program_size
+from podsim.lowering.routing import Routing, routing
 from podsim.plans.schedules import stage_order
 from podsim.plans.training import Plan
 from podsim.specs.clusters import Cluster
@@ -92,6 +93,7 @@ class StepBuilder:
         self.forward_s = [self.forward_time(q) for q in range(positions)]
         self.backward_s = [self.backward_time(q) for q in range(positions)]
         self.params = [self.local_params(q) for q in range(positions)]
+        self.routing = self._routing(cluster)
 
     def position(self, stage: int, chunk: int) -> int:
         if self.dual:
@@ -275,17 +277,13 @@ class StepBuilder:
         moe = sum(model.is_moe(i) for i in self.chunks[q])
         if plan.ep > 1 and moe:  # dispatch and combine per MoE layer
             stream = EP_STREAM if self.dual else COMPUTE
-            ops.append(
-                self._collective(
-                    "ep",
-                    Collective.ALL_TO_ALL,
-                    self._dispatch_bytes(),
-                    2 * moe * passes,
-                    deps,
-                    "ep all-to-all",
-                    stream,
+            for name, element in self._expert_elements(forward):
+                op = self._collective(
+                    "ep", Collective.ALL_TO_ALL, 0.0, moe * passes, deps, name, stream
                 )
-            )
+                op.nbytes, op.message_bytes = self._all_to_all_bytes(element)
+                op.fanout = self.routing.fanout
+                ops.append(op)
         if plan.cp > 1:  # keys and values of the whole sequence, per layer
             kv = 2 * self.shape.tokens * plan.cp * model.kv_heads * model.qk_head_dim / plan.tp
             ops.append(
@@ -300,16 +298,32 @@ class StepBuilder:
             )
         return ops
 
-    def _dispatch_bytes(self) -> float:
-        """Bytes each rank sends in one expert all-to-all: a copy of each token per expert it
-        is routed to, or per node under node-limited routing (DeepSeek-V3 sends a token over
-        the network once per node). FP8 training dispatches in FP8 and combines in BF16."""
+    def _routing(self, cluster: Cluster) -> Routing:
+        """Distinct ranks and nodes a token reaches in the expert-parallel group (ranks of one
+        group share a node when tp x cp of them fit in it, Megatron's order)."""
         model, plan = self.model, self.plan
-        copies = model.top_k
-        if model.max_routed_nodes:
-            copies = min(copies, model.max_routed_nodes)
-        element = 1.5 if plan.precision == "fp8" else self.kernels.activation_bytes
-        return self.shape.tokens * model.hidden * element * copies
+        if not model.experts or plan.ep <= 1:
+            return Routing(1.0, 1.0)
+        per_domain = max(1, cluster.domain_size // (plan.tp * plan.cp))
+        return routing(model.experts, model.top_k, plan.ep, per_domain, model.max_routed_nodes)
+
+    def _expert_elements(self, forward: bool) -> list[tuple[str, float]]:
+        """(name, bytes per hidden element) of a pass's expert all-to-alls: FP8 training
+        dispatches activations in FP8 with one FP32 scale per 128 elements (DeepEP's format)
+        and combines in BF16 (DeepSeek-V3 report, section 3.3); the backward's all-to-alls
+        carry BF16 gradients."""
+        bf16 = 2.0
+        if not forward:
+            return [("ep dispatch grad", bf16), ("ep combine grad", bf16)]
+        dispatch = 1 + 4 / 128 if self.plan.precision == "fp8" else self.kernels.activation_bytes
+        return [("ep dispatch", dispatch), ("ep combine", bf16)]
+
+    def _all_to_all_bytes(self, element: float) -> tuple[float, float]:
+        """(bytes each rank sends, bytes of one token) in one expert all-to-all: one copy of
+        each token per distinct rank it is routed to (copies for two experts of one rank are
+        sent once). Node-forwarding sends one copy per node over the fabric (the op's fanout)."""
+        token = self.model.hidden * element
+        return self.shape.tokens * token * self.routing.ranks, token
 
     def _grad_bytes(self, q: int) -> float:
         # Megatron reduces BF16 gradients in FP32 (--accumulate-allreduce-grads-in-fp32).

@@ -59,6 +59,9 @@ class _Instance:
     op: Collective | None = None  # None for a send/recv pair
     algorithm: Algorithm | None = None
     repeat: int = 1  # back-to-back repetitions of a collective
+    shape: collectives.Shape = field(
+        default_factory=collectives.Shape
+    )  # an all-to-all's message size and fanout
     ops: dict[int, int] = field(default_factory=dict)  # rank -> its op, for ops present
     arrived: set[int] = field(default_factory=set)  # ranks whose op is ready
     phases: list[collectives.Phase] = field(default_factory=list)  # contention mode
@@ -93,6 +96,9 @@ def _check_program(program: Program, topology: Topology) -> _Checked:
             "repeat",
         )
     }
+    for name, default in (("message_bytes", 0.0), ("fanout", 1.0)):  # optional columns
+        values = getattr(program, name, None)
+        col[name] = [default] * n if values is None else np.asarray(values).tolist()
     for name, values in col.items():
         if len(values) != n:
             raise ProgramError(f"program.{name} has {len(values)} entries, expected {n}")
@@ -155,6 +161,11 @@ def _check_op(i: int, col: dict[str, list], groups: list[tuple[int, ...]], devic
             f"op {i}: duration = {col['duration'][i]} s is not allowed: a {Kind(kind).name.lower()}"
             " op has no duration (0); only compute ops take time"
         )
+    message, fanout = col["message_bytes"][i], col["fanout"][i]
+    if not (math.isfinite(message) and message >= 0):
+        raise ProgramError(f"op {i}: message_bytes = {message} must be finite and >= 0")
+    if not (math.isfinite(fanout) and fanout >= 1):
+        raise ProgramError(f"op {i}: fanout = {fanout} must be finite and >= 1")
     if kind != Kind.COLLECTIVE and col["repeat"][i] != 1:
         raise ProgramError(
             f"op {i}: repeat = {col['repeat'][i]} must be 1 (only collectives repeat)"
@@ -248,7 +259,8 @@ def _new_instance(i: int, k: int, col: dict[str, list], groups: list[tuple[int, 
     if col["kind"][i] == Kind.COLLECTIVE:
         op, algorithm = Collective(col["collective"][i]), Algorithm(col["algorithm"][i])
         what = f"{op.label} on group {peer} (its instance {k})"
-        return _Instance(groups[peer], what, nbytes, op, algorithm, col["repeat"][i])
+        shape = collectives.Shape(col["message_bytes"][i], col["fanout"][i])
+        return _Instance(groups[peer], what, nbytes, op, algorithm, col["repeat"][i], shape)
     src, dst = (rank, peer) if col["kind"][i] == Kind.SEND else (peer, rank)
     return _Instance((src, dst), f"transfer {src} -> {dst} (its number {k})", nbytes)
 
@@ -256,7 +268,11 @@ def _new_instance(i: int, k: int, col: dict[str, list], groups: list[tuple[int, 
 def _join(inst: _Instance, i: int, col: dict[str, list]) -> _Instance:
     """Add op i to the instance; every participant must describe the same operation."""
     first = min(inst.ops.values(), default=i)
-    names = ("collective", "algorithm", "bytes", "repeat") if inst.op is not None else ("bytes",)
+    names = (
+        ("collective", "algorithm", "bytes", "repeat", "message_bytes", "fanout")
+        if inst.op is not None
+        else ("bytes",)
+    )
     mine, theirs = ([_describe(name, col[name][j]) for name in names] for j in (i, first))
     if mine != theirs:
         differ = [f"{n} {a} vs {b}" for n, a, b in zip(names, mine, theirs, strict=True) if a != b]
@@ -279,7 +295,7 @@ def _resolve(inst: _Instance, topology: Topology) -> None:
         return
     try:
         inst.algorithm = collectives.resolve(
-            topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes
+            topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, inst.shape
         )
     except ProgramError as error:
         raise ProgramError(f"op {min(inst.ops.values())}: {error}") from None
@@ -450,14 +466,16 @@ class _Simulation:
         if inst.op is None:
             return collectives.transfer_time(self.topology, *inst.ranks, inst.nbytes)
         one = collectives.collective_time(
-            self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes
+            self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, inst.shape
         )
         return one * inst.repeat
 
     def _phases(self, inst: _Instance) -> list[collectives.Phase]:
         if inst.op is None:
             return collectives.transfer_phases(self.topology, *inst.ranks, inst.nbytes)
-        once = collectives.phases(self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes)
+        once = collectives.phases(
+            self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, inst.shape
+        )
         if not once:  # a group of one: each repetition is a launch
             return [(self.topology.launch_latency, [])] * (inst.repeat - 1)
         # Each repetition after the first pays the launch latency again before its first phase.
