@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from podsim.costs.memory import memory_per_device
-from podsim.lowering.training import chunk_layers
+from podsim.lowering.training import chunk_layers, position_layers
 from podsim.plans.training import Plan
 from podsim.specs.clusters import Cluster
 
@@ -33,8 +33,21 @@ def virtual_stage_options(model, plan: Plan) -> list[int]:
 
 
 def stage_memory(model, plan: Plan, v: int):
+    """Memory with the lowering's layer split: the first stage takes the largest chunks
+    (DualPipe: one chunk of pp per direction)."""
+    planned = replace(plan, virtual_stages=v)
+    positions = plan.pp if plan.schedule == "dualpipe" else plan.pp * v
+    if plan.schedule == "dualpipe" or position_layers(model, plan, positions) != chunk_layers(
+        model.layers, positions
+    ):  # DualPipe holds two stages, a balanced split differs: the lowering's split
+        ranges = position_layers(model, plan, positions)
+        counts = [
+            sum(len(ranges[c * plan.pp + s]) for c in range(positions // plan.pp))
+            for s in range(plan.pp)
+        ]
+        return memory_per_device(model, planned, counts=counts)
     layers = max(map(len, chunk_layers(model.layers, plan.pp * v))) * v
-    return memory_per_device(model, replace(plan, virtual_stages=v), layers)
+    return memory_per_device(model, planned, layers)
 
 
 def one_replica(plan: Plan, cluster: Cluster) -> tuple[Plan, Cluster]:

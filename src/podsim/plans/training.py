@@ -7,6 +7,8 @@ from podsim.errors import SpecError, check
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved", "dualpipe")
 RECOMPUTE = ("none", "selective", "full")
+# Megatron-Core's --recompute-modules names (selective granularity), the ones podsim models.
+RECOMPUTE_MODULES = ("core_attn", "layernorm", "mla_up_proj", "moe_act", "shared_experts", "mlp")
 PRECISIONS = ("bf16", "fp16", "fp8")
 
 
@@ -37,6 +39,34 @@ class Plan:
     # and so does memory unless this is False (Korthikanti et al.'s unfused kernels).
     flash_attention: bool = True
     tokens: float = 0.0  # for time-to-train; 0 = not asked
+    # Expert sharding (Megatron-Core's MoE parallel folding): experts are split over
+    # etp x ep ranks taken from a stage's tp x cp x dp ranks; 0 = tp (Megatron-Core's default).
+    etp: int = 0
+    # Router: tokens per expert vary with this coefficient of variation (0 = perfectly
+    # balanced); with capacity_factor > 0 an expert takes at most that multiple of its mean
+    # share and drops the rest (0 = dropless, as Megatron-Core's default and DeepSeek-V3).
+    expert_load_cv: float = 0.05
+    capacity_factor: float = 0.0
+    # Selective recompute: the modules run again in backward ("default": see recompute_set).
+    recompute_modules: tuple[str, ...] | str = "default"
+    # Full recompute of only this many layers per stage and chunk (Megatron's
+    # --recompute-num-layers, block method); 0 = all of them.
+    recompute_layers: int = 0
+    # FP8 scaling: "per-tensor" (Transformer Engine current scaling), "blockwise" (1 x 128
+    # activation tiles and 128 x 128 weight blocks, DeepSeek-V3) or "mx" (MXFP8, 32-element
+    # blocks, Blackwell); sets the bytes its quantize kernels move.
+    fp8_recipe: str = "blockwise"
+    # Adam's two moments: "fp32", or "bf16" as DeepSeek-V3 keeps them (report section 3.3.3);
+    # "auto" = bf16 with the blockwise FP8 recipe (DeepSeek's framework), else fp32.
+    optimizer_moments: str = "auto"
+    # SMs the expert all-to-all kernels hold while compute overlaps them (DeepEP: 20 of 132 on
+    # H800, DeepSeek-V3 section 3.2.2); -1 = auto: 20 under DualPipe with ep > 1, else 0.
+    comm_sms: int = -1
+    # How layers are split over pipeline stages: "even", or "balanced" (the embedding and the
+    # loss, i.e. the head and each MTP module, count as a layer each, as Megatron-Core's
+    # account_for_embedding/loss_in_pipeline_split); "auto" = balanced for a DualPipe model
+    # with MTP modules (both heavy ends of the model sit on the same devices), else even.
+    pipeline_split: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("seq_len", "global_batch", "micro_batch", "tp", "pp", "dp", "ep", "cp"):
@@ -81,6 +111,94 @@ class Plan:
         )
         if self.schedule == "dualpipe":
             check(self.pp % 2 == 0, "train.pp", self.pp, "even for the dualpipe schedule")
+        self._check_moe_fields()
+
+    def _check_moe_fields(self) -> None:
+        etp = self.etp
+        ok = isinstance(etp, int) and not isinstance(etp, bool) and etp >= 0
+        check(ok, "train.etp", etp, "an integer >= 1, or 0 for tp")
+        for name in ("expert_load_cv", "capacity_factor"):
+            value = getattr(self, name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            check(ok and 0 <= value < float("inf"), f"train.{name}", value, "a number >= 0")
+        check(
+            self.capacity_factor == 0 or self.capacity_factor >= 1,
+            "train.capacity_factor",
+            self.capacity_factor,
+            "0 (dropless) or a number >= 1",
+        )
+        modules = self.recompute_modules
+        if modules != "default":
+            ok = isinstance(modules, list | tuple) and all(m in RECOMPUTE_MODULES for m in modules)
+            check(ok, "train.recompute_modules", modules, f"a list of {RECOMPUTE_MODULES}")
+            object.__setattr__(self, "recompute_modules", tuple(modules))
+        moments = ("auto", "fp32", "bf16")
+        check(
+            self.optimizer_moments in moments,
+            "train.optimizer_moments",
+            self.optimizer_moments,
+            " | ".join(moments),
+        )
+        sms = self.comm_sms
+        ok = isinstance(sms, int) and not isinstance(sms, bool) and sms >= -1
+        check(ok, "train.comm_sms", sms, "an integer >= 0, or -1 for auto")
+        splits = ("auto", "even", "balanced")
+        split = self.pipeline_split
+        check(split in splits, "train.pipeline_split", split, " | ".join(splits))
+        recipes = ("per-tensor", "blockwise", "mx")
+        check(self.fp8_recipe in recipes, "train.fp8_recipe", self.fp8_recipe, " | ".join(recipes))
+        layers = self.recompute_layers
+        ok = isinstance(layers, int) and not isinstance(layers, bool) and layers >= 0
+        check(ok, "train.recompute_layers", layers, "an integer >= 0 (0 = every layer)")
+
+    @property
+    def moment_bytes(self) -> int:
+        """Bytes of each of Adam's two moments."""
+        moments = self.optimizer_moments
+        if moments == "auto":
+            deepseek = self.precision == "fp8" and self.fp8_recipe == "blockwise"
+            moments = "bf16" if deepseek else "fp32"
+        return 2 if moments == "bf16" else 4
+
+    @property
+    def overlap_sms(self) -> int:
+        """SMs held by all-to-all kernels that overlap compute (comm_sms resolved)."""
+        if self.comm_sms >= 0:
+            return self.comm_sms
+        return 20 if self.schedule == "dualpipe" and self.ep > 1 else 0
+
+    @property
+    def expert_tp(self) -> int:
+        """Expert tensor-parallel size (etp; 0 resolves to tp)."""
+        return self.etp or self.tp
+
+    @property
+    def expert_dp(self) -> int:
+        """Expert data-parallel size: the ranks of a stage (tp x cp x dp) over etp x ep. Expert
+        gradients are reduced and ZeRO shards expert states over these (Megatron-Core)."""
+        return max(1, self.tp * self.cp * self.dp // (self.expert_tp * self.ep))
+
+    @property
+    def moe_token_split(self) -> int:
+        """Ranks that split a microbatch's tokens before the MoE layer: tp (sequence
+        parallelism shards tokens over tp, as Megatron-Core requires for MoE with tp > 1)."""
+        return self.tp
+
+    def recompute_set(self, model) -> frozenset[str]:
+        """The modules selective recompute runs again. "default": the attention core
+        (Korthikanti et al. 2022); for MLA models also the norms and MLA up-projections, and for
+        MoE models the expert activation (SwiGLU), as DeepSeek-V3 does (report section 3.2.3 and
+        3.3.2)."""
+        if self.recompute != "selective":
+            return frozenset()
+        if self.recompute_modules != "default":
+            return frozenset(self.recompute_modules)
+        modules = {"core_attn"}
+        if model.attention == "mla":
+            modules |= {"layernorm", "mla_up_proj"}
+        if model.experts:
+            modules.add("moe_act")
+        return frozenset(modules)
 
     @property
     def devices(self) -> int:
@@ -107,6 +225,8 @@ def plan_from_table(table: dict[str, Any], devices: int) -> Plan:
             raise SpecError(f"train.{required} is missing")
     if values.get("virtual_stages") == "auto":
         values["virtual_stages"] = 0
+    if values.get("etp") == "tp":
+        values["etp"] = 0
     if "tokens" in values:
         tokens = values["tokens"]
         check(
@@ -159,15 +279,30 @@ def check_plan(model, plan: Plan, cluster) -> None:
         )
     else:
         check(plan.ep == 1, "train.ep", plan.ep, "1 for a dense model")
+    stage = plan.tp * plan.cp * plan.dp
     check(
-        (plan.dp * plan.cp) % plan.ep == 0,
-        "train.ep",
-        plan.ep,
-        f"a divisor of dp * cp ({plan.dp * plan.cp}): experts are split over those ranks",
+        stage % (plan.expert_tp * plan.ep) == 0,
+        "train.ep * etp",
+        plan.expert_tp * plan.ep,
+        f"a divisor of tp * cp * dp ({stage}): experts are split over a stage's ranks",
     )
+    if model.experts:
+        width = model.expert_ffn_hidden
+        check(
+            width % plan.expert_tp == 0,
+            "train.etp",
+            plan.expert_tp,
+            f"a divisor of the model's expert_ffn_hidden ({width})",
+        )
+        check(
+            plan.tp == 1 or plan.sequence_parallel,
+            "train.sequence_parallel",
+            plan.sequence_parallel,
+            "true for an MoE model with tp > 1 (Megatron-Core requires it)",
+        )
     check(
-        plan.schedule != "interleaved" or plan.virtual_stages <= 1 or plan.pp >= 3,
+        plan.schedule != "interleaved" or plan.virtual_stages <= 1 or plan.pp >= 2,
         "train.virtual_stages",
         plan.virtual_stages,
-        "1 when pp < 3",
+        "1 when pp = 1",
     )

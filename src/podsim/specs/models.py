@@ -30,7 +30,8 @@ _MOE_FIELDS = ("top_k", "shared_experts", "expert_ffn_hidden", "dense_layers")
 # Fields a scenario's [model] table or a catalog entry may leave out.
 _OPTIONAL = {"kv_heads", "head_dim", "attention", "mlp", *_MLA_DIMS, "experts", *_MOE_FIELDS}
 _OPTIONAL |= {"mtp_depth", "tied_embeddings", "bias", "learned_positions", "sources", "notes"}
-_OPTIONAL |= {"max_routed_nodes"}
+_OPTIONAL |= {"max_routed_nodes", "router_score", "expert_groups", "topk_groups", "dropout"}
+ROUTER_SCORES = ("softmax", "sigmoid")
 
 Projection = tuple[int, int]  # (inputs, outputs) of one weight matrix
 
@@ -73,8 +74,16 @@ class Model:
     # Node-limited routing: a token goes to experts on at most this many nodes and crosses the
     # network once per node (DeepSeek-V3: 4); 0 = no limit.
     max_routed_nodes: int = 0
+    # Router: the score function and group-limited routing (DeepSeek-V3: sigmoid, 8 groups,
+    # top-4 groups); expert_groups = 0 routes over all experts at once.
+    router_score: str = "softmax"
+    expert_groups: int = 0
+    topk_groups: int = 0
     tied_embeddings: bool = False
     bias: bool = False
+    # Trained with dropout (Korthikanti et al.'s activation counts keep its 1-byte masks);
+    # DeepSeek-V3 trains without.
+    dropout: bool = True
     learned_positions: int = 0
     sources: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     notes: str = ""
@@ -86,7 +95,8 @@ class Model:
         self._check_attention()
         check(self.mlp in MLPS, "model.mlp", self.mlp, " | ".join(MLPS))
         self._check_moe()
-        for flag in ("tied_embeddings", "bias"):
+        self._check_router()
+        for flag in ("tied_embeddings", "bias", "dropout"):
             value = getattr(self, flag)
             check(isinstance(value, bool), f"model.{flag}", value, "true or false")
         if not isinstance(self.sources, MappingProxyType):
@@ -99,6 +109,8 @@ class Model:
             _integer(name, getattr(self, name), 0)
         _integer("mtp_depth", self.mtp_depth, 0)
         _integer("max_routed_nodes", self.max_routed_nodes, 0)
+        _integer("expert_groups", self.expert_groups, 0)
+        _integer("topk_groups", self.topk_groups, 0)
         _integer("learned_positions", self.learned_positions, 0)
 
     def _resolve_heads(self) -> None:
@@ -170,6 +182,23 @@ class Model:
                 self.ffn_hidden,
                 "an integer >= 1 when there are dense layers",
             )
+
+    def _check_router(self) -> None:
+        score = self.router_score
+        check(score in ROUTER_SCORES, "model.router_score", score, " | ".join(ROUTER_SCORES))
+        if self.expert_groups:
+            check(
+                self.experts % self.expert_groups == 0,
+                "model.expert_groups",
+                self.expert_groups,
+                f"a divisor of experts ({self.experts})",
+            )
+        check(
+            self.topk_groups <= self.expert_groups,
+            "model.topk_groups",
+            self.topk_groups,
+            f"an integer in [0, expert_groups = {self.expert_groups}]",
+        )
 
     # --- shapes -------------------------------------------------------------------------
 
