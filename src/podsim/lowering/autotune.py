@@ -26,7 +26,7 @@ def virtual_stage_options(model, plan: Plan) -> list[int]:
         return [1]
     if plan.virtual_stages:
         return [plan.virtual_stages]
-    if plan.pp < 3 or plan.microbatches % plan.pp:
+    if plan.pp < 2 or plan.microbatches % plan.pp:
         return [1]
     fitting = [v for v in range(1, MAX_VIRTUAL_STAGES + 1) if model.layers >= plan.pp * v]
     return fitting or [1]  # too few layers even for one: the lowering says so

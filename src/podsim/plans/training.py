@@ -16,8 +16,8 @@ PRECISIONS = ("bf16", "fp16", "fp8")
 class Plan:
     """A training plan. Batch sizes count sequences; dp = devices / (tp * pp * cp).
 
-    ep splits each MoE layer's experts over ep ranks taken from the dp x cp ranks of a stage
-    (as Megatron and DeepSeek do); it does not multiply the device count.
+    ep x etp split each MoE layer's experts over ranks folded from the tp x cp x dp ranks of
+    a stage (Megatron-Core's MoE parallel folding); it does not multiply the device count.
     virtual_stages: model chunks per pipeline stage (interleaved schedule); 0 = "auto".
     """
 
