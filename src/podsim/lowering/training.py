@@ -113,8 +113,9 @@ class StepBuilder:
         v = 2 if self.dual else v
         self.model, self.plan, self.v = model, plan, v
         self.kernels = KernelModel(cluster.chip, plan.precision, plan.overlap_sms)
-        chip = cluster.chip
-        spans = plan.tp * plan.cp * plan.dp > chip.domain_size and plan.ep * plan.expert_tp > 1
+        # The token-count exchange crosses the fabric when an expert group leaves a domain
+        # (expert groups are contiguous ranks, etp fastest, then ep).
+        spans = plan.ep * plan.expert_tp > cluster.domain_size
         self.shape = LayerShape(
             plan.micro_batch * plan.seq_len / plan.cp,
             plan.seq_len,
@@ -124,7 +125,7 @@ class StepBuilder:
             etp=plan.expert_tp,
             load_cv=plan.expert_load_cv,
             capacity_factor=plan.capacity_factor,
-            count_latency=chip.scale_out_latency if spans else chip.scale_up_latency,
+            count_latency=cluster.scale_out_latency if spans else cluster.scale_up_latency,
             fp8_recipe=plan.fp8_recipe,
         )
         self.recompute = plan.recompute_set(model)
