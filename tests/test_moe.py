@@ -203,8 +203,18 @@ def test_pp2_interleaves():
     small = replace(MOE, experts=0, top_k=0, shared_experts=0, expert_ffn_hidden=0)
     from podsim.lowering.autotune import virtual_stage_options
 
-    assert virtual_stage_options(small, plan) == [1, 2]
-    check_plan(small, replace(plan, virtual_stages=2), cluster(2, domain_size=2))
+    # "auto" keeps Megatron-LM 2021's rule (the calibration rows ran it); asked for, pp = 2
+    # interleaves, with a smaller bubble than 1F1B.
+    assert virtual_stage_options(small, plan) == [1]
+    two = replace(plan, virtual_stages=2)
+    assert virtual_stage_options(small, two) == [2]
+    c = cluster(2, domain_size=2)
+    check_plan(small, two, c)
+    from podsim.front.training import train
+
+    one_f = train(small, replace(plan, schedule="1f1b"), c)
+    inter = train(small, two, c)
+    assert inter.breakdown.bubble_s < one_f.breakdown.bubble_s
 
 
 def test_new_keys_parse_from_a_scenario():

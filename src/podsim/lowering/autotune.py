@@ -26,7 +26,9 @@ def virtual_stage_options(model, plan: Plan) -> list[int]:
         return [1]
     if plan.virtual_stages:
         return [plan.virtual_stages]
-    if plan.pp < 2 or plan.microbatches % plan.pp:
+    # "auto" interleaves from pp = 3, as Megatron-LM of 2021 (the software of the calibration
+    # rows) required; an explicit virtual_stages may interleave pp = 2 (Megatron-Core).
+    if plan.pp < 3 or plan.microbatches % plan.pp:
         return [1]
     fitting = [v for v in range(1, MAX_VIRTUAL_STAGES + 1) if model.layers >= plan.pp * v]
     return fitting or [1]  # too few layers even for one: the lowering says so
