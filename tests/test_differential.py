@@ -117,11 +117,20 @@ TRAINING_PLANS = [
     dict(tp=1, pp=2, dp=4, schedule="dualpipe", ep=2),
     dict(tp=2, pp=2, dp=2, schedule="gpipe", zero=3),
     dict(tp=2, pp=1, dp=2, cp=2, zero=1),
+    # MoE with tensor parallelism: experts folded over tp x dp (etp 1, ep 4), expert tensor
+    # parallelism (etp 2) with its own gather, and expert data parallelism apart from dp.
+    dict(tp=2, pp=2, dp=2, ep=4, etp=1, schedule="1f1b", zero=1),
+    dict(tp=2, pp=1, dp=4, ep=2, etp=2, zero=1, capacity_factor=1.25),
+    dict(tp=2, pp=2, dp=2, ep=2, etp=1, schedule="interleaved", virtual_stages=2),
 ]
 
 
+def _plan_id(split: dict) -> str:
+    return "-".join(f"{k}{v}" for k, v in split.items())
+
+
 @pytest.mark.parametrize("network", ["analytical", "contention"])
-@pytest.mark.parametrize("split", TRAINING_PLANS, ids=lambda s: s.get("schedule", "zero1-cp"))
+@pytest.mark.parametrize("split", TRAINING_PLANS, ids=_plan_id)
 def test_training_programs_run_alike_on_both_engines(split, network):
     # A whole lowered training step (tensor, pipeline, data, expert and context parallelism,
     # tagged sends, repeated collectives) through the C++ engine and the Python reference.

@@ -28,7 +28,7 @@ from podsim.lowering.program import (
 COMPUTE, DP_STREAM, SEND_STREAM, EP_STREAM = 0, 1, 2, 3
 # Receives: one stream per (pass kind, direction the data comes from), posted in order of use.
 RECV_STREAMS = {("F", -1): 4, ("F", +1): 5, ("B", +1): 6, ("B", -1): 7}
-ROLES = ("tp", "dp", "cp", "ep")
+ROLES = ("tp", "dp", "cp", "ep", "edp", "etp")
 
 
 @dataclass(frozen=True)
@@ -90,27 +90,36 @@ class Template:
         return len(self.ops) - 1
 
 
-def group_tables(layout: Layout, ep: int) -> dict[str, tuple[np.ndarray, ...]]:
+def group_tables(layout: Layout, ep: int, etp: int = 0) -> dict[str, tuple[np.ndarray, ...]]:
     """Per role: each rank's group key (0, 1, ...), the size of each group, and all ranks
-    sorted by group (so each group's members are in rank order)."""
+    sorted by group (so each group's members are in rank order).
+
+    Experts fold over a stage's tp x cp x dp ranks as Megatron-Core's MoE parallel folding
+    does: a rank's place r in its stage splits into (etp fastest, then ep, then expert dp);
+    etp = 0 means tp, which keeps expert groups inside tensor-parallel ones' complement."""
     c = layout.coordinates()
-    replica = c["dp"] * layout.cp + c["cp"]  # the rank's place among the stage's dp x cp ranks
+    etp = etp or layout.tp
+    r = np.arange(layout.devices, dtype=np.int64) % layout.stage_size
+    e_tp, e_p, e_dp = r % etp, r // etp % ep, r // (etp * ep)
+    edp = layout.stage_size // (etp * ep)
     keys = {
         "tp": (c["pp"] * layout.dp + c["dp"]) * layout.cp + c["cp"],
         "dp": (c["pp"] * layout.cp + c["cp"]) * layout.tp + c["tp"],
         "cp": (c["pp"] * layout.dp + c["dp"]) * layout.tp + c["tp"],
-        "ep": (c["pp"] * (layout.dp * layout.cp // ep) + replica // ep) * layout.tp + c["tp"],
+        "ep": (c["pp"] * edp + e_dp) * etp + e_tp,
+        "edp": (c["pp"] * ep + e_p) * etp + e_tp,
+        "etp": (c["pp"] * edp + e_dp) * ep + e_p,
     }
     return {
         role: (key, np.bincount(key), np.argsort(key, kind="stable")) for role, key in keys.items()
     }
 
 
-def build_program(templates: list[Template], layout: Layout, ep: int) -> Program:
+def build_program(templates: list[Template], layout: Layout, ep: int, etp: int = 0) -> Program:
     """Copies each stage's template to its ranks and wires groups and peers."""
     ops = sum(len(t.ops) for t in templates) * layout.stage_size
     check_program_size(ops, f"a training step on {layout.devices:,} devices")
-    tables = group_tables(layout, ep)
+    tables = group_tables(layout, ep, etp)
     group_base, sizes, members, total = {}, [], [], 0
     for role in ROLES:
         _, counts, order = tables[role]
