@@ -73,6 +73,7 @@ struct Engine::State {
   Program program;
   Topology topology;
   NetworkMode mode;
+  bool symmetric;
   ProgramIndex graph;  // dependents, stream successors, collective instances, send/recv partners
 
   std::vector<std::int32_t> pending;
@@ -93,10 +94,11 @@ struct Engine::State {
   bool dirty = false;
   std::vector<std::int32_t> finished_owners;
 
-  State(Program p, Topology t, NetworkMode m, Noise n)
+  State(Program p, Topology t, NetworkMode m, Noise n, bool sym)
       : program(std::move(p)),
         topology(t),
         mode(m),
+        symmetric(sym),
         graph(index_program(program, topology)),
         noise(std::move(n)),
         network(topology) {
@@ -185,8 +187,9 @@ struct Engine::State {
         break;
       case Kind::Collective: {
         const std::int32_t index = graph.instance_of[op];
-        if (++instances[index].arrived ==
-            static_cast<std::int32_t>(members(instances[index].group).size())) {
+        const std::size_t expected =
+            symmetric ? graph.instance_ops(index).size() : members(instances[index].group).size();
+        if (++instances[index].arrived == static_cast<std::int32_t>(expected)) {
           start_instance(index, op, t);
         }
         break;
@@ -397,7 +400,7 @@ void Noise::validate(std::int64_t devices) const {
   }
 }
 
-Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise) {
+Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise, bool symmetric) {
   topology.validate();
   // The contention network keeps state per link (four per device): bound its memory.
   constexpr std::int64_t kMaxContentionDevices = std::int64_t{1} << 24;
@@ -407,7 +410,12 @@ Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise
                     "analytical network");
   }
   noise.validate(topology.devices);
-  state_ = std::make_unique<State>(std::move(program), topology, mode, std::move(noise));
+  if (symmetric && noise.active()) {
+    throw SpecError(
+        "a symmetric program (one representative per class of ranks) cannot carry noise: noise "
+        "breaks the symmetry; simulate every rank");
+  }
+  state_ = std::make_unique<State>(std::move(program), topology, mode, std::move(noise), symmetric);
   state_->init();
 }
 

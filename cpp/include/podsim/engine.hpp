@@ -33,7 +33,14 @@ struct Noise {
 class Engine {
  public:
   // Validates program and topology (throws ProgramError or SpecError).
-  Engine(Program program, Topology topology, NetworkMode mode, Noise noise = {});
+  //
+  // `symmetric`: the program holds one representative rank per class of identical ranks; a
+  // collective instance starts once the ops the program holds for it are ready, and is priced
+  // (and, in contention mode, runs its flows) over its group's full membership. Without noise
+  // only (SpecError otherwise): the caller guarantees that the ranks left out behave exactly as
+  // their representative.
+  Engine(Program program, Topology topology, NetworkMode mode, Noise noise = {},
+         bool symmetric = false);
 
   // Starts the run again as step `iteration` (new noise draws), reusing the checked program.
   void restart(std::uint64_t iteration);

@@ -13,7 +13,7 @@ from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
-from podsim.front.training import StepRun, simulate_step
+from podsim.front.training import Simulation, StepRun, simulate_step
 from podsim.results.long_run import LongRunResult
 from podsim.results.training import TrainResult
 from podsim.specs.clusters import make_cluster
@@ -49,15 +49,24 @@ def training_step(
     network: NetworkMode = "analytical",
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
+    simulation: Simulation = "auto",
 ) -> StepRun:
     """One simulated training step of a scenario with [model] and [train] tables (with its
-    [noise] table, a Monte Carlo over steps; `progress` is called with the steps done)."""
+    [noise] table, a Monte Carlo over steps; `progress` is called with the steps done).
+    `simulation`: "auto", "symmetric" or "full" (see podsim.front.training.simulate_step)."""
     scenario = resolve_scenario(scenario)
     if scenario.model is None or scenario.train is None:
         raise SpecError(f"{scenario.source}: training needs [model] and [train] tables")
     noise = NoiseModel.from_table(scenario.noise) if scenario.noise is not None else None
     run = simulate_step(
-        scenario.model, scenario.train, scenario.cluster, network, strict, noise, progress
+        scenario.model,
+        scenario.train,
+        scenario.cluster,
+        network,
+        strict,
+        noise,
+        progress,
+        simulation,
     )
     if scenario.failures is None:
         return run

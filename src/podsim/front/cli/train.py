@@ -72,14 +72,19 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
         return
     scenario = resolve_scenario(args.scenario)
     steps = NoiseModel.from_table(scenario.noise).steps if scenario.noise is not None else 0
+    simulation = "full" if args.trace else "auto"  # a trace shows every rank
     if steps and not args.json:  # a Monte Carlo over steps: show its progress
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("simulating noisy steps", total=steps)
             run = training_step(
-                scenario, args.network, args.strict, lambda done: bar.update(task, completed=done)
+                scenario,
+                args.network,
+                args.strict,
+                lambda done: bar.update(task, completed=done),
+                simulation,
             )
     else:
-        run = training_step(scenario, args.network, args.strict)
+        run = training_step(scenario, args.network, args.strict, simulation=simulation)
     r = run.result
     if args.trace:
         meta = {"scenario": str(args.scenario), "step_time_s": r.step_time_s}
