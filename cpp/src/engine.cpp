@@ -70,11 +70,21 @@ struct Cost {
 }  // namespace
 
 struct Engine::State {
+  // The run works on ops renumbered for memory locality (locality_order: the k-th ops of all
+  // ranks side by side), through the columns it reads per op (kind, duration, rank) and the
+  // index; `original` maps them back to the program, which keeps the program's numbering and is
+  // read only where an instance or transfer starts. Noise draws and outputs use the program's
+  // numbers, and events are handled in the same order as in program order: nothing else changes.
   Program program;
+  std::vector<std::int8_t> op_kind;
+  std::vector<double> op_duration;
+  std::vector<std::int32_t> op_rank;
   Topology topology;
   NetworkMode mode;
   bool symmetric;
   ProgramIndex graph;  // dependents, stream successors, collective instances, send/recv partners
+  std::vector<std::int64_t> original;       // internal op -> its index in the caller's program
+  std::vector<std::int64_t> initial_ready;  // ops with no prerequisites, in program order
 
   std::vector<std::int32_t> pending;
   std::vector<char> ready;
@@ -95,15 +105,40 @@ struct Engine::State {
   std::vector<std::int32_t> finished_owners;
 
   State(Program p, Topology t, NetworkMode m, Noise n, bool sym)
-      : program(std::move(p)),
-        topology(t),
-        mode(m),
-        symmetric(sym),
-        graph(index_program(program, topology)),
-        noise(std::move(n)),
-        network(topology) {
+      : topology(t), mode(m), symmetric(sym), noise(std::move(n)), network(topology) {
     std::sort(noise.straggler_ranks.begin(), noise.straggler_ranks.end());
+    {
+      const ProgramIndex index = index_program(p, topology);  // checks, in program order
+      original = locality_order(p);
+      graph = permute(index, original);
+    }
+    program = std::move(p);
+    op_kind = gather(program.kind, original);
+    op_duration = gather(program.duration, original);
+    op_rank = gather(program.rank, original);
+    for (std::size_t op = 0; op < original.size(); ++op) {
+      if (graph.initial_pending[op] == 0) initial_ready.push_back(static_cast<std::int64_t>(op));
+    }
+    std::sort(initial_ready.begin(), initial_ready.end(),
+              [&](std::int64_t a, std::int64_t b) { return original[a] < original[b]; });
   }
+
+  // A per-op vector in program order.
+  template <class T>
+  std::vector<T> in_program_order(const std::vector<T>& values) const {
+    std::vector<T> out(values.size());
+    for (std::size_t op = 0; op < values.size(); ++op) out[original[op]] = values[op];
+    return out;
+  }
+
+  std::string deadlock() const {
+    const ProgramIndex index = index_program(program, topology);
+    return describe_deadlock(program, index, in_program_order(pending), in_program_order(ready),
+                             in_program_order(end));
+  }
+
+  // The program's op behind an internal one.
+  std::size_t at(std::int64_t op) const { return static_cast<std::size_t>(original[op]); }
 
   // Whether a rank is one of the slow devices: listed, or drawn (from the seed and the rank).
   bool slow(std::int32_t rank) const {
@@ -118,17 +153,17 @@ struct Engine::State {
     double factor = 1.0;
     if (noise.compute_cv > 0) {
       const double s2 = std::log1p(noise.compute_cv * noise.compute_cv);
-      const double z =
-          random::normal(noise.seed, ComputeJitter, static_cast<std::uint64_t>(op), iteration);
+      const double z = random::normal(noise.seed, ComputeJitter,
+                                      static_cast<std::uint64_t>(original[op]), iteration);
       factor = std::exp(std::sqrt(s2) * z - 0.5 * s2);
     }
-    const std::int32_t rank = program.rank[op];
-    if (slow(rank) && (noise.straggler_probability >= 1.0 ||
-                       random::uniform(noise.seed, SlowStep, static_cast<std::uint64_t>(rank),
-                                       iteration) < noise.straggler_probability)) {
+    const std::int32_t r = op_rank[op];
+    if (slow(r) && (noise.straggler_probability >= 1.0 ||
+                    random::uniform(noise.seed, SlowStep, static_cast<std::uint64_t>(r),
+                                    iteration) < noise.straggler_probability)) {
       factor *= noise.straggler_slowdown;
     }
-    return program.duration[op] * factor;
+    return op_duration[op] * factor;
   }
 
   // How much longer than its median a latency term takes: a step waits for the slowest of its
@@ -159,9 +194,7 @@ struct Engine::State {
     instances.resize(graph.instance_groups.size());  // arrival counts are reset by reset()
     for (std::size_t i = 0; i < instances.size(); ++i)
       instances[i].group = graph.instance_groups[i];
-    for (std::size_t op = 0; op < n; ++op) {
-      if (pending[op] == 0) on_ready(static_cast<std::int64_t>(op), 0.0);
-    }
+    for (std::int64_t op : initial_ready) on_ready(op, 0.0);
   }
 
   void reset(std::uint64_t step) {
@@ -179,7 +212,7 @@ struct Engine::State {
 
   void on_ready(std::int64_t op, double t) {
     ready[op] = 1;
-    switch (static_cast<Kind>(program.kind[op])) {
+    switch (static_cast<Kind>(op_kind[op])) {
       case Kind::Compute:
       case Kind::Wait:
         start[op] = t;
@@ -198,15 +231,15 @@ struct Engine::State {
       case Kind::Recv: {
         const std::int64_t partner = graph.partner[op];
         if (partner >= 0 && ready[partner]) {
-          start_transfer(program.kind[op] == static_cast<std::int8_t>(Kind::Send) ? op : partner,
-                         t);
+          start_transfer(op_kind[op] == static_cast<std::int8_t>(Kind::Send) ? op : partner, t);
         }
         break;
       }
     }
   }
 
-  const Cost& cost(std::int32_t group, std::int64_t op) {
+  // `op`: the program's op (not an internal one).
+  const Cost& cost(std::int32_t group, std::size_t op) {
     const CostKey key{group, program.collective[op], program.algorithm[op], program.bytes[op]};
     auto it = costs.find(key);
     if (it == costs.end()) {
@@ -224,7 +257,8 @@ struct Engine::State {
     return it->second;
   }
 
-  void start_instance(std::int32_t index, std::int64_t op, double t) {
+  void start_instance(std::int32_t index, std::int64_t internal, double t) {
+    const std::size_t op = at(internal);
     Instance& instance = instances[index];
     const Cost& c = cost(instance.group, op);
     const Algorithm algorithm = c.algorithm;
@@ -272,17 +306,18 @@ struct Engine::State {
   void start_transfer(std::int64_t send, double t) {
     const std::int64_t recv = graph.partner[send];
     start[send] = start[recv] = t;
-    const Path path = route(topology, program.rank[send], program.rank[recv]);
+    const Path path = route(topology, op_rank[send], op_rank[recv]);
     // Transfers draw from keys above every collective instance's.
     const double latency =
         path.latency *
-        latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(send), 1);
+        latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(original[send]), 1);
+    const double bytes = program.bytes[at(send)];
     if (mode == NetworkMode::Analytical) {
-      push(t + topology.launch_latency + latency + program.bytes[send] / path.bandwidth, 2,
+      push(t + topology.launch_latency + latency + bytes / path.bandwidth, 2,
            EventType::TransferDone, send);
       return;
     }
-    Phase phase{latency, {{program.rank[send], program.rank[recv], program.bytes[send]}}};
+    Phase phase{latency, {{op_rank[send], op_rank[recv], bytes}}};
     begin_activity({true, send, {std::move(phase)}, 0, 0, 1, false}, t);
   }
 
@@ -435,15 +470,16 @@ bool Engine::advance(std::uint64_t max_events) {
     s.settle_network();
   }
   if (!s.queue.empty()) return false;
-  if (s.completed < s.program.num_ops())
-    throw DeadlockError(describe_deadlock(s.program, s.graph, s.pending, s.ready, s.end));
+  if (s.completed < s.program.num_ops()) throw DeadlockError(s.deadlock());
   return true;
 }
 
 bool Engine::done() const { return state_->queue.empty(); }
-const std::vector<double>& Engine::start() const { return state_->start; }
-const std::vector<double>& Engine::end() const { return state_->end; }
-const std::vector<std::int8_t>& Engine::resolved_algorithm() const { return state_->resolved; }
+std::vector<double> Engine::start() const { return state_->in_program_order(state_->start); }
+std::vector<double> Engine::end() const { return state_->in_program_order(state_->end); }
+std::vector<std::int8_t> Engine::resolved_algorithm() const {
+  return state_->in_program_order(state_->resolved);
+}
 std::uint64_t Engine::events_processed() const { return state_->events; }
 double Engine::makespan() const { return state_->makespan; }
 

@@ -53,10 +53,11 @@ class Engine {
   bool advance(std::uint64_t max_events);
   bool done() const;
 
-  const std::vector<double>& start() const;
-  const std::vector<double>& end() const;
+  // Per op, in program order (copies).
+  std::vector<double> start() const;
+  std::vector<double> end() const;
   // Per collective op: the algorithm it ran (Auto resolved); -1 for other ops.
-  const std::vector<std::int8_t>& resolved_algorithm() const;
+  std::vector<std::int8_t> resolved_algorithm() const;
   std::uint64_t events_processed() const;
   double makespan() const;
 
