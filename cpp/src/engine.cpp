@@ -21,23 +21,34 @@ namespace {
 
 enum class EventType : std::int8_t { FlowCheck, PhaseStart, OpDone, InstanceDone, TransferDone };
 
+// 24 bytes: the order key (priority in the top 2 bits of `order`, the sequence number below)
+// and the type in the low 3 bits of `data`, the payload above them.
 struct Event {
   double time;
-  int priority;
-  std::uint64_t seq;
-  EventType type;
-  std::int64_t payload;
+  std::uint64_t order;
+  std::uint64_t data;
+
+  Event(double t, int priority, std::uint64_t seq, EventType type, std::int64_t payload)
+      : time(t),
+        order((static_cast<std::uint64_t>(priority) << 62) | seq),
+        data((static_cast<std::uint64_t>(payload) << 3) | static_cast<std::uint64_t>(type)) {}
+
+  EventType type() const { return static_cast<EventType>(data & 7); }
+  std::int64_t payload() const { return static_cast<std::int64_t>(data >> 3); }
 
   // Earliest time first, then priority, then insertion order: deterministic.
   bool operator>(const Event& o) const {
-    return std::tie(time, priority, seq) > std::tie(o.time, o.priority, o.seq);
+    return time > o.time || (time == o.time && order > o.order);
   }
 };
+
+struct Cost;
 
 struct Instance {
   std::int32_t group = 0;
   std::int32_t arrived = 0;
   Algorithm algorithm = Algorithm::Auto;
+  const Cost* cost = nullptr;  // looked up once, kept over restarts
 };
 
 // A collective instance or a send/recv transfer running in the contention network. A repeated
@@ -181,7 +192,7 @@ struct Engine::State {
   }
 
   void push(double time, int priority, EventType type, std::int64_t payload) {
-    queue.push({time, priority, seq++, type, payload});
+    queue.emplace(time, priority, seq++, type, payload);
   }
 
   void init() {
@@ -260,7 +271,8 @@ struct Engine::State {
   void start_instance(std::int32_t index, std::int64_t internal, double t) {
     const std::size_t op = at(internal);
     Instance& instance = instances[index];
-    const Cost& c = cost(instance.group, op);
+    if (instance.cost == nullptr) instance.cost = &cost(instance.group, op);
+    const Cost& c = *instance.cost;
     const Algorithm algorithm = c.algorithm;
     instance.algorithm = algorithm;
     const double hops = static_cast<double>(members(instance.group).size());
@@ -382,23 +394,24 @@ struct Engine::State {
 
   void handle(const Event& e) {
     now = e.time;
-    switch (e.type) {
+    const std::int64_t payload = e.payload();
+    switch (e.type()) {
       case EventType::OpDone:
-        complete(e.payload, e.time);
+        complete(payload, e.time);
         break;
       case EventType::InstanceDone:
-        for (std::int64_t op : graph.instance_ops(static_cast<std::int32_t>(e.payload)))
+        for (std::int64_t op : graph.instance_ops(static_cast<std::int32_t>(payload)))
           complete(op, e.time);
         break;
       case EventType::TransferDone:
-        complete(e.payload, e.time);
-        complete(graph.partner[e.payload], e.time);
+        complete(payload, e.time);
+        complete(graph.partner[payload], e.time);
         break;
       case EventType::PhaseStart:
-        start_phase(e.payload, e.time);
+        start_phase(payload, e.time);
         break;
       case EventType::FlowCheck:
-        if (static_cast<std::uint64_t>(e.payload) == generation) flow_check(e.time);
+        if (static_cast<std::uint64_t>(payload) == generation) flow_check(e.time);
         break;
     }
   }
