@@ -57,7 +57,7 @@ class Layout:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class TemplateOp:
     """One op of a stage's template; `deps` index earlier ops of the same template."""
 
@@ -81,8 +81,7 @@ class Template:
         self.ops: list[TemplateOp] = []
 
     def add(self, op: TemplateOp) -> int:
-        if op.deps and min(op.deps) < 0:
-            raise ValueError(f"template op {op.name} has a negative dep")
+        """Deps are checked when the template is copied to ranks (build_program)."""
         self.ops.append(op)
         return len(self.ops) - 1
 
@@ -199,6 +198,9 @@ def _assemble(templates, stages, layout, tables, group_base, sizes, members) -> 
         _fill_stage(block, template, ranks, stage, layout, tables, group_base)
         counts = np.array([len(op.deps) for op in template.ops], np.int64)
         flat = np.array([d for op in template.ops for d in op.deps], np.int64)
+        if len(flat) and flat.min() < 0:
+            bad = int(np.repeat(np.arange(length), counts)[np.argmax(flat < 0)])
+            raise ValueError(f"template op {template.ops[bad].name} has a negative dep")
         starts = base + np.arange(len(ranks), dtype=np.int64) * length
         dep_counts.append(_copies(counts, len(ranks)))
         dep_values.append((starts[:, None] + flat[None, :]).ravel())
