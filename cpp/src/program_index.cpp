@@ -297,6 +297,67 @@ ProgramIndex index_program(const Program& program, const Topology& topology) {
   return index;
 }
 
+std::vector<std::int64_t> locality_order(const Program& p) {
+  const std::size_t n = p.num_ops();
+  std::int32_t ranks = 1;
+  for (std::int32_t r : p.rank) ranks = std::max(ranks, r + 1);
+  // The position of each op among its rank's ops, then a counting sort by it (stable).
+  std::vector<std::int64_t> seen(static_cast<std::size_t>(ranks), 0);
+  std::vector<std::int64_t> position(n);
+  std::int64_t longest = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    position[i] = seen[static_cast<std::size_t>(p.rank[i])]++;
+    longest = std::max(longest, position[i] + 1);
+  }
+  std::vector<std::int64_t> start(static_cast<std::size_t>(longest) + 1, 0);
+  for (std::int64_t k : position) ++start[static_cast<std::size_t>(k) + 1];
+  for (std::size_t k = 0; k + 1 < start.size(); ++k) start[k + 1] += start[k];
+  std::vector<std::int64_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    order[static_cast<std::size_t>(start[static_cast<std::size_t>(position[i])]++)] =
+        static_cast<std::int64_t>(i);
+  }
+  return order;
+}
+
+namespace {
+
+std::vector<std::int64_t> inverse(const std::vector<std::int64_t>& to_original) {
+  std::vector<std::int64_t> to_internal(to_original.size());
+  for (std::size_t x = 0; x < to_original.size(); ++x) {
+    to_internal[static_cast<std::size_t>(to_original[x])] = static_cast<std::int64_t>(x);
+  }
+  return to_internal;
+}
+
+}  // namespace
+
+ProgramIndex permute(const ProgramIndex& index, const std::vector<std::int64_t>& to_original) {
+  const std::vector<std::int64_t> to_internal = inverse(to_original);
+  const auto rename = [&](std::int64_t op) {
+    return op < 0 ? op : to_internal[static_cast<std::size_t>(op)];
+  };
+  const std::size_t n = to_original.size();
+  ProgramIndex out;
+  out.initial_pending = gather(index.initial_pending, to_original);
+  out.instance_of = gather(index.instance_of, to_original);
+  out.partner = gather(index.partner, to_original);
+  for (std::int64_t& op : out.partner) op = rename(op);
+  out.dependent_offsets.assign(n + 1, 0);
+  out.dependent_ops.reserve(index.dependent_ops.size());
+  for (std::size_t x = 0; x < n; ++x) {
+    for (std::int64_t next : index.dependents(to_original[x])) {
+      out.dependent_ops.push_back(rename(next));
+    }
+    out.dependent_offsets[x + 1] = static_cast<std::int64_t>(out.dependent_ops.size());
+  }
+  out.instance_groups = index.instance_groups;
+  out.instance_offsets = index.instance_offsets;
+  out.instance_members = index.instance_members;
+  for (std::int64_t& op : out.instance_members) op = rename(op);
+  return out;
+}
+
 std::string describe_deadlock(const Program& p, const ProgramIndex& index,
                               const std::vector<std::int32_t>& pending,
                               const std::vector<char>& ready, const std::vector<double>& end) {

@@ -64,6 +64,7 @@ class Engine:
         topology: Topology,
         mode: _Int,
         noise: Noise = ...,
+        symmetric: bool = ...,
     ) -> None: ...
     def restart(self, iteration: _Int) -> None:
         """Run the step again as iteration `iteration` (fresh noise draws)."""

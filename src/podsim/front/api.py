@@ -14,7 +14,7 @@ from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
-from podsim.front.training import StepRun, simulate_step
+from podsim.front.training import Simulation, StepRun, simulate_step
 from podsim.lowering.training import LoweredStep
 from podsim.results.long_run import LongRunResult
 from podsim.results.training import TrainResult
@@ -51,12 +51,14 @@ def training_step(
     network: NetworkMode = "analytical",
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
+    simulation: Simulation = "auto",
     *,
     before_run: Callable[[LoweredStep], None] | None = None,
 ) -> StepRun:
     """One simulated training step of a scenario with [model] and [train] tables (with its
     [noise] table, a Monte Carlo over steps; `progress` is called with the steps done;
-    `before_run` sees the lowered step before it is simulated)."""
+    `before_run` sees the lowered step before it is simulated). `simulation`: "auto",
+    "symmetric" or "full" (see podsim.front.training.simulate_step)."""
     scenario = resolve_scenario(scenario)
     if scenario.model is None or scenario.train is None:
         raise SpecError(f"{scenario.source}: training needs [model] and [train] tables")
@@ -70,7 +72,8 @@ def training_step(
             strict,
             noise,
             progress,
-            before_run,
+            simulation,
+            before_run=before_run,
         )
         if scenario.failures is None:
             return run

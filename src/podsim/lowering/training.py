@@ -7,6 +7,7 @@ data-parallel gradient reduction and the optimizer update.
 
 import itertools
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -33,6 +34,8 @@ from podsim.lowering.layout import (
     Template,
     TemplateOp,
     build_program,
+    build_symmetric_program,
+    symmetry,
 )
 from podsim.lowering.program import Collective, Kind, Program, check_program_size
 from podsim.lowering.routing import Routing, routing
@@ -48,11 +51,49 @@ MAX_TEMPLATE_OPS = 2_000_000
 
 @dataclass(frozen=True)
 class LoweredStep:
-    """A step's program, and the per-stage templates it was copied from (for trace names)."""
+    """A step's per-stage templates; the program of every rank is built from them on first use
+    (`program`), and so is the symmetric one (one representative rank per stage)."""
 
-    program: Program
     templates: list[Template]
     layout: Layout
+    ep: int
+    etp: int = 0  # expert tensor-parallel size (0: tp)
+
+    @cached_property
+    def program(self) -> Program:
+        """Every rank's program."""
+        return build_program(self.templates, self.layout, self.ep, self.etp)
+
+    @cached_property
+    def symmetric_program(self) -> Program:
+        """Each stage's template on its first rank, groups at full size (exact only where
+        `symmetry` allows it)."""
+        return build_symmetric_program(self.templates, self.layout, self.ep, self.etp)
+
+    def symmetry(self, cluster: Cluster) -> tuple[str | None, bool]:
+        """The reason a symmetric run would not be exact on this cluster (None if none), and
+        whether any traffic crosses pods (see podsim.lowering.layout.symmetry)."""
+        layout, ep, etp = self.layout, self.ep, self.etp
+        return symmetry(self.templates, layout, ep, cluster.domain_size, cluster.pod_size, etp)
+
+    @property
+    def num_ops(self) -> int:
+        """Ops of every rank's program."""
+        return sum(len(t.ops) for t in self.templates) * self.layout.stage_size
+
+    def full_events(self) -> int:
+        """The events a full analytical run handles: one per compute, wait and send op (a
+        send/recv pair completes once) and one per collective instance; each representative op
+        of the symmetric program stands for its stage's ranks (a collective, for their groups)."""
+        p = self.symmetric_program
+        size = np.diff(p.group_offsets)
+        stage = self.layout.stage_size
+        per_op = np.where(
+            p.kind == Kind.COLLECTIVE,
+            stage // size[np.where(p.kind == Kind.COLLECTIVE, p.peer, 0)],
+            np.where(p.kind == Kind.RECV, 0, stage),
+        )
+        return int(per_op.sum())
 
 
 def chunk_layers(layers: int, chunks: int) -> list[range]:
@@ -142,6 +183,13 @@ class StepBuilder:
         self.split = [self.local_split(q) for q in range(positions)]
         self.params = [sum(split) for split in self.split]
         self.routing = self._routing(cluster)
+
+    def moe_layers(self, q: int) -> int:
+        """MoE layers at a position (asked once per pass: cached per builder)."""
+        cached = self.__dict__.setdefault("_moe_layers", {})
+        if q not in cached:
+            cached[q] = sum(self.model.is_moe(i) for i in self.chunks[q])
+        return cached[q]
 
     def position(self, stage: int, chunk: int) -> int:
         if self.dual:
@@ -352,6 +400,7 @@ class StepBuilder:
                     "tp all-reduce",
                 )
             )
+        moe = self.moe_layers(q)
         if plan.ep > 1 and moe:  # dispatch and combine per MoE layer
             stream = EP_STREAM if self.dual else COMPUTE
             for name, element in self._expert_elements(forward):
@@ -452,8 +501,7 @@ class StepBuilder:
         plan = self.plan
         templates = [self.template(stage) for stage in range(plan.pp)]
         layout = Layout(plan.tp, plan.cp, plan.dp, plan.pp)
-        program = build_program(templates, layout, plan.ep, plan.expert_tp)
-        return LoweredStep(program, templates, layout)
+        return LoweredStep(templates, layout, plan.ep, plan.expert_tp)
 
 
 def _on(op: int, stream: int, last_on_compute: int) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from podsim.engine.reference import collectives
+from podsim.engine.reference.noise import TRANSFER_KEYS, Draws
 from podsim.engine.reference.topology import Link, Topology
 from podsim.errors import DeadlockError, ProgramError, check
 from podsim.lowering.program import MAX_REPEAT, MAX_STREAMS, Algorithm, Collective, Kind, Program
@@ -33,17 +34,23 @@ _COMM = frozenset((Kind.COLLECTIVE, Kind.SEND, Kind.RECV))
 
 
 def simulate(
-    program: Program, topology: "Topology | tuple | Any", network: str = "analytical"
+    program: Program,
+    topology: "Topology | tuple | Any",
+    network: str = "analytical",
+    noise: Any = None,
+    iteration: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Start and end time (seconds, float64) of every op of the program.
 
-    topology: a Topology, its 9-tuple, or a Cluster. Raises ProgramError for a malformed program
-    and DeadlockError when some op can never complete.
+    topology: a Topology, its 9-tuple, or a Cluster. noise: a podsim.engine.noise.NoiseModel
+    (or None), drawn for step `iteration` exactly as the C++ engine draws it. Raises
+    ProgramError for a malformed program and DeadlockError when some op can never complete.
     """
     check(network in NETWORKS, "network", network, " or ".join(map(repr, NETWORKS)))
     topology = Topology.of(topology)
     checked = _check_program(program, topology)
-    return _Simulation(checked, topology, network == "contention").run()
+    draws = Draws.of(noise, topology, iteration)
+    return _Simulation(checked, topology, network == "contention", draws).run()
 
 
 # --- the checked program ---------------------------------------------------------------------
@@ -67,6 +74,8 @@ class _Instance:
     phases: list[collectives.Phase] = field(default_factory=list)  # contention mode
     phase: int = -1
     flows_left: int = 0
+    index: int = -1  # a collective: its number, in order of first appearance (noise keys)
+    jitter: bool = False  # contention: phase latencies drawn (a collective with latency noise)
 
 
 @dataclass
@@ -234,6 +243,7 @@ def _match(
     instance: list[_Instance | None] = [None] * len(col["kind"])
     found: dict[tuple, _Instance] = {}
     count: dict[tuple, int] = {}
+    collectives_found = 0
     for i, kind in enumerate(col["kind"]):
         if kind not in _COMM:
             continue
@@ -248,6 +258,9 @@ def _match(
         key = (*key, k)
         if key not in found:
             found[key] = _new_instance(i, k, col, groups)
+            if kind == Kind.COLLECTIVE:
+                found[key].index = collectives_found
+                collectives_found += 1
         instance[i] = _join(found[key], i, col)
     for inst in found.values():
         _resolve(inst, topology)
@@ -385,9 +398,12 @@ class _Network:
 
 
 class _Simulation:
-    def __init__(self, program: _Checked, topology: Topology, contention: bool) -> None:
+    def __init__(
+        self, program: _Checked, topology: Topology, contention: bool, draws: Draws
+    ) -> None:
         self.p = program
         self.topology = topology
+        self.draws = draws
         self.network = _Network(topology) if contention else None
         n = len(program.kind)
         self.start = [math.nan] * n
@@ -435,7 +451,8 @@ class _Simulation:
         kind = self.p.kind[op]
         if kind == Kind.COMPUTE:
             self.start[op] = t
-            self._push(t + self.p.duration[op], _DONE, op)
+            duration = self.draws.compute_time(op, self.p.rank[op], self.p.duration[op])
+            self._push(t + duration, _DONE, op)
         elif kind == Kind.WAIT:
             self.start[op] = t
             self._push(t, _DONE, op)
@@ -463,21 +480,38 @@ class _Simulation:
         self._next_phase(inst, t + self.topology.launch_latency)
 
     def _analytical_time(self, inst: _Instance) -> float:
+        """The closed form; with latency noise its latency terms stretched: a transfer's path
+        latency by one draw, each repetition of a collective by the slowest of its members'
+        hops (docs/engine.md, "Noise")."""
+        draws, topology = self.draws, self.topology
         if inst.op is None:
-            return collectives.transfer_time(self.topology, *inst.ranks, inst.nbytes)
-        one = collectives.collective_time(
-            self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, inst.shape
-        )
-        return one * inst.repeat
+            src, dst = inst.ranks
+            factor = draws.latency_factor(TRANSFER_KEYS | inst.ops[src], 1)
+            seconds_per_byte = 1.0 / topology.bandwidth(src, dst)
+            latency = topology.latency(src, dst) * factor
+            return topology.launch_latency + latency + inst.nbytes * seconds_per_byte
+        args = (topology, inst.op, inst.algorithm, inst.ranks)
+        time = collectives.collective_time(*args, inst.nbytes, inst.shape) * inst.repeat
+        if draws.latency_sigma > 0:
+            latency = collectives.collective_time(*args, 1e-300, inst.shape)
+            latency -= topology.launch_latency
+            for r in range(inst.repeat):
+                factor = draws.latency_factor((inst.index << 20) | r, len(inst.ranks))
+                time += latency * (factor - 1.0)
+        return time
 
     def _phases(self, inst: _Instance) -> list[collectives.Phase]:
         if inst.op is None:
-            return collectives.transfer_phases(self.topology, *inst.ranks, inst.nbytes)
+            src, dst = inst.ranks
+            factor = self.draws.latency_factor(TRANSFER_KEYS | inst.ops[src], 1)
+            ((latency, flows),) = collectives.transfer_phases(self.topology, src, dst, inst.nbytes)
+            return [(latency * factor, flows)]
         once = collectives.phases(
             self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, inst.shape
         )
         if not once:  # a group of one: each repetition is a launch
             return [(self.topology.launch_latency, [])] * (inst.repeat - 1)
+        inst.jitter = self.draws.latency_sigma > 0
         # Each repetition after the first pays the launch latency again before its first phase.
         again = [(once[0][0] + self.topology.launch_latency, once[0][1]), *once[1:]]
         return once + again * (inst.repeat - 1)
@@ -491,8 +525,12 @@ class _Simulation:
         inst.phase += 1
         if inst.phase == len(inst.phases):
             self._complete(inst, t)
-        else:
-            self._push(t + inst.phases[inst.phase][0], _PHASE, inst)
+            return
+        latency, flows = inst.phases[inst.phase]
+        if inst.jitter:  # the slowest of the phase's hops (its distinct source-target pairs)
+            hops = len({(src, dst) for src, dst, _ in flows})
+            latency *= self.draws.latency_factor((inst.index << 20) | inst.phase, hops)
+        self._push(t + latency, _PHASE, inst)
 
     def _start_phase(self, inst: _Instance, t: float) -> None:
         flows = inst.phases[inst.phase][1]
