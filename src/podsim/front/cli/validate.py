@@ -1,19 +1,25 @@
 """`podsim validate`: published runs against podsim, with the error of each."""
 
 import argparse
-from contextlib import nullcontext
 
 from rich.console import Console
 from rich.table import Table
 
 from podsim.front.cli.output import print_json
+from podsim.front.cli.progress import progress_after
 from podsim.front.validation import case_names, mape, run_case
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> None:
-    cases = []
-    with console.status("simulating published runs...") if not args.json else nullcontext():
-        cases = [run_case(name) for name in case_names()]
+    names = case_names()
+    if args.json:
+        cases = [run_case(name) for name in names]
+    else:
+        with progress_after(console, "simulating published runs", len(names)) as advance:
+            cases = []
+            for name in names:
+                cases.append(run_case(name))
+                advance(len(cases))
     if args.json:
         rows = [{**vars(c), "error": c.error} for c in cases]
         print_json({"cases": rows, "mape": mape(cases)})
