@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "podsim/interrupt.hpp"
 #include "register.hpp"
 
 namespace py = pybind11;
@@ -19,6 +20,16 @@ using podsim::Topology;
 using podsim::bindings::enum_arg;
 using podsim::bindings::make_program;
 using podsim::bindings::to_numpy;
+
+namespace {
+
+// Polled during set-up with the GIL released: a pending signal (Ctrl-C) raises its exception.
+void check_signals() {
+  const py::gil_scoped_acquire gil;
+  if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
+}  // namespace
 
 void register_engine(py::module_& m) {
   py::class_<Noise>(m, "Noise")
@@ -44,6 +55,8 @@ void register_engine(py::module_& m) {
              auto program = make_program(columns);
              const auto network = enum_arg<NetworkMode>(mode, 2, "network mode");
              py::gil_scoped_release release;
+             // Indexing millions of ops takes seconds: let Ctrl-C stop it.
+             const podsim::InterruptScope interrupt(&check_signals);
              return Engine(std::move(program), topology, network, noise, symmetric);
            }),
            py::arg("columns"), py::arg("topology"), py::arg("mode"), py::arg("noise") = Noise{},

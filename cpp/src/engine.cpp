@@ -12,6 +12,7 @@
 
 #include "podsim/collectives.hpp"
 #include "podsim/errors.hpp"
+#include "podsim/interrupt.hpp"
 #include "podsim/network.hpp"
 #include "podsim/random.hpp"
 #include "program_index.hpp"
@@ -121,7 +122,9 @@ struct Engine::State {
     {
       const ProgramIndex index = index_program(p, topology);  // checks, in program order
       original = locality_order(p);
+      check_interrupt();
       graph = permute(index, original);
+      check_interrupt();
     }
     program = std::move(p);
     op_kind = gather(program.kind, original);

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "podsim/errors.hpp"
+#include "podsim/interrupt.hpp"
 
 namespace podsim {
 namespace {
@@ -289,11 +290,18 @@ void match_transfers(const Program& p, ProgramIndex& index) {
 
 ProgramIndex index_program(const Program& program, const Topology& topology) {
   check_columns(program);
-  for (std::size_t i = 0; i < program.num_ops(); ++i) check_op(program, topology, i);
+  for (std::size_t i = 0; i < program.num_ops(); ++i) {
+    if (i % (1 << 20) == 0) check_interrupt();
+    check_op(program, topology, i);
+  }
   ProgramIndex index;
+  check_interrupt();
   link_dependencies(program, index);
+  check_interrupt();
   match_collectives(program, topology, index);
+  check_interrupt();
   match_transfers(program, index);
+  check_interrupt();
   return index;
 }
 

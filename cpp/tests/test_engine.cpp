@@ -8,6 +8,7 @@
 #include "podsim/collectives.hpp"
 #include "podsim/engine.hpp"
 #include "podsim/errors.hpp"
+#include "podsim/interrupt.hpp"
 
 using namespace podsim;
 using namespace podsim::test;
@@ -306,6 +307,33 @@ void restart_is_deterministic() {
   }
 }
 
+// An installed interrupt poll is called during set-up and its exception stops it; none
+// installed (or once the scope ends), set-up runs through.
+struct Stop {};
+int polls = 0;
+void stop_at_the_second_poll() {
+  if (++polls == 2) throw Stop{};
+}
+
+void set_up_can_be_interrupted() {
+  Builder b;
+  const auto g = b.group({0, 1});
+  for (std::int32_t r = 0; r < 2; ++r) b.collective(r, CollectiveOp::AllReduce, g, 1e6);
+  const Topology t = topology(2, 2, 2);
+  bool stopped = false;
+  {
+    const InterruptScope scope(&stop_at_the_second_poll);
+    try {
+      Engine e(b.p, t, NetworkMode::Analytical);
+    } catch (const Stop&) {
+      stopped = true;
+    }
+  }
+  expect(stopped && polls == 2, "an installed poll stops the set-up when it throws");
+  Engine e(b.p, t, NetworkMode::Analytical);
+  expect(e.advance(1'000) && polls == 2, "without a poll the set-up runs through");
+}
+
 }  // namespace
 
 int main() {
@@ -318,5 +346,6 @@ int main() {
   wait_with_a_duration_is_refused();
   memory_proportional_to_the_program();
   restart_is_deterministic();
+  set_up_can_be_interrupted();
   return summary();
 }
