@@ -13,9 +13,11 @@ from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
+from podsim.front.serve import serve_scenario
 from podsim.front.training import StepRun, simulate_step
 from podsim.lowering.training import LoweredStep
 from podsim.results.long_run import LongRunResult
+from podsim.results.serving import ServeResult
 from podsim.results.training import TrainResult
 from podsim.specs.clusters import make_cluster
 
@@ -102,6 +104,11 @@ def train(
     return training_step(scenario, network, strict).result
 
 
+def serve(scenario: "Scenario | str | PathLike[str]") -> ServeResult:
+    """`podsim serve`: prefill / decode of the scenario's [serve] deployment on its cluster."""
+    return serve_scenario(resolve_scenario(scenario))
+
+
 def on_chip(scenario: Scenario, chip: str) -> Scenario:
     """The scenario on another chip's standard system (its domain size and links), with the
     same number of devices and the same fabric above the domains (pods, oversubscription)."""
@@ -119,10 +126,13 @@ def compare(
     chips: list[str],
     network: NetworkMode = "analytical",
 ) -> list[dict[str, Any]]:
-    """`podsim compare`: the same work on several chips, one row of train's keys per chip."""
+    """`podsim compare`: the same work on several chips, one row of train's keys per chip (or
+    serve's, for a scenario with [serve] and no [train])."""
     base = resolve_scenario(scenario)
+    serving = base.serve is not None and base.train is None
     rows = []
     for chip in chips:
-        result = train(on_chip(base, chip), network).to_dict()
+        moved = on_chip(base, chip)
+        result = serve(moved).to_dict() if serving else train(moved, network).to_dict()
         rows.append({"chip": chip, **result})
     return rows

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from podsim.engine.core import NETWORK_MODES
 from podsim.errors import PodsimError
-from podsim.front.cli import catalogs, collective, compare, train, validate
+from podsim.front.cli import catalogs, collective, compare, serve, train, validate
 from podsim.lowering.collective import OPS
 from podsim.lowering.program import Algorithm
 from podsim.version import __version__
@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_cmd.add_argument("--scale", help="sweep cluster sizes, e.g. 1024:65536 (weak scaling)")
     train_cmd.set_defaults(run=train.cmd_train)
+    serve_cmd = verbs.add_parser("serve", help="prefill / decode of a serving scenario")
+    serve_cmd.add_argument(
+        "scenario", help="a scenario file, or a built-in name (podsim scenarios)"
+    )
+    serve_cmd.add_argument("--trace", help="write the Chrome trace of one decode step (.json[.gz])")
+    serve_cmd.add_argument(
+        "--json", action="store_true", help="one JSON object on stdout (SI units)"
+    )
+    serve_cmd.set_defaults(run=serve.cmd_serve)
     for verb, runner, text in (
         ("models", catalogs.cmd_models, "the model catalog, with sources"),
         ("validate", validate.cmd_validate, "published runs against podsim"),
@@ -65,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("scenarios", help="built-in scenarios").set_defaults(
         run=catalogs.cmd_scenarios
     )
-    comp = verbs.add_parser("compare", help="the same training scenario on several chips")
+    comp = verbs.add_parser(
+        "compare", help="the same training or serving scenario on several chips"
+    )
     comp.add_argument("scenario", help="a scenario file, or a built-in name")
     comp.add_argument("--chips", required=True, help="catalog ids, comma-separated")
     comp.add_argument("--network", default="analytical", choices=NETWORK_MODES)
