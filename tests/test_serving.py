@@ -257,3 +257,47 @@ def test_dp_attention_cluster_preset():
     )
     point = s.prefill_at(4)
     assert point.tokens_per_s_per_device > 0 and point.step.comm_s > 0
+
+
+def test_ep_all_to_alls_carry_the_training_lowerings_shape():
+    """The EP dispatch/combine go to the engine's collective_time with one token's message and
+    the fanout of the hypergeometric routing (podsim.lowering.routing), as training's do: decode
+    (low-latency kernels) sends top_k copies per token, prefill one per distinct rank."""
+    import numpy as np
+
+    from podsim.engine.core import collective_time
+    from podsim.lowering.program import Algorithm, Collective
+    from podsim.lowering.routing import routing
+
+    keys = dict(model="deepseek-v3", chip="h800-sxm", tp=1, ep=32, dp=32, precision="fp8")
+    s = server(devices=32, redundant_experts=32, **keys)
+    cluster, model = s.deployment.cluster, s.model
+    r = routing(288, model.top_k, 32, cluster.domain_size, model.max_routed_nodes)
+    assert s.deployment.ep_routing == pytest.approx((r.ranks, r.nodes))
+    token = model.hidden * (1 + 4 / 128)  # FP8 with one fp32 scale per 128 values
+    decode, prefill = s.deployment.decode(64, 1000), s.deployment.prefill(4, 1024)
+    for step, tokens, copies in ((decode, 64, model.top_k), (prefill, 4 * 1024, r.ranks)):
+        dispatch = next(c for c in step.work.comms if c.label == "ep_dispatch")
+        assert dispatch.message_bytes == pytest.approx(token)
+        assert dispatch.fanout == pytest.approx(copies / r.nodes)
+        assert dispatch.bytes_per_rank == pytest.approx(tokens * copies * token)
+        ranks = np.arange(32, dtype=np.int32)
+        op, auto = int(Collective.ALL_TO_ALL), int(Algorithm.AUTO)
+        shape = (dispatch.bytes_per_rank, token, copies / r.nodes)
+        _, seconds = collective_time(cluster, op, auto, ranks, *shape)
+        assert s.deployment.comm_seconds(dispatch) == pytest.approx(seconds)
+    # The algorithm is a parameter: forcing the low-latency kernel prices it as such.
+    low = server(devices=32, redundant_experts=32, ep_algorithm="low-latency", **keys)
+    dispatch = next(c for c in low.deployment.decode(64, 1000).work.comms if c.op == "all-to-all")
+    ranks = np.arange(32, dtype=np.int32)
+    code, seconds = collective_time(
+        cluster,
+        int(Collective.ALL_TO_ALL),
+        int(Algorithm.parse("low-latency")),
+        ranks,
+        dispatch.bytes_per_rank,
+        dispatch.message_bytes,
+        dispatch.fanout,
+    )
+    assert Algorithm(code).label == "low-latency"
+    assert low.deployment.comm_seconds(dispatch) == pytest.approx(seconds)

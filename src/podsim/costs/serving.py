@@ -20,9 +20,13 @@ Per device and step (all layers of its pipeline stage):
 * Multi-token prediction: a decode step verifies 1 + depth tokens per sequence and drafts
   depth tokens with the MTP module (one layer and the head per depth).
 * Communication (bytes only, here): per MoE layer an all-to-all dispatch (FP8 with per-128
-  scales, or the activation precision) and a combine (BF16) over the ep ranks; decode's
-  low-latency kernels send every routed copy, prefill's normal kernels send one copy per node
-  (node-limited routing: min(top_k, max_routed_nodes)); two all-reduces per layer with tp > 1.
+  scales, or the activation precision) and a combine (BF16) over the ep ranks, priced as the
+  training lowering prices them (podsim.lowering.training, podsim.lowering.routing): one
+  message per token copy (`message_bytes`), `fanout` copies per node copy. Decode's low-latency
+  kernels send every routed copy (top_k per token, DeepEP's one message per (token, expert));
+  prefill's normal kernels send one copy per distinct destination rank, node-forwarded from one
+  copy per node (`ep_routing`: distinct ranks and nodes per token, from the engine, which knows
+  the cluster's domains); two all-reduces per layer with tp > 1.
 """
 
 import math
@@ -51,7 +55,8 @@ NORM_TRAFFIC = 5.0  # hidden-wide reads and writes of norms and residuals per to
 @dataclass(frozen=True)
 class Comm:
     """One collective of a step: `count` of them, each moving `bytes_per_rank` (nccl-tests
-    convention) among `group` ranks; `message_bytes` is one token's message (all-to-all)."""
+    convention) among `group` ranks; `message_bytes` is one token's message and `fanout` the
+    ranks one node copy reaches (all-to-all: the engine's optional shape columns)."""
 
     label: str
     op: str  # "all-to-all" | "all-reduce"
@@ -60,6 +65,7 @@ class Comm:
     count: int
     message_bytes: float = 0.0
     low_latency: bool = True
+    fanout: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,10 @@ class _Costs:
         if min(m, n, k, count) <= 0:
             return
         flops = 2.0 * m * n * k * count
-        rate = self.gemm_peak * self.k.efficiency(kernel) * shape_factor(m, k)
+        # The chip's efficiency at the GEMM precision (an FP8 GEMM takes "gemm_fp8" /
+        # "grouped_gemm_fp8" where the chip gives them, as training does).
+        efficiency = self.k.efficiency(kernel, self.gemm_precision)
+        rate = self.gemm_peak * efficiency * shape_factor(m, k)
         weights = k * n * count * self.wbytes
         nbytes = weights + (m * k + m * n) * count * self.abytes
         memory = nbytes / (self.chip.hbm_bandwidth * self.k.efficiency("memory"))
@@ -245,7 +254,10 @@ def _comms(
     moe_layers: float,
     layers: float,
     decode: bool,
+    ep_routing: tuple[float, float] | None = None,
 ) -> tuple[Comm, ...]:
+    """`ep_routing`: (distinct ranks, distinct nodes) a token reaches in the EP group; without
+    it, min(top_k, ep) ranks in one node."""
     out = []
     h = model.hidden
     if pool.tp > 1:
@@ -260,9 +272,9 @@ def _comms(
         )
     if model.is_moe_model and pool.ep > 1 and moe_layers > 0:
         low_latency = decode and plan.ep_low_latency
-        copies = model.top_k
-        if not low_latency and model.max_routed_nodes:
-            copies = min(model.top_k, model.max_routed_nodes)
+        ranks, nodes = ep_routing or (float(min(model.top_k, pool.ep)), 1.0)
+        copies = float(model.top_k) if low_latency else ranks
+        fanout = max(copies / max(nodes, 1.0), 1.0)
         sent = tokens / pool.tp * copies
         fp8 = plan.weight_bytes <= 1.0
         dispatch_token = h * (1.0 + FP8_SCALE_BYTES) if fp8 else h * ACTIVATION_BYTES
@@ -277,6 +289,7 @@ def _comms(
                 n,
                 dispatch_token,
                 low_latency,
+                fanout,
             )
         )
         out.append(
@@ -288,6 +301,7 @@ def _comms(
                 n,
                 combine_token,
                 low_latency,
+                fanout,
             )
         )
     return tuple(out)
@@ -302,10 +316,12 @@ def step_work(
     q: float,
     context: float,
     decode: bool,
+    ep_routing: tuple[float, float] | None = None,
 ) -> StepWork:
     """One device's work in one step of `seqs` sequences on its attention rank, each with `q`
     new tokens attending to `context` keys on average (decode: q = 1 + MTP depth; prefill:
-    the chunk, context = cached prefix + q / 2 for causal attention)."""
+    the chunk, context = cached prefix + q / 2 for causal attention). `ep_routing`: see
+    _comms."""
     c = _Costs(chip, plan)
     tokens = seqs * q
     dense, moe = _layer_counts(model, pool)
@@ -320,7 +336,7 @@ def step_work(
     c.gemm("logits", head_tokens, model.vocab / pool.tp, model.hidden)
     if plan.mtp_depth and model.mtp_depth:
         _mtp(c, model, plan, pool, seqs, tokens, context, decode)
-    comms = _comms(model, plan, pool, tokens, moe, layers, decode)
+    comms = _comms(model, plan, pool, tokens, moe, layers, decode, ep_routing)
     return StepWork(
         compute_s=sum(c.parts.values()),
         parts=dict(c.parts),
@@ -366,10 +382,17 @@ def _mtp(
 
 
 def decode_work(
-    model: Model, plan: ServePlan, pool: Pool, chip: Chip, batch: float, context: float
+    model: Model,
+    plan: ServePlan,
+    pool: Pool,
+    chip: Chip,
+    batch: float,
+    context: float,
+    ep_routing: tuple[float, float] | None = None,
 ) -> StepWork:
     """One decode step of `batch` sequences per attention rank with `context` KV each."""
-    return step_work(model, plan, pool, chip, batch, 1 + plan.mtp_depth, context, True)
+    q = 1 + plan.mtp_depth
+    return step_work(model, plan, pool, chip, batch, q, context, True, ep_routing)
 
 
 def prefill_work(
@@ -380,10 +403,12 @@ def prefill_work(
     seqs: float,
     new_tokens: float,
     cached: float = 0.0,
+    ep_routing: tuple[float, float] | None = None,
 ) -> StepWork:
     """A prefill step of `seqs` sequences per attention rank, each computing `new_tokens`
     after `cached` tokens already in the cache (prefix hits or earlier chunks)."""
-    return step_work(model, plan, pool, chip, seqs, new_tokens, cached + new_tokens / 2, False)
+    context = cached + new_tokens / 2
+    return step_work(model, plan, pool, chip, seqs, new_tokens, context, False, ep_routing)
 
 
 def prefill_flops(model: Model, tokens: float, context: float) -> float:

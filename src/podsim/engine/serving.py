@@ -1,6 +1,10 @@
 """Step times of one serving deployment: kernel times (podsim.costs.serving) plus its
-collectives, timed by the engine's closed form (the C++ `collective_time`, the same models the
-event engine runs), with the algorithm a parameter ("auto": the engine's choice).
+collectives, timed by the engine's closed form (podsim.engine.core.collective_time over the C++
+`collective_time`, the same models the event engine runs), with the algorithm a parameter
+("auto": the engine's choice among them, the expert all-to-alls low-latency and node-forwarded
+included). The EP all-to-alls carry the shape the training lowering gives them: one token's
+message and the fanout of a node copy, from the hypergeometric routing of
+podsim.lowering.routing over the cluster's scale-up domains (EP ranks packed into domains).
 
 Overlap: with one micro-batch a step is compute + communication. With two (DeepSeek's
 dual micro-batch prefill and its decode pipeline that splits attention in two, SGLang's
@@ -14,11 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from podsim import _core
 from podsim.costs.serving import Comm, StepWork, decode_work, prefill_work
-from podsim.engine.core import core_topology
-from podsim.errors import SpecError
+from podsim.engine.core import collective_time
 from podsim.lowering.program import Algorithm, Collective
+from podsim.lowering.routing import routing
 from podsim.plans.serving import Pool, ServePlan
 from podsim.specs.clusters import Cluster
 from podsim.specs.models import Model
@@ -47,14 +50,6 @@ class StepTime:
         }
 
 
-def has_algorithm(name: str) -> bool:
-    try:
-        Algorithm.parse(name)
-    except SpecError:
-        return False
-    return True
-
-
 class Deployment:
     """A model served with a plan on a pool of a cluster; times steps (memoized)."""
 
@@ -63,19 +58,31 @@ class Deployment:
         self.cluster = cluster.with_devices(max(pool.devices, 1))
         self.chip = cluster.chip
         self.algorithm = int(Algorithm.parse(plan.ep_algorithm))
-        self._topology = None
+        self.ep_routing = self._ep_routing()
         self._comm_cache: dict[tuple, float] = {}
         self._cache: dict[tuple, StepTime] = {}
 
-    @property
-    def topology(self) -> "_core.Topology":
-        if self._topology is None:
-            self._topology = core_topology(self.cluster)
-        return self._topology
+    def _ep_routing(self) -> tuple[float, float] | None:
+        """(distinct ranks, distinct nodes) a token's routed copies reach in the EP group: the
+        group's ep ranks fill scale-up domains in order; the expert slots (redundant ones
+        included) spread evenly over them; node-limited routing as the model sets it."""
+        model, ep = self.model, self.pool.ep
+        if not model.is_moe_model or ep <= 1:
+            return None
+        slots = model.experts + self.plan.redundant_experts
+        r = routing(slots, model.top_k, ep, self.cluster.domain_size, model.max_routed_nodes)
+        return r.ranks, r.nodes
 
     def comm_seconds(self, comm: Comm) -> float:
         """One collective's time: the closed form of the engine (no contention)."""
-        key = (comm.op, comm.group, comm.bytes_per_rank, comm.message_bytes, comm.low_latency)
+        key = (
+            comm.op,
+            comm.group,
+            comm.bytes_per_rank,
+            comm.message_bytes,
+            comm.fanout,
+            comm.low_latency,
+        )
         if key not in self._comm_cache:
             if comm.bytes_per_rank <= 0 or comm.group <= 1:
                 self._comm_cache[key] = 0.0
@@ -87,10 +94,10 @@ class Deployment:
         op = int(Collective.parse(comm.op))
         algorithm = self.algorithm if comm.op == "all-to-all" else int(Algorithm.AUTO)
         ranks = np.arange(comm.group, dtype=np.int32)
-        args = [self.topology, op, algorithm, ranks, float(comm.bytes_per_rank)]
-        if has_algorithm("low-latency"):  # the engine takes the message size of a token
-            args += [float(comm.message_bytes), 1.0]
-        return float(_core.collective_time(*args)[1])
+        nbytes, message, fanout = comm.bytes_per_rank, comm.message_bytes, comm.fanout
+        return float(
+            collective_time(self.cluster, op, algorithm, ranks, nbytes, message, fanout)[1]
+        )
 
     def _timed(self, work: StepWork, micro: int) -> StepTime:
         comm_parts: dict[str, float] = {}
@@ -110,7 +117,9 @@ class Deployment:
         if key not in self._cache:
             pp, micro = self.pool.pp, self.pool.micro_batches
             seqs = batch / (pp * micro)
-            work = decode_work(self.model, self.plan, self.pool, self.chip, seqs, context)
+            work = decode_work(
+                self.model, self.plan, self.pool, self.chip, seqs, context, self.ep_routing
+            )
             stage = self._timed(work, micro)
             self._cache[key] = _rounds(stage, pp)
         return self._cache[key]
@@ -123,7 +132,14 @@ class Deployment:
             pp, micro = self.pool.pp, self.pool.micro_batches
             per = seqs / (pp * micro)
             work = prefill_work(
-                self.model, self.plan, self.pool, self.chip, per, new_tokens, cached
+                self.model,
+                self.plan,
+                self.pool,
+                self.chip,
+                per,
+                new_tokens,
+                cached,
+                self.ep_routing,
             )
             self._cache[key] = _rounds(self._timed(work, micro), pp)
         return self._cache[key]

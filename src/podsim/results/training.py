@@ -62,6 +62,10 @@ class TrainResult:
     steps_simulated: int = 1
     long_run: dict[str, Any] | None = None  # with [failures]: the Monte Carlo of the whole run
     noise: dict[str, Any] | None = None  # with [noise]: the model, its seed included
+    # "symmetric": the noise-free step ran on one representative rank per stage (exactly equal
+    # to a run of every rank); "full": every rank (noisy steps always are)
+    simulation: str = "full"
+    simulation_note: str | None = None  # why the noise-free step could not run symmetric
     version: str = __version__  # of podsim, so that a result can be re-run
     # The peak `mfu` and `hfu` are against (the PaLM / Megatron convention: the dense BF16 peak,
     # also for FP8 training, as DeepSeek-V3's 43.73% is against 989 TFLOP/s). FP8 GEMMs run up
@@ -86,9 +90,10 @@ class TrainResult:
 def breakdown(lowered: LoweredStep, timeline: Timeline) -> Breakdown:
     """Rank 0's time: compute, collectives on its compute stream and the wait for gradient
     reduction (exposed communication), and the rest of the step (pipeline bubble)."""
-    n = len(lowered.templates[0].ops)
-    p = lowered.program
-    kind, stream = p.kind[:n], p.stream[:n]
+    ops = lowered.templates[0].ops  # rank 0's ops come first in either program
+    n = len(ops)
+    kind = np.array([int(op.kind) for op in ops])
+    stream = np.array([op.stream for op in ops])
     start, end = timeline.start[:n], timeline.end[:n]
     on_compute = stream == COMPUTE
     compute = float(np.sum((end - start)[on_compute & (kind == Kind.COMPUTE)]))
@@ -138,7 +143,7 @@ def train_result(
         plan=plan.to_dict(),
         cluster=cluster.to_dict(),
         network=network,
-        ops=lowered.program.num_ops,
+        ops=lowered.num_ops,
         events=timeline.events,
         time_to_train_s=ttt,
         device_hours=ttt * cluster.devices / 3600 if ttt else None,
