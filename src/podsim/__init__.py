@@ -4,7 +4,7 @@ from podsim.engine.core import Timeline, simulate
 from podsim.engine.failures import FailureModel
 from podsim.engine.noise import NoiseModel
 from podsim.errors import DeadlockError, PodsimError, ProgramError, SpecError
-from podsim.front.api import builtin_scenarios, resolve_scenario, train, training_step
+from podsim.front.api import builtin_scenarios, resolve_scenario, serve, train, training_step
 from podsim.front.collective import collective
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
@@ -13,6 +13,7 @@ from podsim.lowering.program import Algorithm, Collective, Kind, Program, Progra
 from podsim.plans.training import Plan
 from podsim.results.collective import CollectiveResult
 from podsim.results.long_run import LongRunResult
+from podsim.results.serving import ServeResult
 from podsim.results.trace import chrome_trace, write_chrome_trace
 from podsim.results.training import TrainResult
 from podsim.specs.chips import Chip, catalog, get_chip
@@ -38,6 +39,7 @@ __all__ = [
     "ProgramBuilder",
     "ProgramError",
     "Scenario",
+    "ServeResult",
     "SpecError",
     "Timeline",
     "TrainResult",
@@ -56,6 +58,7 @@ __all__ = [
     "presets",
     "resolve_scenario",
     "scale_sweep",
+    "serve",
     "simulate",
     "train",
     "training_step",

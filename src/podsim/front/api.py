@@ -15,9 +15,11 @@ from podsim.errors import SpecError
 from podsim.front.chipswap import swap_chip
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
+from podsim.front.serve import serve_scenario
 from podsim.front.training import Simulation, StepRun, simulate_step
 from podsim.lowering.training import LoweredStep
 from podsim.results.long_run import LongRunResult
+from podsim.results.serving import ServeResult
 from podsim.results.training import TrainResult
 from podsim.specs.clusters import make_cluster
 
@@ -119,6 +121,11 @@ def train(
     return training_step(scenario, network, strict).result
 
 
+def serve(scenario: "Scenario | str | PathLike[str]") -> ServeResult:
+    """`podsim serve`: prefill / decode of the scenario's [serve] deployment on its cluster."""
+    return serve_scenario(resolve_scenario(scenario))
+
+
 def on_chip(scenario: Scenario, chip: str) -> Scenario:
     """The scenario on another chip's standard system (its domain size and links), with the
     same number of devices and the same fabric above the domains (pods, oversubscription)."""
@@ -139,19 +146,21 @@ def compare(
     standard_system: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """`podsim compare`: the same work on several chips, one row of train's keys per chip,
+    """`podsim compare`: the same work on several chips, one row of train's keys per chip
+    (or serve's, for a scenario with [serve] and no [train]),
     with `changes` (what differs from the scenario, one line each), `precision` (the plan's,
     or bf16 where the chip has no peak for it: `precision_fallback`). By default only what
     the chip brings changes (podsim.front.chipswap); standard_system: each chip on its
     standard system (`on_chip`). `progress` is called with the chips done."""
     base = resolve_scenario(scenario)
+    serving = base.serve is not None and base.train is None
     rows = []
     for done, chip in enumerate(chips, start=1):
         swap = swap_chip(base, chip)
         job = swap.scenario
         if standard_system:
             job = replace(on_chip(base, chip), train=swap.scenario.train)
-        result = train(job, network).to_dict()
+        result = serve(job).to_dict() if serving else train(job, network).to_dict()
         changes = list(swap.changes) if not standard_system else _standard_changes(base, job)
         row = {"chip": chip, **result, "changes": changes}
         row |= {"precision": swap.precision, "precision_fallback": swap.precision_fallback}

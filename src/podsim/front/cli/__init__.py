@@ -9,7 +9,7 @@ from rich.console import Console
 
 from podsim.engine.core import NETWORK_MODES
 from podsim.errors import PodsimError
-from podsim.front.cli import catalogs, collective, compare, train, validate
+from podsim.front.cli import catalogs, collective, compare, serve, train, validate
 from podsim.lowering.collective import OPS
 from podsim.lowering.program import Algorithm
 from podsim.version import __version__
@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(strong scaling); default: no limit",
     )
     train_cmd.set_defaults(run=train.cmd_train)
+    serve_cmd = verb("serve", "prefill / decode of a serving scenario")
+    serve_cmd.add_argument("scenario", help=_SCENARIO)
+    serve_cmd.add_argument(
+        "--trace", help="write the Chrome trace of one decode step (.json or .json.gz)"
+    )
+    serve_cmd.add_argument("--json", action="store_true", help=_JSON)
+    serve_cmd.set_defaults(run=serve.cmd_serve)
     for name, runner, text in (
         ("models", catalogs.cmd_models, "the model catalog, with sources"),
         ("validate", validate.cmd_validate, "published runs against podsim, with errors"),
@@ -143,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     scen.set_defaults(run=catalogs.cmd_scenarios)
     comp = verb(
         "compare",
-        "the same training scenario on several chips: only what the chip brings changes "
+        "the same training or serving scenario on several chips: only what the chip brings changes "
         "(compute, memory, its scale-up links), each row says what changed",
     )
     comp.add_argument("scenario", help=_SCENARIO)

@@ -1,0 +1,200 @@
+"""A request-level simulator of one attention rank of a deployment: arrivals, continuous
+batching, KV-cache admission, preemption, prefix-cache hits.
+
+Iterations (one model step each) run back to back while there is work. Per iteration the
+scheduler picks:
+
+* "vllm" (vLLM's default scheduler before chunked prefill): a prefill-only iteration when
+  requests wait and their prompts fit in the free KV cache and the token budget
+  (`chunk_tokens`, default 8,192), else a decode iteration of every running sequence;
+* "sarathi" (Sarathi-Serve, chunked prefill): every iteration decodes all running sequences
+  and fills the rest of a token budget (`chunk_tokens`, default 512) with prompt chunks;
+* "orca" (iteration-level batching with reservation): like vllm, but a request is admitted
+  only when the KV of its whole prompt and output is free, so nothing is ever preempted.
+
+KV admission is by paged blocks of `block` tokens. When a decode step needs KV that is not
+free, the most recently admitted running request is preempted (its cache dropped, it waits
+again at the head of the queue and recomputes its prompt and generated tokens: vLLM's
+recompute preemption). Prefix-cache hits skip `cached` prompt tokens of a request.
+
+The simulator is exact for its model: a request's first token comes at the end of the
+iteration that finishes its prompt; each decode iteration gives every running sequence
+`gain` tokens (1 + MTP acceptances, accumulated exactly as fractions); step times come from
+`step_time(decode_seqs, mean_context, prefill_tokens)`. Everything is deterministic.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+SCHEDULERS = ("vllm", "sarathi", "orca")
+DEFAULT_BUDGET = {"vllm": 8192, "sarathi": 512, "orca": 8192}
+
+
+@dataclass(frozen=True)
+class RequestStats:
+    """Per-request results (arrays in request order) and run totals."""
+
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    finish_s: np.ndarray
+    iterations: int
+    preemptions: int
+    makespan_s: float
+    busy_s: float
+    mean_in_system: float  # time-average number of requests in the system (Little's law)
+
+
+def simulate(
+    arrival_s: np.ndarray,
+    input_len: np.ndarray,
+    output_len: np.ndarray,
+    cached: np.ndarray,
+    step_time,
+    kv_capacity_tokens: float,
+    max_batch: int,
+    scheduler: str = "vllm",
+    budget: int | None = None,
+    block: int = 16,
+    gain: float = 1.0,
+) -> RequestStats:
+    """Run the requests (sorted by arrival) through one attention rank."""
+    n = len(arrival_s)
+    budget = budget or DEFAULT_BUDGET[scheduler]
+    blocks_free = int(kv_capacity_tokens // block)
+    first = np.full(n, np.nan)
+    finish = np.full(n, np.nan)
+    waiting: deque[int] = deque()
+    # Per request: prompt tokens still to compute, KV blocks held, tokens generated.
+    todo = (input_len - cached).astype(np.int64)
+    held = np.zeros(n, np.int64)
+    generated = np.zeros(n, np.float64)
+    prefilling: list[int] = []  # admitted, prompt not finished (sarathi chunks)
+    running: list[int] = []  # decoding, in admission order
+    now, nxt, iterations, preemptions, busy = 0.0, 0, 0, 0, 0.0
+    area, last = 0.0, 0.0  # integral of the number in system
+    in_system = 0
+
+    def blocks_for(tokens: float) -> int:
+        return int(-(-tokens // block))
+
+    def arrive_until(t: float) -> None:
+        nonlocal nxt, area, last, in_system
+        while nxt < n and arrival_s[nxt] <= t:
+            area += in_system * (arrival_s[nxt] - last)
+            last = arrival_s[nxt]
+            in_system += 1
+            waiting.append(nxt)
+            nxt += 1
+
+    def depart(r: int, t: float) -> None:
+        nonlocal area, last, in_system
+        area += in_system * (t - last)
+        last = t
+        in_system -= 1
+        finish[r] = t
+
+    while nxt < n or waiting or running or prefilling:
+        arrive_until(now)
+        if not (waiting or running or prefilling):
+            now = float(arrival_s[nxt])
+            continue
+        # --- admission ---
+        admitted_tokens = 0
+        chunks: list[tuple[int, int]] = []
+        room = budget
+        if scheduler == "sarathi":
+            room = max(0, budget - len(running))
+            for r in prefilling:
+                take = int(min(todo[r], room))
+                if take:
+                    chunks.append((r, take))
+                    room -= take
+        while waiting and len(running) + len(prefilling) < max_batch and room > 0:
+            r = waiting[0]
+            prompt = int(input_len[r] + generated[r])  # recompute after preemption
+            need_total = prompt + (output_len[r] if scheduler == "orca" else 1)
+            need = blocks_for(need_total)
+            if need > blocks_free:
+                break
+            take = int(min(todo[r], room)) if scheduler == "sarathi" else int(todo[r])
+            if scheduler != "sarathi" and admitted_tokens and admitted_tokens + take > budget:
+                break
+            waiting.popleft()
+            blocks_free -= need
+            held[r] = need
+            prefilling.append(r)
+            chunks.append((r, take))
+            admitted_tokens += take
+            room -= take
+        decode = running if (scheduler == "sarathi" or not chunks) else []
+        # --- preemption: the decode step's new tokens need KV ---
+        if decode:
+            while True:
+                extra = _extra_blocks(decode, input_len, generated, held, gain, block)
+                if extra <= blocks_free or len(decode) <= 1 or scheduler == "orca":
+                    break
+                victim = decode.pop()
+                blocks_free += int(held[victim])
+                held[victim] = 0
+                todo[victim] = int(input_len[victim] - cached[victim] + generated[victim])
+                waiting.appendleft(victim)
+                preemptions += 1
+        prefill_tokens = sum(t for _, t in chunks)
+        context = 0.0
+        if decode:
+            context = float(np.mean([input_len[r] + generated[r] for r in decode]))
+        dt = step_time(len(decode), context, prefill_tokens)
+        now += dt
+        busy += dt
+        iterations += 1
+        # --- progress ---
+        if decode:
+            blocks_free -= _extra_blocks(decode, input_len, generated, held, gain, block, True)
+            done = []
+            for r in decode:
+                generated[r] += gain
+                if generated[r] >= output_len[r] - 1 - 1e-9:
+                    done.append(r)
+            for r in done:
+                decode.remove(r)
+                blocks_free += int(held[r])
+                held[r] = 0
+                depart(r, now)
+        for r, take in chunks:
+            todo[r] -= take
+            if todo[r] <= 0:
+                prefilling.remove(r)
+                if np.isnan(first[r]):
+                    first[r] = now
+                if output_len[r] <= 1:
+                    blocks_free += int(held[r])
+                    held[r] = 0
+                    depart(r, now)
+                else:
+                    running.append(r)
+    ttft = first - arrival_s
+    outputs = np.maximum(output_len - 1, 1)
+    tpot = np.where(output_len > 1, (finish - first) / outputs, 0.0)
+    mean_in_system = area / last if last > 0 else 0.0
+    return RequestStats(ttft, tpot, finish, iterations, preemptions, now, busy, mean_in_system)
+
+
+def _extra_blocks(decode, input_len, generated, held, gain, block, take=False) -> int:
+    """Blocks the decode step's new tokens need beyond those held (and take them if asked)."""
+    extra = 0
+    for r in decode:
+        need = int(-(-(input_len[r] + generated[r] + gain) // block))
+        if need > held[r]:
+            extra += need - int(held[r])
+            if take:
+                held[r] = need
+    return extra
+
+
+def poisson_arrivals(rate: float, count: int, seed: int) -> np.ndarray:
+    """`count` Poisson arrival times at `rate` per second (counter-based: same seed, same
+    times)."""
+    rng = np.random.Generator(np.random.Philox(key=seed))
+    return np.cumsum(rng.exponential(1.0 / rate, count))
