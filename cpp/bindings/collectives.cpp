@@ -59,7 +59,7 @@ py::tuple collective_time_py(const Topology& topology, int op, int algorithm,
                              const py::array& ranks, double bytes) {
   const auto args = collective_args(topology, op, algorithm, ranks, bytes);
   return py::make_tuple(static_cast<int>(args.algorithm),
-                        collective_time(topology, args.op, args.algorithm, args.members, bytes));
+                        analytical_time(topology, args.op, args.algorithm, args.members, bytes));
 }
 
 py::list collective_phases_py(const Topology& topology, int op, int algorithm,

@@ -64,6 +64,9 @@ class _Instance:
     phases: list[collectives.Phase] = field(default_factory=list)  # contention mode
     phase: int = -1
     flows_left: int = 0
+    k: int = 0  # the instance's number on its group (collective) or channel (transfer)
+    tag: int = -1  # a transfer's tag
+    pod_time: float | None = None  # analytical mode across pods: its time with its wave's load
 
 
 @dataclass
@@ -240,7 +243,56 @@ def _match(
         instance[i] = _join(found[key], i, col)
     for inst in found.values():
         _resolve(inst, topology)
+    _pod_waves(list(found.values()), topology)
     return instance
+
+
+def _pod_waves(instances: list[_Instance], topology: Topology) -> None:
+    """Analytical mode across pods (docs/engine.md, "Pod links"): the k-th instance of every
+    group of the same size, op, algorithm, bytes and repeat (a wave) runs at the same time as
+    its copies, as do the k-th sends of every channel with the same tag and bytes;
+    each phase of each member must get the wave's traffic through the pod links it crosses."""
+    if -(-topology.devices // topology.pod_size) < 2:
+        return
+    totals: dict[tuple, float] = {}
+    spanning = []
+    for inst in instances:
+        if len(inst.ranks) < 2 or not collectives.spans_pods(topology, inst.ranks):
+            continue
+        if inst.op is None:
+            src, dst = inst.ranks
+            wave = ("transfer", inst.nbytes, inst.tag, inst.k)
+            loads = [
+                {
+                    ("pod_up", topology.pod(src)): inst.nbytes,
+                    ("pod_down", topology.pod(dst)): inst.nbytes,
+                }
+            ]
+        else:
+            wave = (len(inst.ranks), inst.op, inst.algorithm, inst.nbytes, inst.repeat, inst.k)
+            loads = collectives.pod_loads(
+                topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes
+            )
+        for phase, links in enumerate(loads):
+            for link, nbytes in links.items():
+                totals[wave, phase, link] = totals.get((wave, phase, link), 0.0) + nbytes
+        spanning.append((inst, wave, loads))
+    for inst, wave, loads in spanning:
+        seconds = [
+            max(
+                (totals[wave, phase, link] / topology.capacity(link) for link in links), default=0.0
+            )
+            for phase, links in enumerate(loads)
+        ]
+        if inst.op is None:
+            src, dst = inst.ranks
+            inst.pod_time = collectives.transfer_time(topology, src, dst, inst.nbytes) + max(
+                0.0, seconds[0] - inst.nbytes / topology.bandwidth(src, dst)
+            )
+        else:
+            inst.pod_time = collectives.analytical_time(
+                topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, seconds
+            )
 
 
 def _new_instance(i: int, k: int, col: dict[str, list], groups: list[tuple[int, ...]]) -> _Instance:
@@ -248,9 +300,10 @@ def _new_instance(i: int, k: int, col: dict[str, list], groups: list[tuple[int, 
     if col["kind"][i] == Kind.COLLECTIVE:
         op, algorithm = Collective(col["collective"][i]), Algorithm(col["algorithm"][i])
         what = f"{op.label} on group {peer} (its instance {k})"
-        return _Instance(groups[peer], what, nbytes, op, algorithm, col["repeat"][i])
+        return _Instance(groups[peer], what, nbytes, op, algorithm, col["repeat"][i], k=k)
     src, dst = (rank, peer) if col["kind"][i] == Kind.SEND else (peer, rank)
-    return _Instance((src, dst), f"transfer {src} -> {dst} (its number {k})", nbytes)
+    what = f"transfer {src} -> {dst} (its number {k})"
+    return _Instance((src, dst), what, nbytes, k=k, tag=col["collective"][i])
 
 
 def _join(inst: _Instance, i: int, col: dict[str, list]) -> _Instance:
@@ -447,6 +500,8 @@ class _Simulation:
         self._next_phase(inst, t + self.topology.launch_latency)
 
     def _analytical_time(self, inst: _Instance) -> float:
+        if inst.pod_time is not None:
+            return inst.pod_time * inst.repeat
         if inst.op is None:
             return collectives.transfer_time(self.topology, *inst.ranks, inst.nbytes)
         one = collectives.collective_time(
