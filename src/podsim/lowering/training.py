@@ -50,6 +50,7 @@ class LoweredStep:
     program: Program
     templates: list[Template]
     layout: Layout
+    ep: int = 1  # expert-parallel size (its groups, with the layout's)
 
 
 def chunk_layers(layers: int, chunks: int) -> list[range]:
@@ -344,7 +345,7 @@ class StepBuilder:
         plan = self.plan
         templates = [self.template(stage) for stage in range(plan.pp)]
         layout = Layout(plan.tp, plan.cp, plan.dp, plan.pp)
-        return LoweredStep(build_program(templates, layout, plan.ep), templates, layout)
+        return LoweredStep(build_program(templates, layout, plan.ep), templates, layout, plan.ep)
 
 
 def _on(op: int, stream: int, last_on_compute: int) -> int:
