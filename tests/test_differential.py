@@ -49,10 +49,19 @@ def programs(draw):
         elif action == "collective":
             members = draw(st.permutations(range(n)))[: draw(st.integers(1, n))]
             op, size = draw(st.sampled_from(OPS)), draw(SIZES)
-            algo = "direct" if op == "all-to-all" else draw(st.sampled_from(["auto", "ring"]))
+            algo = draw(st.sampled_from(["auto", "ring"]))
+            shape = {}
+            if op == "all-to-all":
+                algo = draw(st.sampled_from(["direct", "low-latency", "auto"]))
+                shape = {
+                    "message_bytes": draw(st.sampled_from([0.0, 7168.0])),
+                    "fanout": draw(st.sampled_from([1.0, 2.5])),
+                }
             g, repeat = b.group(members), draw(st.integers(1, 3))
             for r in members:
-                ops_of[r].append(b.collective(r, op, g, size, algo, stream, deps(r), repeat))
+                ops_of[r].append(
+                    b.collective(r, op, g, size, algo, stream, deps(r), repeat, **shape)
+                )
         else:
             src, dst = draw(st.permutations(range(n)))[:2]
             size = draw(SIZES)
@@ -108,11 +117,20 @@ TRAINING_PLANS = [
     dict(tp=1, pp=2, dp=4, schedule="dualpipe", ep=2),
     dict(tp=2, pp=2, dp=2, schedule="gpipe", zero=3),
     dict(tp=2, pp=1, dp=2, cp=2, zero=1),
+    # MoE with tensor parallelism: experts folded over tp x dp (etp 1, ep 4), expert tensor
+    # parallelism (etp 2) with its own gather, and expert data parallelism apart from dp.
+    dict(tp=2, pp=2, dp=2, ep=4, etp=1, schedule="1f1b", zero=1),
+    dict(tp=2, pp=1, dp=4, ep=2, etp=2, zero=1, capacity_factor=1.25),
+    dict(tp=2, pp=2, dp=2, ep=2, etp=1, schedule="interleaved", virtual_stages=2),
 ]
 
 
+def _plan_id(split: dict) -> str:
+    return "-".join(f"{k}{v}" for k, v in split.items())
+
+
 @pytest.mark.parametrize("network", ["analytical", "contention"])
-@pytest.mark.parametrize("split", TRAINING_PLANS, ids=lambda s: s.get("schedule", "zero1-cp"))
+@pytest.mark.parametrize("split", TRAINING_PLANS, ids=_plan_id)
 def test_training_programs_run_alike_on_both_engines(split, network):
     # A whole lowered training step (tensor, pipeline, data, expert and context parallelism,
     # tagged sends, repeated collectives) through the C++ engine and the Python reference.

@@ -1,6 +1,8 @@
 """Memory per device: ZeRO model states (Rajbhandari et al. SC'20) and activations
 (Korthikanti et al. 2022), pipeline stages, MoE expert parallelism, capacity checks."""
 
+from dataclasses import replace
+
 import pytest
 
 from podsim.costs.memory import (
@@ -9,6 +11,7 @@ from podsim.costs.memory import (
     in_flight_microbatches,
     memory_per_device,
     memory_per_stage,
+    reserve_bytes,
     stage_layer_counts,
 )
 from podsim.errors import SpecError
@@ -66,8 +69,18 @@ def test_zero_splits_weights_gradients_optimizer_separately():
 def test_mixed_precision_adam_is_16_bytes_per_param(precision):
     # fp8 keeps bf16 weights, fp32 master weights and Adam moments (documented choice).
     model = catalog()["llama3-8b"]
-    memory = memory_per_device(model, _plan(precision=precision))
+    memory = memory_per_device(model, _plan(precision=precision, optimizer_moments="fp32"))
     assert _states(memory) == pytest.approx(16 * model.params(), rel=1e-12)
+
+
+def test_deepseek_fp8_keeps_adam_moments_in_bf16():
+    # DeepSeek-V3 section 3.3.3: BF16 moments, so 2 + 2 + (4 + 2 + 2) = 12 bytes per parameter;
+    # "auto" picks them with the blockwise recipe (DeepSeek's framework), not per-tensor.
+    model = catalog()["llama3-8b"]
+    blockwise = memory_per_device(model, _plan(precision="fp8"))
+    per_tensor = memory_per_device(model, _plan(precision="fp8", fp8_recipe="per-tensor"))
+    assert _states(blockwise) == pytest.approx(12 * model.params(), rel=1e-12)
+    assert _states(per_tensor) == pytest.approx(16 * model.params(), rel=1e-12)
 
 
 def test_tensor_and_pipeline_parallel_split_the_weights():
@@ -228,7 +241,11 @@ def test_widths_scale_the_terms_for_swiglu_gqa_and_moe():
     assert gqa == pytest.approx(s * h * 31)
     # MoE, top-2 of 8 experts of width h (gelu): 2 x 4 + 2 routed inputs x 2 = 12 for the MLP.
     moe = {**base, "experts": 8, "top_k": 2, "expert_ffn_hidden": h}
-    assert activation_bytes_per_layer(Model(**moe), plan, 1) == pytest.approx(s * h * 30)
+    core = replace(plan, recompute_modules=("core_attn",))
+    assert activation_bytes_per_layer(Model(**moe), core, 1) == pytest.approx(s * h * 30)
+    # The default for MoE also recomputes the experts' activation (moe_act): each copy keeps
+    # its input (2) and the activation's input (2), not its output: 2 x 4 = 8 for the MLP.
+    assert activation_bytes_per_layer(Model(**moe), plan, 1) == pytest.approx(s * h * 26)
 
 
 # --- pipeline in-flight microbatches --------------------------------------------------------
@@ -264,11 +281,16 @@ def test_dualpipe_holds_two_stages_of_parameters():
 # --- capacity -------------------------------------------------------------------------------
 
 
-def test_fits_compares_the_total_with_capacity():
-    memory = MemoryBreakdown(weights=10.0, gradients=10.0, optimizer=60.0, activations=20.0)
-    assert memory.total == 100.0
-    assert memory.fits(100.0) and not memory.fits(99.9)
-    assert memory.to_dict()["total"] == 100.0
+def test_fits_compares_the_total_and_the_reserve_with_capacity():
+    gb = 1e9
+    memory = MemoryBreakdown(
+        weights=10 * gb, gradients=10 * gb, optimizer=40 * gb, activations=4 * gb
+    )
+    assert memory.total == 64 * gb
+    # Reserve: 2 GB of context and communicators plus 3% of 80 GB = 4.4 GB; 64 + 4.4 <= 80.
+    assert reserve_bytes(80 * gb) == pytest.approx(4.4 * gb)
+    assert memory.fits(80 * gb) and not memory.fits(68 * gb)
+    assert memory.to_dict()["total"] == 64 * gb
 
 
 def test_llama3_405b_fits_only_when_split_enough():

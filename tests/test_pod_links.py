@@ -4,11 +4,17 @@ where it says the analytical mode is an upper bound, it is one here."""
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
-from conftest import LAUNCH, SO_BW, SO_LAT, cluster
+from conftest import LAUNCH, SO_BW, SO_LAT, SU_LAT, cluster
 
-from podsim import ProgramBuilder, collective, simulate
+from podsim import ProgramBuilder, _core, collective, simulate
+from podsim.engine.core import core_topology
+from podsim.engine.reference import Topology
+from podsim.engine.reference import collectives as ref
+from podsim.engine.reference import simulate as reference_simulate
 from podsim.front.api import resolve_scenario, training_step
+from podsim.lowering.program import Algorithm, Collective
 
 S = 1e9
 
@@ -103,3 +109,81 @@ def test_training_step_moves_with_oversubscription_as_contention_says():
     assert free[7.0] > free[1.0] * 1.01  # the fabric shows
     for o in (1.0, 7.0):
         assert free[o] == pytest.approx(contended[o], rel=2e-3)
+
+
+# --- expert-parallel all-to-alls and waves under the C++ engine's renumbering ----------------
+
+
+def ref_topology(c):
+    return Topology.from_cluster(c)
+
+
+def both_engines(c, algorithm, fanout=1.0, message=0.0):
+    """(C++, reference) analytical time of one all-to-all over every device."""
+    a2a, code = int(Collective.ALL_TO_ALL), int(Algorithm.parse(algorithm))
+    ranks = np.arange(c.devices, dtype=np.int32)
+    _, ours = _core.collective_time(core_topology(c), a2a, code, ranks, S, message, fanout)
+    group = list(range(c.devices))
+    shape = ref.Shape(message, fanout)
+    theirs = ref.collective_time(ref_topology(c), a2a, code, group, S, shape)
+    return ours, theirs
+
+
+def test_low_latency_all_to_all_is_bounded_by_the_uplink():
+    # 16 devices, domains of 4, pods of 8, oversubscription 4: C = 8 bw / 4 = 2 bw. Each rank
+    # writes S/16 to each peer; pod 0's 8 ranks send 8 x 8 x S/16 = 4S out of it: 4S / C =
+    # 2S/bw, above the NIC's 12 x S/16 / bw = 0.75 S/bw (the per-message charges are NIC time,
+    # not bytes on the pod link). Latency: one scale-out hop.
+    c = cluster(16, domain_size=4, pod_size=8, oversubscription=4)
+    expected = LAUNCH + SO_LAT + 2 * S / SO_BW
+    for time in both_engines(c, "low-latency"):
+        assert time == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("fanout", [1.0, 2.0])
+def test_node_forwarded_all_to_all_is_bounded_by_the_uplink(fanout):
+    # Same cluster, g = 4, m = 4: each rank sends S / (4 fanout) to its same-index peer in the
+    # 2 domains of the other pod: pod 0 pushes 8 x 2 x S / (4 fanout) = 4S / fanout over C = 2 bw,
+    # 2S / (fanout bw), above the NIC's 3 x S / (4 fanout) / bw and the forwarding's
+    # 3 x S / (4 x efficiency) / su_bw. Latency: a scale-up plus a scale-out hop.
+    c = cluster(16, domain_size=4, pod_size=8, oversubscription=4, forward_efficiency=0.8)
+    expected = LAUNCH + SU_LAT + SO_LAT + 2 * S / (fanout * SO_BW)
+    for time in both_engines(c, "node-forwarded", fanout):
+        assert time == pytest.approx(expected, rel=1e-12)
+    if fanout == 1.0:  # contention: the 16 cross-pod rails of a pod share its uplink, C/16 each
+        contended = collective(c, "all-to-all", S, "node-forwarded", "contention").time_s
+        assert contended == pytest.approx(expected, rel=1e-9)
+
+
+def interleaved_waves():
+    """Ranks 0-3 (pod 0) each send S (tag 0) then 2S (tag 1) to rank r + 4 (pod 1), and all-reduce
+    S over {r, r + 4}; built rank by rank, so that the C++ engine's locality order (the k-th op
+    of every rank side by side) differs from program order."""
+    b = ProgramBuilder()
+    groups = [b.group([r, r + 4]) for r in range(4)]
+    for r in range(4):
+        b.send(r, r + 4, S, stream=1, tag=0)
+        b.send(r, r + 4, 2 * S, stream=1, tag=1)
+        b.collective(r, "all-reduce", groups[r], S, "ring", 0)
+    for r in range(4):
+        b.recv(r + 4, r, S, stream=1, tag=0)
+        b.recv(r + 4, r, 2 * S, stream=1, tag=1)
+        b.collective(r + 4, "all-reduce", groups[r], S, "ring", 0)
+    return b.build()
+
+
+def test_waves_key_on_program_ops_whatever_the_engine_order():
+    # Pods of 4, one device per domain, oversubscription 4: C = bw. Each wave of 4 sends shares
+    # the uplink: S sends take 4S/bw, the 2S ones 8S/bw, one after the other on stream 1. The
+    # all-reduces (ring of 2: each rank sends S/2 over the pod link, in each of 2 steps, 4 copies
+    # at once: 2S/bw per step) run at the same time on stream 0.
+    c = cluster(8, domain_size=1, pod_size=4, oversubscription=4)
+    program = interleaved_waves()
+    ours = simulate(program, c, "analytical")
+    _, end = reference_simulate(program, c, "analytical")
+    assert ours.end == pytest.approx(end, rel=1e-12)
+    first = LAUNCH + SO_LAT + 4 * S / SO_BW
+    second = first + LAUNCH + SO_LAT + 8 * S / SO_BW
+    reduce = LAUNCH + 2 * SO_LAT + 2 * (2 * S / SO_BW)
+    for r in range(4):
+        assert ours.end[3 * r : 3 * r + 3] == pytest.approx([first, second, reduce], rel=1e-12)

@@ -85,7 +85,7 @@ def test_topology_from_cluster():
         scale_out_efficiency=0.8,
     )
     # The engines see achieved bandwidths: nominal x efficiency.
-    expected = Topology(16, 8, 16, 50e9, 1e-6, 40e9, 5e-6, 2.0, 2e-6)
+    expected = Topology(16, 8, 16, 50e9, 1e-6, 40e9, 5e-6, 2.0, 2e-6, 29.5e-9, 330e6, 0.815)
     assert Topology.from_cluster(cluster) == expected == Topology.of(cluster.topology())
 
 

@@ -15,6 +15,7 @@ SCENARIOS = Path(str(resources.files("podsim").joinpath("data/validation")))
 # devices, tp, pp, dp as the papers give them (Megatron-LM SC'21 Table 1; Korthikanti et al.).
 EXPECTED = {
     "korthikanti22_22B": (8, 8, 1, 1),
+    "deepseek_v3_2048_h800": (2048, 1, 16, 128),
     "korthikanti22_175B": (64, 8, 8, 1),
     "korthikanti22_530B": (280, 8, 35, 1),
     "korthikanti22_1T": (512, 8, 64, 1),

@@ -1,5 +1,7 @@
 """One training step: closed-form checks, plan rejections and the result's contract."""
 
+from dataclasses import replace
+
 import pytest
 
 from podsim import SpecError, make_cluster
@@ -323,8 +325,17 @@ def test_dualpipe_needs_an_even_pipeline_and_microbatch_count():
 
 
 def test_node_limited_routing_cuts_expert_traffic():
-    # DeepSeek-V3 sends a token over the network once per node (at most 4), not per expert.
+    # DeepSeek-V3 sends a token over the network once per node (at most 4), not per expert:
+    # the all-to-all carries one copy per distinct rank, and node-forwarding one per node.
     model = get_model("deepseek-v3")
     plan = Plan(seq_len=4096, global_batch=64, pp=8, ep=8, dp=8, schedule="1f1b", precision="fp8")
-    limited = StepBuilder(model, plan, make_cluster("h800-sxm", 64), 1)._dispatch_bytes()
-    assert limited == pytest.approx(4096 * 7168 * 1.5 * 4)
+    step = StepBuilder(model, plan, make_cluster("h800-sxm", 64), 1)
+    nbytes, token = step._all_to_all_bytes(1 + 4 / 128)
+    assert token == pytest.approx(7168 * (1 + 4 / 128))
+    assert nbytes == pytest.approx(4096 * token * step.routing.ranks)
+    assert 5 < step.routing.ranks < 8  # 8 experts, 32 per rank: some share a rank
+    wide = StepBuilder(model, replace(plan, ep=64, dp=8), make_cluster("h800-sxm", 512), 1)
+    free = replace(model, max_routed_nodes=0)
+    unlimited = StepBuilder(free, replace(plan, ep=64, dp=8), make_cluster("h800-sxm", 512), 1)
+    assert wide.routing.nodes <= 4 < unlimited.routing.nodes
+    assert wide.routing.fanout > unlimited.routing.fanout

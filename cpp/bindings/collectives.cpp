@@ -44,30 +44,46 @@ struct CollectiveArgs {
   Algorithm algorithm;
 };
 
+Shape shape_arg(double message_bytes, double fanout) {
+  if (!(message_bytes >= 0 && message_bytes < 1e300)) {
+    throw ProgramError("message_bytes = " + std::to_string(message_bytes) +
+                       " must be finite and >= 0");
+  }
+  if (!(fanout >= 1 && fanout < 1e300)) {
+    throw ProgramError("fanout = " + std::to_string(fanout) + " must be finite and >= 1");
+  }
+  return {message_bytes, fanout};
+}
+
 CollectiveArgs collective_args(const Topology& topology, int op, int algorithm,
-                               const py::array& ranks, double bytes) {
+                               const py::array& ranks, double bytes, Shape shape) {
   topology.validate();
   auto members = members_of(ranks, topology);
   check_bytes(bytes);
   const auto c = enum_arg<CollectiveOp>(op, kCollectiveOps, "op");
   const auto requested = enum_arg<Algorithm>(algorithm, kAlgorithms, "algorithm");
-  const auto a = resolve_algorithm(topology, c, requested, members, bytes);
+  const auto a = resolve_algorithm(topology, c, requested, members, bytes, shape);
   return {std::move(members), c, a};
 }
 
 py::tuple collective_time_py(const Topology& topology, int op, int algorithm,
-                             const py::array& ranks, double bytes) {
-  const auto args = collective_args(topology, op, algorithm, ranks, bytes);
-  return py::make_tuple(static_cast<int>(args.algorithm),
-                        analytical_time(topology, args.op, args.algorithm, args.members, bytes));
+                             const py::array& ranks, double bytes, double message_bytes,
+                             double fanout) {
+  const Shape shape = shape_arg(message_bytes, fanout);
+  const auto args = collective_args(topology, op, algorithm, ranks, bytes, shape);
+  return py::make_tuple(
+      static_cast<int>(args.algorithm),
+      analytical_time(topology, args.op, args.algorithm, args.members, bytes, shape));
 }
 
 py::list collective_phases_py(const Topology& topology, int op, int algorithm,
-                              const py::array& ranks, double bytes) {
-  const auto args = collective_args(topology, op, algorithm, ranks, bytes);
+                              const py::array& ranks, double bytes, double message_bytes,
+                              double fanout) {
+  const Shape shape = shape_arg(message_bytes, fanout);
+  const auto args = collective_args(topology, op, algorithm, ranks, bytes, shape);
   py::list out;
   for (const Phase& phase :
-       collective_phases(topology, args.op, args.algorithm, args.members, bytes)) {
+       collective_phases(topology, args.op, args.algorithm, args.members, bytes, shape)) {
     py::list flows;
     for (const Flow& f : phase.flows) {  // merged flows listed one by one, as specified
       for (std::int32_t i = 0; i < f.count; ++i)
@@ -82,9 +98,11 @@ py::list collective_phases_py(const Topology& topology, int op, int algorithm,
 
 void register_collectives(py::module_& m) {
   m.def("collective_time", &collective_time_py, py::arg("topology"), py::arg("op"),
-        py::arg("algorithm"), py::arg("ranks"), py::arg("bytes"),
+        py::arg("algorithm"), py::arg("ranks"), py::arg("bytes"), py::arg("message_bytes") = 0.0,
+        py::arg("fanout") = 1.0,
         "(resolved algorithm, seconds) of one collective without contention.");
   m.def("collective_phases", &collective_phases_py, py::arg("topology"), py::arg("op"),
-        py::arg("algorithm"), py::arg("ranks"), py::arg("bytes"),
+        py::arg("algorithm"), py::arg("ranks"), py::arg("bytes"), py::arg("message_bytes") = 0.0,
+        py::arg("fanout") = 1.0,
         "The phases [(latency_s, [(src, dst, bytes), ...]), ...] of the contention network.");
 }

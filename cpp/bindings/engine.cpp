@@ -39,14 +39,15 @@ void register_engine(py::module_& m) {
            py::arg("straggler_slowdown") = 1.0, py::arg("straggler_probability") = 1.0);
 
   py::class_<Engine>(m, "Engine")
-      .def(py::init(
-               [](const py::dict& columns, const Topology& topology, int mode, const Noise& noise) {
-                 auto program = make_program(columns);
-                 const auto network = enum_arg<NetworkMode>(mode, 2, "network mode");
-                 py::gil_scoped_release release;
-                 return Engine(std::move(program), topology, network, noise);
-               }),
-           py::arg("columns"), py::arg("topology"), py::arg("mode"), py::arg("noise") = Noise{})
+      .def(py::init([](const py::dict& columns, const Topology& topology, int mode,
+                       const Noise& noise, bool symmetric) {
+             auto program = make_program(columns);
+             const auto network = enum_arg<NetworkMode>(mode, 2, "network mode");
+             py::gil_scoped_release release;
+             return Engine(std::move(program), topology, network, noise, symmetric);
+           }),
+           py::arg("columns"), py::arg("topology"), py::arg("mode"), py::arg("noise") = Noise{},
+           py::arg("symmetric") = false)
       .def("restart", &Engine::restart, py::arg("iteration"),
            py::call_guard<py::gil_scoped_release>(),
            "Run the step again as iteration `iteration` (fresh noise draws).")

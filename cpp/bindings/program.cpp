@@ -17,6 +17,11 @@ Program make_program(const py::dict& c) {
   p.collective = column<std::int8_t>(c["collective"], "collective");
   p.algorithm = column<std::int8_t>(c["algorithm"], "algorithm");
   p.repeat = column<std::int32_t>(c["repeat"], "repeat");
+  // Optional all-to-all shape columns: absent or None means every op takes the default.
+  for (auto [name, target] :
+       {std::pair{"message_bytes", &p.message_bytes}, std::pair{"fanout", &p.fanout}}) {
+    if (c.contains(name) && !c[name].is_none()) *target = column<double>(c[name], name);
+  }
   p.dep_offsets = column<std::int64_t>(c["dep_offsets"], "dep_offsets");
   p.dep_ops = column<std::int32_t>(c["dep_ops"], "dep_ops");
   p.group_offsets = column<std::int64_t>(c["group_offsets"], "group_offsets");

@@ -341,6 +341,144 @@ double direct_time(const Topology& topology, Members members, double S) {
   return (n - 1) * a + time;
 }
 
+// What a group's all-to-all traffic crosses: the busiest rank's peers per path class.
+struct AllToAllPeers {
+  double n = 1.0;
+  double up = 0.0;   // peers inside the largest domain (largest - 1)
+  double out = 0.0;  // peers outside the smallest domain (n - smallest)
+  double up_latency = 0.0, out_latency = 0.0;
+  double out_bandwidth = 1.0;  // the NIC, or the pod link's capacity if smaller and crossed
+};
+
+AllToAllPeers peers_of(const Topology& topology, Members members) {
+  const auto domains = by_domain(topology, members);
+  AllToAllPeers peers;
+  peers.n = n_of(members);
+  std::size_t largest = 0, smallest = members.size();
+  bool many_pods = false;
+  for (std::int32_t r : members)
+    many_pods = many_pods || topology.pod(r) != topology.pod(members[0]);
+  for (const auto& d : domains) {
+    largest = std::max(largest, d.size());
+    smallest = std::min(smallest, d.size());
+  }
+  if (largest > 1) {
+    peers.up = static_cast<double>(largest - 1);
+    peers.up_latency = topology.scale_up_latency;
+  }
+  if (domains.size() > 1) {
+    peers.out = peers.n - static_cast<double>(smallest);
+    peers.out_latency = topology.scale_out_latency;
+    peers.out_bandwidth = topology.scale_out_bandwidth;
+    if (many_pods) {
+      peers.out_bandwidth =
+          std::min(peers.out_bandwidth,
+                   topology.link_capacity(static_cast<std::int32_t>(4 * topology.devices)));
+    }
+  }
+  return peers;
+}
+
+// Low-latency all-to-all: the bytes charged per peer on each path class. A message of s bytes
+// costs s plus the per-message overhead (as bytes at link speed) on the scale-up load/store
+// path, and at least a NIC message slot (bandwidth / message rate) on the NIC.
+struct PerPeer {
+  double up = 0.0, out = 0.0;
+};
+
+PerPeer low_latency_bytes(const Topology& topology, double per_peer, Shape shape) {
+  const double messages = shape.message_bytes > 0 ? per_peer / shape.message_bytes : 1.0;
+  PerPeer bytes;
+  bytes.up = per_peer + messages * topology.message_overhead * topology.scale_up_bandwidth;
+  bytes.out = per_peer;
+  if (topology.nic_message_rate > 0) {
+    bytes.out =
+        std::max(per_peer, messages * topology.scale_out_bandwidth / topology.nic_message_rate);
+  }
+  return bytes;
+}
+
+double low_latency_time(const Topology& topology, Members members, double S, Shape shape) {
+  const AllToAllPeers peers = peers_of(topology, members);
+  const PerPeer bytes = low_latency_bytes(topology, S / peers.n, shape);
+  const double up = peers.up * bytes.up / topology.scale_up_bandwidth;
+  const double out = peers.out * bytes.out / peers.out_bandwidth;
+  return std::max(peers.up_latency, peers.out_latency) + std::max(up, out);
+}
+
+// Node-forwarded all-to-all (DeepEP's normal kernels) on balanced domains: each rank sends one
+// copy per destination domain (S/m over `fanout`) to its same-index peer there, which forwards
+// it over scale-up to the `fanout` ranks that need it; both stages run at once (pipelined).
+struct Forwarding {
+  double g = 1.0, m = 1.0;
+  double rail = 0.0;   // bytes to each same-index peer in another domain
+  double local = 0.0;  // bytes to each other member of the own domain (forwarded and own)
+};
+
+Forwarding forwarding(const Topology& topology, Members members, double S, Shape shape) {
+  const auto domains = by_domain(topology, members);
+  Forwarding f;
+  f.g = static_cast<double>(domains.front().size());
+  f.m = static_cast<double>(domains.size());
+  const double fanout = std::clamp(shape.fanout, 1.0, f.g);
+  f.rail = S / (f.m * fanout);
+  f.local = S / f.g / topology.forward_efficiency;
+  return f;
+}
+
+double node_forwarded_time(const Topology& topology, Members members, double S, Shape shape) {
+  const AllToAllPeers peers = peers_of(topology, members);
+  const Forwarding f = forwarding(topology, members, S, shape);
+  const double up = (f.g - 1) * f.local / topology.scale_up_bandwidth;
+  const double out = (f.m - 1) * f.rail / peers.out_bandwidth;
+  return peers.up_latency + peers.out_latency + std::max(up, out);
+}
+
+void check_flows(std::size_t flows) {
+  if (flows > kMaxFlowsPerPhase) {
+    throw ProgramError("all-to-all in contention mode needs " + std::to_string(flows) +
+                       " flows; the limit is " + std::to_string(kMaxFlowsPerPhase) +
+                       ": use the analytical network or smaller groups");
+  }
+}
+
+Phase low_latency_phase(const Topology& topology, Members m, double S, Shape shape) {
+  const std::size_t n = m.size();
+  check_flows(n * (n - 1));
+  const AllToAllPeers peers = peers_of(topology, m);
+  const PerPeer bytes = low_latency_bytes(topology, S / peers.n, shape);
+  Phase phase{std::max(peers.up_latency, peers.out_latency), {}};
+  phase.flows.reserve(n * (n - 1));
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t j = 0; j < n; ++j) {
+      if (i == j) continue;
+      const bool inside = topology.domain(m[i]) == topology.domain(m[j]);
+      phase.flows.push_back({m[i], m[j], inside ? bytes.up : bytes.out});
+    }
+  }
+  return phase;
+}
+
+Phase node_forwarded_phase(const Topology& topology, Members members, double S, Shape shape) {
+  const auto domains = by_domain(topology, members);
+  const Forwarding f = forwarding(topology, members, S, shape);
+  const std::size_t g = domains.front().size(), m = domains.size();
+  check_flows(members.size() * (g + m - 2));
+  const AllToAllPeers peers = peers_of(topology, members);
+  Phase phase{peers.up_latency + peers.out_latency, {}};
+  for (std::size_t d = 0; d < m; ++d) {
+    for (std::size_t j = 0; j < g; ++j) {
+      for (std::size_t k = 0; k < g; ++k) {
+        if (k != j) phase.flows.push_back({domains[d][j], domains[d][k], f.local});
+      }
+      for (std::size_t e = 0; e < m; ++e) {
+        if (e != d) phase.flows.push_back({domains[d][j], domains[e][j], f.rail});
+      }
+    }
+  }
+  return phase;
+}
+
 bool ring_family(CollectiveOp op, Algorithm algorithm) {
   return algorithm == Algorithm::Ring &&
          (op == CollectiveOp::AllReduce || op == CollectiveOp::AllGather ||
@@ -396,15 +534,25 @@ bool applicable(const Topology& topology, CollectiveOp op, Algorithm algorithm, 
     case Algorithm::Hierarchical:
       return (all_reduce || gather_scatter) && balanced(by_domain(topology, members));
     case Algorithm::Direct:
+    case Algorithm::LowLatency:
       return op == CollectiveOp::AllToAll;
+    case Algorithm::NodeForwarded:
+      return op == CollectiveOp::AllToAll && balanced(by_domain(topology, members));
     default:
       return false;
   }
 }
 
 double collective_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                       Members members, double bytes) {
+                       Members members, double bytes, Shape shape) {
   require_members(members);
+  if (algorithm == Algorithm::LowLatency || algorithm == Algorithm::NodeForwarded) {
+    if (members.size() < 2) return topology.launch_latency;
+    const double time = algorithm == Algorithm::LowLatency
+                            ? low_latency_time(topology, members, bytes, shape)
+                            : node_forwarded_time(topology, members, bytes, shape);
+    return topology.launch_latency + time;
+  }
   if (algorithm == Algorithm::Hierarchical) {
     return topology.launch_latency + hierarchical_time(topology, op, members, bytes);
   }
@@ -420,7 +568,7 @@ double collective_time(const Topology& topology, CollectiveOp op, Algorithm algo
 }
 
 Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm requested,
-                            Members members, double bytes) {
+                            Members members, double bytes, Shape shape) {
   require_members(members);
   if (requested != Algorithm::Auto) {
     if (applicable(topology, op, requested, members)) return requested;
@@ -440,16 +588,21 @@ Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm
   for (int a = 1; a < kAlgorithms; ++a) {
     const auto algorithm = static_cast<Algorithm>(a);
     if (!applicable(topology, op, algorithm, members)) continue;
-    const double time = analytical_time(topology, op, algorithm, members, bytes);
+    const double time = analytical_time(topology, op, algorithm, members, bytes, shape);
     if (best == Algorithm::Auto || time < best_time) best = algorithm, best_time = time;
   }
   return best;
 }
 
 std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                                     Members members, double bytes) {
+                                     Members members, double bytes, Shape shape) {
   require_members(members);
   if (members.size() < 2) return {};
+  if (algorithm == Algorithm::LowLatency)
+    return {low_latency_phase(topology, members, bytes, shape)};
+  if (algorithm == Algorithm::NodeForwarded) {
+    return {node_forwarded_phase(topology, members, bytes, shape)};
+  }
   if (algorithm == Algorithm::Direct) {
     Phase phase = all_pairs(members, bytes);
     phase.latency = (n_of(members) - 1) * cost_of(topology, {phase}).a;
@@ -495,16 +648,29 @@ std::int32_t pod_link(const Topology& topology, std::int64_t pod, bool down) {
   return static_cast<std::int32_t>(4 * topology.devices + 2 * pod + (down ? 1 : 0));
 }
 
-// Direct all-to-all: pod p's members send (n - n_p) S/n each out of the pod, and receive as much.
-std::vector<PodLoad> direct_pod_loads(const Topology& topology, Members members, double S) {
+// Direct and low-latency all-to-all: pod p's members send (n - n_p) S/n each out of the pod, and
+// receive as much. Node-forwarded (balanced domains of g ranks, m domains, pod p holding n_p / g
+// of them): each member sends one S / (m fanout) copy to its same-index peer in every domain
+// outside the pod; the forwarding itself stays inside a domain, hence inside the pod.
+std::vector<PodLoad> all_to_all_pod_loads(const Topology& topology, Algorithm algorithm,
+                                          Members members, double S, Shape shape) {
   std::unordered_map<std::int64_t, double> count;
   for (std::int32_t r : members) count[topology.pod(r)] += 1.0;
   std::vector<std::pair<std::int64_t, double>> pods(count.begin(), count.end());
   std::sort(pods.begin(), pods.end());  // deterministic order
   const double n = n_of(members);
+  double g = 1.0, m = n, fanout = 1.0;
+  if (algorithm == Algorithm::NodeForwarded) {
+    const auto domains = by_domain(topology, members);
+    g = static_cast<double>(domains.front().size());
+    m = static_cast<double>(domains.size());
+    fanout = std::clamp(shape.fanout, 1.0, g);
+  }
   std::vector<PodLoad> out;
   for (const auto& [pod, np] : pods) {
-    const double bytes = np * (n - np) * S / n;
+    const double bytes = algorithm == Algorithm::NodeForwarded
+                             ? np * (m - np / g) * S / (m * fanout)
+                             : np * (n - np) * S / n;
     if (bytes <= 0) continue;
     out.push_back({pod_link(topology, pod, false), bytes});
     out.push_back({pod_link(topology, pod, true), bytes});
@@ -530,10 +696,11 @@ std::vector<PodLoad> phase_pod_loads(const Topology& topology, const Phase& phas
 
 // The bandwidth term collective_time charges each phase of collective_phases (same order).
 std::vector<double> phase_bandwidth(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                                    Members members, double S, const std::vector<Phase>& phases) {
+                                    Members members, double S, Shape shape,
+                                    const std::vector<Phase>& phases) {
   if (phases.size() <= 1) {  // one phase: the whole bandwidth term of the closed form
-    return {collective_time(topology, op, algorithm, members, S) -
-            collective_time(topology, op, algorithm, members, kNoBytes)};
+    return {collective_time(topology, op, algorithm, members, S, shape) -
+            collective_time(topology, op, algorithm, members, kNoBytes, shape)};
   }
   std::vector<double> out;
   if (algorithm == Algorithm::Hierarchical) {
@@ -564,12 +731,16 @@ std::vector<double> phase_bandwidth(const Topology& topology, CollectiveOp op, A
 }  // namespace
 
 std::vector<std::vector<PodLoad>> pod_loads(const Topology& topology, CollectiveOp op,
-                                            Algorithm algorithm, Members members, double bytes) {
+                                            Algorithm algorithm, Members members, double bytes,
+                                            Shape shape) {
   require_members(members);
   if (members.size() < 2 || !spans_pods(topology, members)) return {};
-  if (algorithm == Algorithm::Direct) return {direct_pod_loads(topology, members, bytes)};
+  if (algorithm == Algorithm::Direct || algorithm == Algorithm::LowLatency ||
+      algorithm == Algorithm::NodeForwarded) {
+    return {all_to_all_pod_loads(topology, algorithm, members, bytes, shape)};
+  }
   std::vector<std::vector<PodLoad>> out;
-  for (const Phase& phase : collective_phases(topology, op, algorithm, members, bytes))
+  for (const Phase& phase : collective_phases(topology, op, algorithm, members, bytes, shape))
     out.push_back(phase_pod_loads(topology, phase));
   return out;
 }
@@ -588,20 +759,29 @@ std::vector<double> pod_seconds(const Topology& topology,
 }
 
 double analytical_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                       Members members, double bytes, std::span<const double> seconds) {
-  const double base = collective_time(topology, op, algorithm, members, bytes);
+                       Members members, double bytes, Shape shape,
+                       std::span<const double> seconds) {
+  const double base = collective_time(topology, op, algorithm, members, bytes, shape);
   if (members.size() < 2 || !spans_pods(topology, members)) return base;
   std::vector<double> own;
   if (seconds.empty()) {
-    own = pod_seconds(topology, pod_loads(topology, op, algorithm, members, bytes));
+    own = pod_seconds(topology, pod_loads(topology, op, algorithm, members, bytes, shape));
     seconds = own;
   }
   std::vector<double> bandwidth;
-  if (algorithm == Algorithm::Direct) {
-    bandwidth = {base - collective_time(topology, op, algorithm, members, kNoBytes)};
+  if (algorithm == Algorithm::Direct) {  // one phase, no flows built
+    bandwidth = {base - collective_time(topology, op, algorithm, members, kNoBytes, shape)};
+  } else if (algorithm == Algorithm::LowLatency || algorithm == Algorithm::NodeForwarded) {
+    // One phase: everything but the launch and the hops (the per-message charges are link
+    // time too), so that the time is the larger of the link terms and the pod link's.
+    const AllToAllPeers peers = peers_of(topology, members);
+    const double hops = algorithm == Algorithm::LowLatency
+                            ? std::max(peers.up_latency, peers.out_latency)
+                            : peers.up_latency + peers.out_latency;
+    bandwidth = {base - topology.launch_latency - hops};
   } else {
-    bandwidth = phase_bandwidth(topology, op, algorithm, members, bytes,
-                                collective_phases(topology, op, algorithm, members, bytes));
+    bandwidth = phase_bandwidth(topology, op, algorithm, members, bytes, shape,
+                                collective_phases(topology, op, algorithm, members, bytes, shape));
   }
   double extra = 0.0;
   for (std::size_t k = 0; k < seconds.size() && k < bandwidth.size(); ++k)
@@ -621,8 +801,8 @@ const char* to_string(CollectiveOp op) {
 }
 
 const char* to_string(Algorithm algorithm) {
-  static const char* names[] = {"auto",         "ring",  "tree", "halving-doubling",
-                                "hierarchical", "direct"};
+  static const char* names[] = {"auto",         "ring",   "tree",        "halving-doubling",
+                                "hierarchical", "direct", "low-latency", "node-forwarded"};
   return names[static_cast<int>(algorithm)];
 }
 

@@ -21,23 +21,34 @@ namespace {
 
 enum class EventType : std::int8_t { FlowCheck, PhaseStart, OpDone, InstanceDone, TransferDone };
 
+// 24 bytes: the order key (priority in the top 2 bits of `order`, the sequence number below)
+// and the type in the low 3 bits of `data`, the payload above them.
 struct Event {
   double time;
-  int priority;
-  std::uint64_t seq;
-  EventType type;
-  std::int64_t payload;
+  std::uint64_t order;
+  std::uint64_t data;
+
+  Event(double t, int priority, std::uint64_t seq, EventType type, std::int64_t payload)
+      : time(t),
+        order((static_cast<std::uint64_t>(priority) << 62) | seq),
+        data((static_cast<std::uint64_t>(payload) << 3) | static_cast<std::uint64_t>(type)) {}
+
+  EventType type() const { return static_cast<EventType>(data & 7); }
+  std::int64_t payload() const { return static_cast<std::int64_t>(data >> 3); }
 
   // Earliest time first, then priority, then insertion order: deterministic.
   bool operator>(const Event& o) const {
-    return std::tie(time, priority, seq) > std::tie(o.time, o.priority, o.seq);
+    return time > o.time || (time == o.time && order > o.order);
   }
 };
+
+struct Cost;
 
 struct Instance {
   std::int32_t group = 0;
   std::int32_t arrived = 0;
   Algorithm algorithm = Algorithm::Auto;
+  const Cost* cost = nullptr;  // looked up once, kept over restarts
 };
 
 // A collective instance or a send/recv transfer running in the contention network. A repeated
@@ -56,7 +67,7 @@ struct Activity {
   const Phase& current() const { return phases[phase % phases.size()]; }
 };
 
-using CostKey = std::tuple<std::int32_t, std::int8_t, std::int8_t, double>;
+using CostKey = std::tuple<std::int32_t, std::int8_t, std::int8_t, double, double, double>;
 
 // Draw streams of the noise model.
 enum Stream : std::uint64_t { ComputeJitter = 1, SlowRank = 2, SlowStep = 3, HopLatency = 4 };
@@ -70,10 +81,21 @@ struct Cost {
 }  // namespace
 
 struct Engine::State {
+  // The run works on ops renumbered for memory locality (locality_order: the k-th ops of all
+  // ranks side by side), through the columns it reads per op (kind, duration, rank) and the
+  // index; `original` maps them back to the program, which keeps the program's numbering and is
+  // read only where an instance or transfer starts. Noise draws and outputs use the program's
+  // numbers, and events are handled in the same order as in program order: nothing else changes.
   Program program;
+  std::vector<std::int8_t> op_kind;
+  std::vector<double> op_duration;
+  std::vector<std::int32_t> op_rank;
   Topology topology;
   NetworkMode mode;
+  bool symmetric;
   ProgramIndex graph;  // dependents, stream successors, collective instances, send/recv partners
+  std::vector<std::int64_t> original;       // internal op -> its index in the caller's program
+  std::vector<std::int64_t> initial_ready;  // ops with no prerequisites, in program order
 
   std::vector<std::int32_t> pending;
   std::vector<char> ready;
@@ -98,30 +120,42 @@ struct Engine::State {
   bool dirty = false;
   std::vector<std::int32_t> finished_owners;
 
-  State(Program p, Topology t, NetworkMode m, Noise n)
-      : program(std::move(p)),
-        topology(t),
-        mode(m),
-        graph(index_program(program, topology)),
-        noise(std::move(n)),
-        network(topology) {
+  State(Program p, Topology t, NetworkMode m, Noise n, bool sym)
+      : topology(t), mode(m), symmetric(sym), noise(std::move(n)), network(topology) {
     std::sort(noise.straggler_ranks.begin(), noise.straggler_ranks.end());
+    {
+      const ProgramIndex index = index_program(p, topology);  // checks, in program order
+      original = locality_order(p);
+      graph = permute(index, original);
+    }
+    program = std::move(p);
+    op_kind = gather(program.kind, original);
+    op_duration = gather(program.duration, original);
+    op_rank = gather(program.rank, original);
+    for (std::size_t op = 0; op < original.size(); ++op) {
+      if (graph.initial_pending[op] == 0) initial_ready.push_back(static_cast<std::int64_t>(op));
+    }
+    std::sort(initial_ready.begin(), initial_ready.end(),
+              [&](std::int64_t a, std::int64_t b) { return original[a] < original[b]; });
     if (mode == NetworkMode::Analytical && topology.num_pods() > 1) prepare_pod_links();
   }
 
-  // Waves: the k-th instance on every group of the same size, op, algorithm, bytes and repeat
-  // runs at the same time as its copies (as the data-parallel groups of a step do); the k-th
-  // send of every channel with the same tag and bytes likewise (as a pipeline stage's ranks do). A
-  // wave's traffic over each pod link, per phase, is what each of its members' phases must get
-  // through.
+  // Waves: the k-th instance on every group of the same size, op, algorithm, bytes, shape and
+  // repeat runs at the same time as its copies (as the data-parallel groups of a step do); the
+  // k-th send of every channel with the same tag and bytes likewise (as a pipeline stage's ranks
+  // do). A wave's traffic over each pod link, per phase, is what each of its members' phases must
+  // get through. Instances and sends are counted in program order and keyed by the program's op
+  // numbers (`at`), not the internal ones. A symmetric program holds one representative per
+  // stage, so its waves count only the copies it holds: podsim.front.training runs every rank
+  // where traffic crosses pods (docs/engine.md, "Pod links").
   void prepare_pod_links() {
-    using WaveKey =
-        std::tuple<std::size_t, std::int8_t, std::int8_t, double, std::int32_t, std::int32_t>;
+    using WaveKey = std::tuple<std::size_t, std::int8_t, std::int8_t, double, double, double,
+                               std::int32_t, std::int32_t>;
     std::map<WaveKey, std::int32_t> waves;
     std::map<std::tuple<std::int32_t, std::size_t, std::int32_t>, double> totals;
     struct Pending {
       std::int32_t instance, wave;
-      std::int64_t op;
+      std::size_t op;  // the program's op
       std::vector<std::vector<PodLoad>> loads;
     };
     std::vector<Pending> spanning;
@@ -131,15 +165,21 @@ struct Engine::State {
       const std::int32_t k = seen[static_cast<std::size_t>(group)]++;
       const auto m = members(group);
       if (m.size() < 2 || !spans_pods(topology, m)) continue;
-      const std::int64_t op = graph.instance_ops(static_cast<std::int32_t>(i))[0];
+      const std::size_t op = at(graph.instance_ops(static_cast<std::int32_t>(i))[0]);
       const Algorithm algorithm = cost(group, op).algorithm;
-      const WaveKey key{
-          m.size(),          program.collective[op], static_cast<std::int8_t>(algorithm),
-          program.bytes[op], program.repeat[op],     k};
+      const Shape shape = shape_of(op);
+      const WaveKey key{m.size(),
+                        program.collective[op],
+                        static_cast<std::int8_t>(algorithm),
+                        program.bytes[op],
+                        shape.message_bytes,
+                        shape.fanout,
+                        program.repeat[op],
+                        k};
       const auto wave =
           waves.try_emplace(key, static_cast<std::int32_t>(waves.size())).first->second;
       auto loads = pod_loads(topology, static_cast<CollectiveOp>(program.collective[op]), algorithm,
-                             m, program.bytes[op]);
+                             m, program.bytes[op], shape);
       for (std::size_t phase = 0; phase < loads.size(); ++phase) {
         for (const PodLoad& load : loads[phase]) totals[{wave, phase, load.link}] += load.bytes;
       }
@@ -154,17 +194,25 @@ struct Engine::State {
         }
       }
       const std::int32_t group = graph.instance_groups[static_cast<std::size_t>(p.instance)];
-      pod_instance_time[p.instance] = analytical_time(
-          topology, static_cast<CollectiveOp>(program.collective[p.op]),
-          cost(group, p.op).algorithm, members(group), program.bytes[p.op], seconds);
+      pod_instance_time[p.instance] =
+          analytical_time(topology, static_cast<CollectiveOp>(program.collective[p.op]),
+                          cost(group, p.op).algorithm, members(group), program.bytes[p.op],
+                          shape_of(p.op), seconds);
     }
-    // Sends: the k-th on each (src, dst, tag) channel; its wave is keyed by bytes, tag and k.
+    // Sends, in program order: the k-th on each (src, dst, tag) channel; its wave is keyed by
+    // bytes, tag and k. Keyed by the program's op (start_transfer looks it up through `at`).
+    std::vector<std::int64_t> internal(original.size());
+    for (std::size_t op = 0; op < original.size(); ++op)
+      internal[static_cast<std::size_t>(original[op])] = static_cast<std::int64_t>(op);
     using SendWave = std::tuple<double, std::int8_t, std::int32_t>;
     std::map<std::tuple<std::int32_t, std::int32_t, std::int8_t>, std::int32_t> channel_count;
     std::map<std::pair<SendWave, std::int32_t>, double> link_bytes;
     std::vector<std::pair<std::int64_t, SendWave>> sends;
     for (std::size_t i = 0; i < program.num_ops(); ++i) {
-      if (program.kind[i] != static_cast<std::int8_t>(Kind::Send) || graph.partner[i] < 0) continue;
+      if (program.kind[i] != static_cast<std::int8_t>(Kind::Send) ||
+          graph.partner[static_cast<std::size_t>(internal[i])] < 0) {
+        continue;
+      }
       const std::int32_t src = program.rank[i], dst = program.peer[i];
       const std::int8_t tag = program.collective[i];
       const std::int32_t k = channel_count[{src, dst, tag}]++;
@@ -186,6 +234,23 @@ struct Engine::State {
     }
   }
 
+  // A per-op vector in program order.
+  template <class T>
+  std::vector<T> in_program_order(const std::vector<T>& values) const {
+    std::vector<T> out(values.size());
+    for (std::size_t op = 0; op < values.size(); ++op) out[original[op]] = values[op];
+    return out;
+  }
+
+  std::string deadlock() const {
+    const ProgramIndex index = index_program(program, topology);
+    return describe_deadlock(program, index, in_program_order(pending), in_program_order(ready),
+                             in_program_order(end));
+  }
+
+  // The program's op behind an internal one.
+  std::size_t at(std::int64_t op) const { return static_cast<std::size_t>(original[op]); }
+
   // Whether a rank is one of the slow devices: listed, or drawn (from the seed and the rank).
   bool slow(std::int32_t rank) const {
     if (noise.straggler_slowdown == 1.0) return false;
@@ -199,17 +264,17 @@ struct Engine::State {
     double factor = 1.0;
     if (noise.compute_cv > 0) {
       const double s2 = std::log1p(noise.compute_cv * noise.compute_cv);
-      const double z =
-          random::normal(noise.seed, ComputeJitter, static_cast<std::uint64_t>(op), iteration);
+      const double z = random::normal(noise.seed, ComputeJitter,
+                                      static_cast<std::uint64_t>(original[op]), iteration);
       factor = std::exp(std::sqrt(s2) * z - 0.5 * s2);
     }
-    const std::int32_t rank = program.rank[op];
-    if (slow(rank) && (noise.straggler_probability >= 1.0 ||
-                       random::uniform(noise.seed, SlowStep, static_cast<std::uint64_t>(rank),
-                                       iteration) < noise.straggler_probability)) {
+    const std::int32_t r = op_rank[op];
+    if (slow(r) && (noise.straggler_probability >= 1.0 ||
+                    random::uniform(noise.seed, SlowStep, static_cast<std::uint64_t>(r),
+                                    iteration) < noise.straggler_probability)) {
       factor *= noise.straggler_slowdown;
     }
-    return program.duration[op] * factor;
+    return op_duration[op] * factor;
   }
 
   // How much longer than its median a latency term takes: a step waits for the slowest of its
@@ -227,7 +292,7 @@ struct Engine::State {
   }
 
   void push(double time, int priority, EventType type, std::int64_t payload) {
-    queue.push({time, priority, seq++, type, payload});
+    queue.emplace(time, priority, seq++, type, payload);
   }
 
   void init() {
@@ -240,9 +305,7 @@ struct Engine::State {
     instances.resize(graph.instance_groups.size());  // arrival counts are reset by reset()
     for (std::size_t i = 0; i < instances.size(); ++i)
       instances[i].group = graph.instance_groups[i];
-    for (std::size_t op = 0; op < n; ++op) {
-      if (pending[op] == 0) on_ready(static_cast<std::int64_t>(op), 0.0);
-    }
+    for (std::int64_t op : initial_ready) on_ready(op, 0.0);
   }
 
   void reset(std::uint64_t step) {
@@ -260,7 +323,7 @@ struct Engine::State {
 
   void on_ready(std::int64_t op, double t) {
     ready[op] = 1;
-    switch (static_cast<Kind>(program.kind[op])) {
+    switch (static_cast<Kind>(op_kind[op])) {
       case Kind::Compute:
       case Kind::Wait:
         start[op] = t;
@@ -268,8 +331,9 @@ struct Engine::State {
         break;
       case Kind::Collective: {
         const std::int32_t index = graph.instance_of[op];
-        if (++instances[index].arrived ==
-            static_cast<std::int32_t>(members(instances[index].group).size())) {
+        const std::size_t expected =
+            symmetric ? graph.instance_ops(index).size() : members(instances[index].group).size();
+        if (++instances[index].arrived == static_cast<std::int32_t>(expected)) {
           start_instance(index, op, t);
         }
         break;
@@ -278,35 +342,53 @@ struct Engine::State {
       case Kind::Recv: {
         const std::int64_t partner = graph.partner[op];
         if (partner >= 0 && ready[partner]) {
-          start_transfer(program.kind[op] == static_cast<std::int8_t>(Kind::Send) ? op : partner,
-                         t);
+          start_transfer(op_kind[op] == static_cast<std::int8_t>(Kind::Send) ? op : partner, t);
         }
         break;
       }
     }
   }
 
-  const Cost& cost(std::int32_t group, std::int64_t op) {
-    const CostKey key{group, program.collective[op], program.algorithm[op], program.bytes[op]};
+  // `op`: the program's op (not an internal one).
+  Shape shape_of(std::size_t op) const {
+    Shape shape;
+    if (!program.message_bytes.empty()) shape.message_bytes = program.message_bytes[op];
+    if (!program.fanout.empty()) shape.fanout = program.fanout[op];
+    return shape;
+  }
+
+  // `op`: the program's op (not an internal one).
+  const Cost& cost(std::int32_t group, std::size_t op) {
+    const Shape shape = shape_of(op);
+    const CostKey key{group,
+                      program.collective[op],
+                      program.algorithm[op],
+                      program.bytes[op],
+                      shape.message_bytes,
+                      shape.fanout};
     auto it = costs.find(key);
     if (it == costs.end()) {
       const auto c = static_cast<CollectiveOp>(program.collective[op]);
       const auto m = members(group);
       const Algorithm a = resolve_algorithm(
-          topology, c, static_cast<Algorithm>(program.algorithm[op]), m, program.bytes[op]);
-      // Every term is linear in the bytes: at (almost) no bytes only latencies remain.
-      const double latency = collective_time(topology, c, a, m, 1e-300) - topology.launch_latency;
-      it =
-          costs
-              .emplace(key, Cost{a, analytical_time(topology, c, a, m, program.bytes[op]), latency})
-              .first;
+          topology, c, static_cast<Algorithm>(program.algorithm[op]), m, program.bytes[op], shape);
+      // Every term is linear in the bytes: at (almost) no bytes only latencies remain (and,
+      // for a low-latency all-to-all of one message per peer, its per-message costs).
+      const double latency =
+          collective_time(topology, c, a, m, 1e-300, shape) - topology.launch_latency;
+      // The analytical network charges the group's own pod-link traffic (docs/engine.md, "Pod
+      // links"); waves of concurrent copies are charged per instance (pod_instance_time).
+      const double time = analytical_time(topology, c, a, m, program.bytes[op], shape);
+      it = costs.emplace(key, Cost{a, time, latency}).first;
     }
     return it->second;
   }
 
-  void start_instance(std::int32_t index, std::int64_t op, double t) {
+  void start_instance(std::int32_t index, std::int64_t internal, double t) {
+    const std::size_t op = at(internal);
     Instance& instance = instances[index];
-    const Cost& c = cost(instance.group, op);
+    if (instance.cost == nullptr) instance.cost = &cost(instance.group, op);
+    const Cost& c = *instance.cost;
     const Algorithm algorithm = c.algorithm;
     instance.algorithm = algorithm;
     const double hops = static_cast<double>(members(instance.group).size());
@@ -325,8 +407,9 @@ struct Engine::State {
       push(t + time, 2, EventType::InstanceDone, index);
       return;
     }
-    auto phases = collective_phases(topology, static_cast<CollectiveOp>(program.collective[op]),
-                                    algorithm, members(instance.group), program.bytes[op]);
+    auto phases =
+        collective_phases(topology, static_cast<CollectiveOp>(program.collective[op]), algorithm,
+                          members(instance.group), program.bytes[op], shape_of(op));
     if (phases.empty()) {  // a group of one: each repetition is a launch
       push(t + topology.launch_latency * repeat, 2, EventType::InstanceDone, index);
       return;
@@ -353,20 +436,21 @@ struct Engine::State {
   void start_transfer(std::int64_t send, double t) {
     const std::int64_t recv = graph.partner[send];
     start[send] = start[recv] = t;
-    const Path path = route(topology, program.rank[send], program.rank[recv]);
+    const Path path = route(topology, op_rank[send], op_rank[recv]);
     // Transfers draw from keys above every collective instance's.
     const double latency =
         path.latency *
-        latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(send), 1);
+        latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(original[send]), 1);
+    const double bytes = program.bytes[at(send)];
     if (mode == NetworkMode::Analytical) {
-      double bandwidth_term = program.bytes[send] / path.bandwidth;
-      const auto pod = pod_transfer_seconds.find(send);
+      double bandwidth_term = bytes / path.bandwidth;
+      const auto pod = pod_transfer_seconds.find(static_cast<std::int64_t>(at(send)));
       if (pod != pod_transfer_seconds.end()) bandwidth_term = std::max(bandwidth_term, pod->second);
       push(t + topology.launch_latency + latency + bandwidth_term, 2, EventType::TransferDone,
            send);
       return;
     }
-    Phase phase{latency, {{program.rank[send], program.rank[recv], program.bytes[send]}}};
+    Phase phase{latency, {{op_rank[send], op_rank[recv], bytes}}};
     begin_activity({true, send, {std::move(phase)}, 0, 0, 1, false}, t);
   }
 
@@ -431,23 +515,24 @@ struct Engine::State {
 
   void handle(const Event& e) {
     now = e.time;
-    switch (e.type) {
+    const std::int64_t payload = e.payload();
+    switch (e.type()) {
       case EventType::OpDone:
-        complete(e.payload, e.time);
+        complete(payload, e.time);
         break;
       case EventType::InstanceDone:
-        for (std::int64_t op : graph.instance_ops(static_cast<std::int32_t>(e.payload)))
+        for (std::int64_t op : graph.instance_ops(static_cast<std::int32_t>(payload)))
           complete(op, e.time);
         break;
       case EventType::TransferDone:
-        complete(e.payload, e.time);
-        complete(graph.partner[e.payload], e.time);
+        complete(payload, e.time);
+        complete(graph.partner[payload], e.time);
         break;
       case EventType::PhaseStart:
-        start_phase(e.payload, e.time);
+        start_phase(payload, e.time);
         break;
       case EventType::FlowCheck:
-        if (static_cast<std::uint64_t>(e.payload) == generation) flow_check(e.time);
+        if (static_cast<std::uint64_t>(payload) == generation) flow_check(e.time);
         break;
     }
   }
@@ -484,7 +569,7 @@ void Noise::validate(std::int64_t devices) const {
   }
 }
 
-Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise) {
+Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise, bool symmetric) {
   topology.validate();
   // The contention network keeps state per link (four per device): bound its memory.
   constexpr std::int64_t kMaxContentionDevices = std::int64_t{1} << 24;
@@ -494,7 +579,12 @@ Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise
                     "analytical network");
   }
   noise.validate(topology.devices);
-  state_ = std::make_unique<State>(std::move(program), topology, mode, std::move(noise));
+  if (symmetric && noise.active()) {
+    throw SpecError(
+        "a symmetric program (one representative per class of ranks) cannot carry noise: noise "
+        "breaks the symmetry; simulate every rank");
+  }
+  state_ = std::make_unique<State>(std::move(program), topology, mode, std::move(noise), symmetric);
   state_->init();
 }
 
@@ -514,15 +604,16 @@ bool Engine::advance(std::uint64_t max_events) {
     s.settle_network();
   }
   if (!s.queue.empty()) return false;
-  if (s.completed < s.program.num_ops())
-    throw DeadlockError(describe_deadlock(s.program, s.graph, s.pending, s.ready, s.end));
+  if (s.completed < s.program.num_ops()) throw DeadlockError(s.deadlock());
   return true;
 }
 
 bool Engine::done() const { return state_->queue.empty(); }
-const std::vector<double>& Engine::start() const { return state_->start; }
-const std::vector<double>& Engine::end() const { return state_->end; }
-const std::vector<std::int8_t>& Engine::resolved_algorithm() const { return state_->resolved; }
+std::vector<double> Engine::start() const { return state_->in_program_order(state_->start); }
+std::vector<double> Engine::end() const { return state_->in_program_order(state_->end); }
+std::vector<std::int8_t> Engine::resolved_algorithm() const {
+  return state_->in_program_order(state_->resolved);
+}
 std::uint64_t Engine::events_processed() const { return state_->events; }
 double Engine::makespan() const { return state_->makespan; }
 

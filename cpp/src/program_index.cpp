@@ -59,6 +59,8 @@ void check_columns(const Program& p) {
   require_size(p.collective, n, "collective");
   require_size(p.algorithm, n, "algorithm");
   require_size(p.repeat, n, "repeat");
+  if (!p.message_bytes.empty()) require_size(p.message_bytes, n, "message_bytes");
+  if (!p.fanout.empty()) require_size(p.fanout, n, "fanout");
   check_offsets(p.dep_offsets, n, p.dep_ops.size(), "dep_offsets");
   if (p.group_offsets.empty()) throw ProgramError("program.group_offsets must hold at least [0]");
   check_offsets(p.group_offsets, p.num_groups(), p.group_ranks.size(), "group_offsets");
@@ -124,8 +126,16 @@ void check_op(const Program& p, const Topology& t, std::size_t i) {
       fail(op, "collective = " + std::to_string(p.collective[i]) + " is not known (0..5)");
     }
     if (p.algorithm[i] < 0 || p.algorithm[i] >= kAlgorithms) {
-      fail(op, "algorithm = " + std::to_string(p.algorithm[i]) + " is not known (0..5)");
+      fail(op, "algorithm = " + std::to_string(p.algorithm[i]) + " is not known (0..7)");
     }
+  }
+  if (!p.message_bytes.empty() && !(std::isfinite(p.message_bytes[i]) && p.message_bytes[i] >= 0 &&
+                                    p.message_bytes[i] < 1e300)) {
+    fail(op, "message_bytes = " + short_number(p.message_bytes[i]) +
+                 " must be finite and >= 0 (0: one message per peer)");
+  }
+  if (!p.fanout.empty() && !(std::isfinite(p.fanout[i]) && p.fanout[i] >= 1)) {
+    fail(op, "fanout = " + short_number(p.fanout[i]) + " must be finite and >= 1");
   }
   if ((kind == Kind::Send || kind == Kind::Recv) && p.collective[i] < -1) {
     fail(op, "tag = " + std::to_string(p.collective[i]) + " must be in [-1, 127]");
@@ -209,11 +219,16 @@ void match_collectives(const Program& p, const Topology& t, ProgramIndex& index)
       index.instance_groups.push_back(p.peer[i]);
     }
     const std::int64_t first = first_op[it->second];
+    const auto same = [&](const std::vector<double>& column) {
+      return column.empty() || column[i] == column[first];
+    };
     if (p.collective[i] != p.collective[first] || p.bytes[i] != p.bytes[first] ||
-        p.algorithm[i] != p.algorithm[first] || p.repeat[i] != p.repeat[first]) {
+        p.algorithm[i] != p.algorithm[first] || p.repeat[i] != p.repeat[first] ||
+        !same(p.message_bytes) || !same(p.fanout)) {
       fail(op, "collective #" + std::to_string(k) + " on group " + std::to_string(p.peer[i]) +
                    " does not match op " + std::to_string(first) +
-                   " of another member (collective, bytes, algorithm and repeat must agree)");
+                   " of another member (collective, bytes, algorithm, repeat, message_bytes and "
+                   "fanout must agree)");
     }
     index.instance_of[i] = it->second;
     ++count[it->second];
@@ -280,6 +295,67 @@ ProgramIndex index_program(const Program& program, const Topology& topology) {
   match_collectives(program, topology, index);
   match_transfers(program, index);
   return index;
+}
+
+std::vector<std::int64_t> locality_order(const Program& p) {
+  const std::size_t n = p.num_ops();
+  std::int32_t ranks = 1;
+  for (std::int32_t r : p.rank) ranks = std::max(ranks, r + 1);
+  // The position of each op among its rank's ops, then a counting sort by it (stable).
+  std::vector<std::int64_t> seen(static_cast<std::size_t>(ranks), 0);
+  std::vector<std::int64_t> position(n);
+  std::int64_t longest = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    position[i] = seen[static_cast<std::size_t>(p.rank[i])]++;
+    longest = std::max(longest, position[i] + 1);
+  }
+  std::vector<std::int64_t> start(static_cast<std::size_t>(longest) + 1, 0);
+  for (std::int64_t k : position) ++start[static_cast<std::size_t>(k) + 1];
+  for (std::size_t k = 0; k + 1 < start.size(); ++k) start[k + 1] += start[k];
+  std::vector<std::int64_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    order[static_cast<std::size_t>(start[static_cast<std::size_t>(position[i])]++)] =
+        static_cast<std::int64_t>(i);
+  }
+  return order;
+}
+
+namespace {
+
+std::vector<std::int64_t> inverse(const std::vector<std::int64_t>& to_original) {
+  std::vector<std::int64_t> to_internal(to_original.size());
+  for (std::size_t x = 0; x < to_original.size(); ++x) {
+    to_internal[static_cast<std::size_t>(to_original[x])] = static_cast<std::int64_t>(x);
+  }
+  return to_internal;
+}
+
+}  // namespace
+
+ProgramIndex permute(const ProgramIndex& index, const std::vector<std::int64_t>& to_original) {
+  const std::vector<std::int64_t> to_internal = inverse(to_original);
+  const auto rename = [&](std::int64_t op) {
+    return op < 0 ? op : to_internal[static_cast<std::size_t>(op)];
+  };
+  const std::size_t n = to_original.size();
+  ProgramIndex out;
+  out.initial_pending = gather(index.initial_pending, to_original);
+  out.instance_of = gather(index.instance_of, to_original);
+  out.partner = gather(index.partner, to_original);
+  for (std::int64_t& op : out.partner) op = rename(op);
+  out.dependent_offsets.assign(n + 1, 0);
+  out.dependent_ops.reserve(index.dependent_ops.size());
+  for (std::size_t x = 0; x < n; ++x) {
+    for (std::int64_t next : index.dependents(to_original[x])) {
+      out.dependent_ops.push_back(rename(next));
+    }
+    out.dependent_offsets[x + 1] = static_cast<std::int64_t>(out.dependent_ops.size());
+  }
+  out.instance_groups = index.instance_groups;
+  out.instance_offsets = index.instance_offsets;
+  out.instance_members = index.instance_members;
+  for (std::int64_t& op : out.instance_members) op = rename(op);
+  return out;
 }
 
 std::string describe_deadlock(const Program& p, const ProgramIndex& index,

@@ -39,6 +39,24 @@ struct ProgramIndex {
 // Checks every field against the topology (throws ProgramError naming op, field and value).
 ProgramIndex index_program(const Program& program, const Topology& topology);
 
+// Ops renumbered for memory locality: the k-th op of every rank next to each other (ranks of a
+// pipeline stage run the same template, so they reach their k-th ops at about the same time),
+// ties in program order. `to_original[internal]` is the op's index in the program.
+std::vector<std::int64_t> locality_order(const Program& program);
+
+// column[from[x]] for each x.
+template <class T>
+std::vector<T> gather(const std::vector<T>& column, const std::vector<std::int64_t>& from) {
+  std::vector<T> out(from.size());
+  for (std::size_t x = 0; x < from.size(); ++x) out[x] = column[static_cast<std::size_t>(from[x])];
+  return out;
+}
+
+// The index with ops renumbered by `to_original` (a permutation). Every list keeps its order
+// under the renaming (dependents, instance members), so that a run handles the same events in
+// the same order.
+ProgramIndex permute(const ProgramIndex& index, const std::vector<std::int64_t>& to_original);
+
 // Why a run that ended with unfinished ops could not go on: the first blocked op.
 std::string describe_deadlock(const Program& program, const ProgramIndex& index,
                               const std::vector<std::int32_t>& pending,

@@ -44,6 +44,12 @@ void Topology::validate() const {
           scale_out_latency, "a finite number >= 0");
   require(finite(launch_latency) && launch_latency >= 0, "launch_latency", launch_latency,
           "a finite number >= 0");
+  require(finite(message_overhead) && message_overhead >= 0, "message_overhead", message_overhead,
+          "a finite number >= 0");
+  require(finite(nic_message_rate) && nic_message_rate >= 0, "nic_message_rate", nic_message_rate,
+          "a finite number >= 0 (0: unlimited)");
+  require(finite(forward_efficiency) && forward_efficiency > 0 && forward_efficiency <= 1,
+          "forward_efficiency", forward_efficiency, "a fraction in (0, 1]");
   require(finite(oversubscription) && oversubscription >= 1, "oversubscription", oversubscription,
           "a finite number >= 1");
 }

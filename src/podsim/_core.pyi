@@ -28,6 +28,9 @@ class Topology:
         scale_out_latency: _Float,
         oversubscription: _Float,
         launch_latency: _Float,
+        message_overhead: _Float = 0.0,
+        nic_message_rate: _Float = 0.0,
+        forward_efficiency: _Float = 1.0,
     ) -> None: ...
     @property
     def devices(self) -> int: ...
@@ -61,6 +64,7 @@ class Engine:
         topology: Topology,
         mode: _Int,
         noise: Noise = ...,
+        symmetric: bool = ...,
     ) -> None: ...
     def restart(self, iteration: _Int) -> None:
         """Run the step again as iteration `iteration` (fresh noise draws)."""
@@ -128,6 +132,8 @@ def collective_time(
     algorithm: _Int,
     ranks: npt.NDArray[np.int32],
     bytes: _Float,
+    message_bytes: _Float = 0.0,
+    fanout: _Float = 1.0,
 ) -> tuple[int, float]:
     """(resolved algorithm, seconds) of one collective without contention."""
 
@@ -137,5 +143,7 @@ def collective_phases(
     algorithm: _Int,
     ranks: npt.NDArray[np.int32],
     bytes: _Float,
+    message_bytes: _Float = 0.0,
+    fanout: _Float = 1.0,
 ) -> list[tuple[float, list[tuple[int, int, float]]]]:
     """The phases [(latency_s, [(src, dst, bytes), ...]), ...] of the contention network."""

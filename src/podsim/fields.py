@@ -277,6 +277,26 @@ class IntList(Field):
 
 
 @dataclass(frozen=True)
+class ChoiceList(Field):
+    """A list of strings, each one of a few choices."""
+
+    choices: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> str:
+        return "a list of " + " | ".join(repr(c) for c in self.choices)
+
+    def takes(self, value: object) -> bool:
+        return isinstance(value, list | tuple)
+
+    def check(self, value: object, where: str | None = None) -> tuple[str, ...]:
+        ok = isinstance(value, list | tuple) and len(value) <= len(self.choices)
+        if not (ok and all(isinstance(v, str) and v in self.choices for v in value)):
+            fail(self.where(where), value, self.allowed)
+        return tuple(value)
+
+
+@dataclass(frozen=True)
 class Auto(Field):
     """The string "auto" (decided by podsim) or a value of the inner field."""
 

@@ -159,7 +159,7 @@ def test_a_job_that_never_finishes_is_refused_at_once(capsys, scenario, runs):
     start = time.monotonic()
     line = one_line_error(capsys, "train", path, "--json")
     assert time.monotonic() - start < 10
-    assert line.startswith("podsim: error: never finishes: the job fails every 3.75 min")
+    assert line.startswith(f"podsim: error: {path}: never finishes: the job fails every 3.75 min")
     assert "a restart takes 10 min" in line
 
 

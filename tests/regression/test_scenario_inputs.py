@@ -116,7 +116,7 @@ def test_kernel_efficiency_typo_is_refused():
         "cluster.chip.kernel_efficiency: unknown key(s) [",
         "'gemn'",
         "'attention_typo'",
-        "allowed: ['gemm', 'grouped_gemm', 'attention', 'memory']",
+        "allowed: ['gemm', 'grouped_gemm', 'attention', 'memory', 'gemm_fp8', 'grouped_gemm_fp8']",
     )
 
 
@@ -325,12 +325,10 @@ def test_every_key_is_documented():
 
 
 def _shipped() -> list[tuple[str, str]]:
-    folders = [resources.files("podsim").joinpath(f"data/{d}") for d in ("scenarios", "validation")]
-    shared = Path("/work/shared/data/scenarios")  # when present; never needed
-    texts = [(e.name, e.read_text(encoding="utf-8")) for f in folders for e in f.iterdir()]
-    if shared.is_dir():
-        texts += [(p.name, p.read_text(encoding="utf-8")) for p in shared.iterdir()]
-    return [(name, text) for name, text in texts if name.endswith(".toml")]
+    """Every scenario file podsim ships (built-in and validation, sub-folders included)."""
+    data = Path(str(resources.files("podsim").joinpath("data")))
+    files = [*(data / "scenarios").rglob("*.toml"), *(data / "validation").rglob("*.toml")]
+    return [(str(path.relative_to(data)), path.read_text(encoding="utf-8")) for path in files]
 
 
 def _declared(table: fields.Field, value: object, path: str) -> None:

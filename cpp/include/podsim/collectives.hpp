@@ -25,6 +25,12 @@ struct Phase {
   std::vector<Flow> flows;
 };
 
+// How an all-to-all's bytes are shaped (docs/engine.md); other collectives ignore it.
+struct Shape {
+  double message_bytes = 0.0;  // one message (e.g. one token's hidden vector); 0: one per peer
+  double fanout = 1.0;         // node-forwarded: ranks of a domain that one per-domain copy reaches
+};
+
 // Whether `algorithm` can run `op` on these members (never Auto).
 bool applicable(const Topology& topology, CollectiveOp op, Algorithm algorithm,
                 std::span<const std::int32_t> members);
@@ -32,15 +38,16 @@ bool applicable(const Topology& topology, CollectiveOp op, Algorithm algorithm,
 // The algorithm to use: `requested`, checked, or for Auto the fastest applicable one.
 // Throws ProgramError when the requested algorithm does not apply.
 Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm requested,
-                            std::span<const std::int32_t> members, double bytes);
+                            std::span<const std::int32_t> members, double bytes, Shape shape = {});
 
 // Closed-form time without contention, launch latency included (algorithm resolved).
 double collective_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                       std::span<const std::int32_t> members, double bytes);
+                       std::span<const std::int32_t> members, double bytes, Shape shape = {});
 
 // The phases the contention network runs (launch latency not included).
 std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                                     std::span<const std::int32_t> members, double bytes);
+                                     std::span<const std::int32_t> members, double bytes,
+                                     Shape shape = {});
 
 // --- Pod links in the analytical network (docs/engine.md, "Pod links") ----------------------
 
@@ -55,7 +62,8 @@ struct PodLoad {
 // building its n(n-1) flows.
 std::vector<std::vector<PodLoad>> pod_loads(const Topology& topology, CollectiveOp op,
                                             Algorithm algorithm,
-                                            std::span<const std::int32_t> members, double bytes);
+                                            std::span<const std::int32_t> members, double bytes,
+                                            Shape shape = {});
 
 // Per phase: the seconds its busiest pod link needs for `loads` (bytes / link capacity).
 std::vector<double> pod_seconds(const Topology& topology,
@@ -66,7 +74,7 @@ std::vector<double> pod_seconds(const Topology& topology,
 // counted) needs on the busiest pod link it crosses. Empty `pod_seconds`: the group's own
 // traffic alone, pod_seconds(pod_loads(...)).
 double analytical_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                       std::span<const std::int32_t> members, double bytes,
+                       std::span<const std::int32_t> members, double bytes, Shape shape = {},
                        std::span<const double> pod_seconds = {});
 
 // Whether the members sit in more than one pod (only then do pod links matter).

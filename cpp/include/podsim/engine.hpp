@@ -33,7 +33,14 @@ struct Noise {
 class Engine {
  public:
   // Validates program and topology (throws ProgramError or SpecError).
-  Engine(Program program, Topology topology, NetworkMode mode, Noise noise = {});
+  //
+  // `symmetric`: the program holds one representative rank per class of identical ranks; a
+  // collective instance starts once the ops the program holds for it are ready, and is priced
+  // (and, in contention mode, runs its flows) over its group's full membership. Without noise
+  // only (SpecError otherwise): the caller guarantees that the ranks left out behave exactly as
+  // their representative.
+  Engine(Program program, Topology topology, NetworkMode mode, Noise noise = {},
+         bool symmetric = false);
 
   // Starts the run again as step `iteration` (new noise draws), reusing the checked program.
   void restart(std::uint64_t iteration);
@@ -46,10 +53,11 @@ class Engine {
   bool advance(std::uint64_t max_events);
   bool done() const;
 
-  const std::vector<double>& start() const;
-  const std::vector<double>& end() const;
+  // Per op, in program order (copies).
+  std::vector<double> start() const;
+  std::vector<double> end() const;
   // Per collective op: the algorithm it ran (Auto resolved); -1 for other ops.
-  const std::vector<std::int8_t>& resolved_algorithm() const;
+  std::vector<std::int8_t> resolved_algorithm() const;
   std::uint64_t events_processed() const;
   double makespan() const;
 

@@ -25,8 +25,10 @@ enum class Algorithm : std::int8_t {
   HalvingDoubling = 3,
   Hierarchical = 4,
   Direct = 5,
+  LowLatency = 6,     // all-to-all: every peer written at once (DeepEP low-latency)
+  NodeForwarded = 7,  // all-to-all: one copy per domain over scale-out, then scale-up forwarding
 };
-inline constexpr int kAlgorithms = 6;
+inline constexpr int kAlgorithms = 8;
 
 inline constexpr int kMaxStreams = 64;
 inline constexpr std::int32_t kMaxRepeat = 1 << 20;
@@ -45,7 +47,10 @@ struct Program {
   std::vector<std::int32_t> peer;
   std::vector<std::int8_t> collective;
   std::vector<std::int8_t> algorithm;
-  std::vector<std::int32_t> repeat;       // a collective: this many back-to-back instances
+  std::vector<std::int32_t> repeat;  // a collective: this many back-to-back instances
+  // Optional all-to-all shape (docs/engine.md); empty: every op takes the default.
+  std::vector<double> message_bytes;      // bytes of one message (a token); 0: one per peer
+  std::vector<double> fanout;             // ranks of a domain one per-domain copy reaches; 1: none
   std::vector<std::int64_t> dep_offsets;  // size ops + 1
   std::vector<std::int32_t> dep_ops;
   std::vector<std::int64_t> group_offsets;  // size groups + 1

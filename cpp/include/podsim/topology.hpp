@@ -16,6 +16,10 @@ struct Topology {
   double scale_out_latency = 0.0;    // seconds per inter-domain path
   double oversubscription = 1.0;     // of each pod's uplink
   double launch_latency = 0.0;       // seconds, once per collective or transfer
+  // All-to-all kernels (docs/engine.md, "All-to-all for expert parallelism"):
+  double message_overhead = 0.0;    // seconds per message written over scale-up (low-latency)
+  double nic_message_rate = 0.0;    // messages per second a NIC sends; 0: unlimited
+  double forward_efficiency = 1.0;  // of scale-up bandwidth, node-forwarded kernels
 
   // Throws SpecError naming the first field that is out of range.
   void validate() const;

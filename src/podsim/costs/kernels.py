@@ -36,9 +36,27 @@ class KernelModel:
 
     chip: Chip
     precision: str
+    # SMs that overlapped communication kernels hold (DeepEP under DualPipe): GEMMs and
+    # attention run on the rest, at that fraction of the peak and with fewer units per wave.
+    reserved_units: int = 0
 
-    def efficiency(self, kernel: str) -> float:
-        return self.chip.kernel_efficiency.get(kernel, DEFAULT_EFFICIENCY[kernel])
+    @property
+    def units(self) -> int:
+        return max(self.chip.compute_units - self.reserved_units, 0)
+
+    @property
+    def unit_fraction(self) -> float:
+        if not self.chip.compute_units or not self.reserved_units:
+            return 1.0
+        return self.units / self.chip.compute_units
+
+    def efficiency(self, kernel: str, precision: str | None = None) -> float:
+        """The chip's efficiency for a kernel class; a GEMM at FP8 first looks for a per-
+        precision entry ("gemm_fp8", "grouped_gemm_fp8"), then falls back to the class's."""
+        table = self.chip.kernel_efficiency
+        if (precision or self.precision) == "fp8" and f"{kernel}_fp8" in table:
+            return table[f"{kernel}_fp8"]
+        return table.get(kernel, DEFAULT_EFFICIENCY[kernel])
 
     @property
     def peak(self) -> float:
@@ -58,13 +76,24 @@ class KernelModel:
         """A memory-bound kernel moving `nbytes` to or from HBM."""
         return nbytes / (self.chip.hbm_bandwidth * self.efficiency("memory")) + KERNEL_OVERHEAD_S
 
-    def gemm(self, m: float, n: float, k: float, kernel: str = "gemm", count: float = 1) -> float:
-        """`count` GEMMs of (m x k) @ (k x n); FP8 GEMMs run at the chip's FP8 peak."""
+    def gemm(
+        self,
+        m: float,
+        n: float,
+        k: float,
+        kernel: str = "gemm",
+        count: float = 1,
+        precision: str | None = None,
+    ) -> float:
+        """`count` GEMMs of (m x k) @ (k x n); FP8 GEMMs run at the chip's FP8 peak.
+        precision overrides the model's for GEMMs FP8 training keeps in BF16 (the router)."""
         if min(m, n, k) <= 0:
             return 0.0
+        precision = precision or self.precision
         flops = 2.0 * m * n * k * count
-        rate = self.peak * self.efficiency(kernel) * self.shape_factor(m, n, k, count)
-        nbytes = (m * k + k * n + m * n) * self.element_bytes * count
+        efficiency = self.efficiency(kernel, precision) * self.shape_factor(m, n, k, count)
+        rate = self.chip.peak(precision) * efficiency * self.unit_fraction
+        nbytes = (m * k + k * n + m * n) * ELEMENT_BYTES[precision] * count
         memory = nbytes / (self.chip.hbm_bandwidth * self.efficiency("memory"))
         return max(flops / rate, memory) + KERNEL_OVERHEAD_S
 
@@ -72,7 +101,7 @@ class KernelModel:
         """What tile and wave quantization and a short reduction leave of the peak."""
         tiles_m, tiles_n = math.ceil(m / TILE), math.ceil(n / TILE)
         tile = (m * n) / (tiles_m * tiles_n * TILE * TILE)
-        units = self.chip.compute_units
+        units = self.units
         wave = 1.0
         if units:
             tiles = tiles_m * tiles_n * count
@@ -83,6 +112,6 @@ class KernelModel:
         """A fused (FlashAttention-style) attention kernel executing `flops`; FP8 training
         keeps attention in BF16, so it runs at the BF16 peak."""
         peak = self.chip.peak("bf16" if self.precision == "fp8" else self.precision)
-        compute = flops / (peak * self.efficiency("attention"))
+        compute = flops / (peak * self.efficiency("attention") * self.unit_fraction)
         memory = nbytes / (self.chip.hbm_bandwidth * self.efficiency("memory"))
         return max(compute, memory) + KERNEL_OVERHEAD_S

@@ -8,6 +8,7 @@ experts as grouped GEMMs over the experts an expert-parallel rank holds.
 
 from dataclasses import dataclass
 
+from podsim.costs import moe as moe_costs
 from podsim.costs.kernels import KernelModel
 
 BACKWARD_GEMMS = 2.0  # data and weight gradients: two GEMMs of the forward's FLOPs
@@ -45,6 +46,20 @@ class LayerShape:
     tp: int
     ep: int
     sequence_parallel: bool
+    etp: int = 0  # expert tensor parallelism; 0 = tp
+    load_cv: float = 0.0  # spread of tokens per expert (podsim.costs.moe.routing)
+    capacity_factor: float = 0.0  # 0 = dropless
+    count_latency: float = 0.0  # one latency of the token-count exchange's all-to-all
+    fp8_recipe: str = "blockwise"
+
+    @property
+    def expert_tp(self) -> int:
+        return self.etp or self.tp
+
+    @property
+    def moe_tokens(self) -> float:
+        """Tokens entering an MoE layer on one rank: sequence parallelism splits them over tp."""
+        return self.tokens / self.tp
 
 
 def attention_forward(model, shape: LayerShape, k: KernelModel) -> PassTimes:
@@ -63,6 +78,7 @@ def attention_forward(model, shape: LayerShape, k: KernelModel) -> PassTimes:
     core_flops = 2.0 * T * shape.seq_len * heads * (qk + v) * 0.5
     core_bytes = T * heads * (2 * qk + 2 * v) * k.activation_bytes
     norm_and_residual = 5 * T * h * k.activation_bytes / (t if shape.sequence_parallel else 1)
+    norm_and_residual += quantize_bytes(k, shape, T * (h + heads * v))  # QKV and output inputs
     return PassTimes(gemm, k.attention(core_flops, core_bytes), k.memory(norm_and_residual))
 
 
@@ -71,24 +87,49 @@ def dense_mlp_forward(model, shape: LayerShape, k: KernelModel, ffn: float) -> P
     matrices = 2 if model.mlp == "swiglu" else 1  # gate and up projections fused
     gemm = k.gemm(T, matrices * ffn / t, h) + k.gemm(T, h, ffn / t)
     activation = (matrices + 1) * T * ffn / t * k.activation_bytes
+    activation += quantize_bytes(k, shape, T * (h + ffn / t))  # inputs of both matrices
     return PassTimes(gemm=gemm, memory=k.memory(activation))
 
 
 def moe_forward(model, shape: LayerShape, k: KernelModel) -> PassTimes:
-    """Router, the routed experts this rank holds as grouped GEMMs, shared experts, and the
-    permutation of tokens to and from expert order."""
-    t, T, h, fe = shape.tp, shape.tokens, model.hidden, model.expert_ffn_hidden
-    local_experts = model.experts / shape.ep
-    per_expert = T * model.top_k / local_experts  # tokens each local expert receives
-    matrices = 2 if model.mlp == "swiglu" else 1
-    gemm = k.gemm(T, model.experts, h)
-    gemm += k.gemm(per_expert, matrices * fe / t, h, "grouped_gemm", local_experts)
-    gemm += k.gemm(per_expert, h, fe / t, "grouped_gemm", local_experts)
+    """Router, token-count exchange, permutation, the busiest rank's routed experts
+    (podsim.costs.moe), and the shared experts (tensor-parallel like a dense MLP)."""
+    route = moe_routing(model, shape)
+    gemm_and_act = moe_costs.experts_forward(model, route, shape.expert_tp, k)
+    dispatch = 1 if k.precision == "fp8" else k.activation_bytes
+    permute = moe_costs.permute_bytes(route, model.hidden, dispatch, k.activation_bytes)
+    router = moe_costs.router_forward(model, shape.moe_tokens, k)
+    overhead = router + moe_costs.count_exchange(shape.count_latency) + k.memory(permute)
     shared = PassTimes()
     if model.shared_experts:
-        shared = dense_mlp_forward(model, shape, k, model.shared_experts * fe)
-    permute = 4 * T * model.top_k * h * k.activation_bytes
-    return PassTimes(gemm=gemm) + shared + PassTimes(memory=k.memory(permute))
+        width = model.shared_experts * model.expert_ffn_hidden
+        shared = dense_mlp_forward(model, shape, k, width)
+    quantize = quantize_bytes(k, shape, route.copies * model.hidden)  # expert inputs, FP8
+    return PassTimes(gemm=gemm_and_act, memory=overhead + k.memory(quantize)) + shared
+
+
+def moe_routing(model, shape: LayerShape) -> moe_costs.Routing:
+    return moe_costs.routing(
+        model,
+        shape.moe_tokens,
+        shape.ep,
+        shape.expert_tp,
+        shape.load_cv,
+        shape.capacity_factor,
+    )
+
+
+# Bytes per element of a quantize kernel: read BF16, write FP8 (plus scales, 4 bytes per block).
+# Per-tensor current scaling reads the tensor once more for its amax (Transformer Engine);
+# blockwise (1 x 128 tiles, DeepSeek-V3) and MX (32-element blocks) quantize in one pass.
+QUANTIZE_BYTES = {"per-tensor": 2 + 2 + 1, "blockwise": 2 + 1 + 4 / 128, "mx": 2 + 1 + 1 / 32}
+
+
+def quantize_bytes(k: KernelModel, shape: LayerShape, elements: float) -> float:
+    """Bytes that quantizing `elements` GEMM-input values to FP8 moves (0 unless FP8)."""
+    if k.precision != "fp8":
+        return 0.0
+    return QUANTIZE_BYTES[shape.fp8_recipe] * elements
 
 
 def layer_forward(model, layer: int, shape: LayerShape, k: KernelModel) -> PassTimes:
@@ -102,15 +143,52 @@ def layer_forward(model, layer: int, shape: LayerShape, k: KernelModel) -> PassT
     return attention_forward(model, shape, k) + mlp + PassTimes(memory=norm)
 
 
-def layer_backward(forward: PassTimes, attention_forward_s: float, recompute: str) -> PassTimes:
+def layer_backward(
+    forward: PassTimes,
+    attention_forward_s: float,
+    recompute: str,
+    selective: PassTimes | None = None,
+) -> PassTimes:
     """Backward of one layer, plus what the recompute mode runs again first: full recompute
-    repeats the whole forward; selective only the attention core (Korthikanti et al. 2022)."""
+    repeats the whole forward; selective the attention core (Korthikanti et al. 2022), or
+    the modules' kernels in `selective` when given (selective_recompute)."""
     backward = forward.scaled(BACKWARD_GEMMS, BACKWARD_ATTENTION, BACKWARD_MEMORY)
     if recompute == "full":
         return backward + forward
     if recompute == "selective":
-        return backward + PassTimes(attention=attention_forward_s)
+        return backward + (selective or PassTimes(attention=attention_forward_s))
     return backward
+
+
+def selective_recompute(
+    model, layer: int, shape: LayerShape, k: KernelModel, modules: frozenset[str]
+) -> PassTimes:
+    """Forward kernels that selective recompute runs again, by Megatron-Core module name:
+    core_attn, layernorm (both norms), mla_up_proj (MLA's query and key-value
+    up-projections), moe_act (the experts' activation function), shared_experts, mlp."""
+    t, T, h = shape.tp, shape.tokens, model.hidden
+    out = PassTimes()
+    if "core_attn" in modules:
+        out += PassTimes(attention=attention_forward(model, shape, k).attention)
+    if "layernorm" in modules:  # read the input, write the output, two norms
+        out += PassTimes(memory=k.memory(4 * T * h * k.activation_bytes / t))
+    if "mla_up_proj" in modules and model.attention == "mla":
+        heads = model.heads / t
+        up = k.gemm(T, heads * model.qk_head_dim, model.q_lora_rank) if model.q_lora_rank else 0
+        up += k.gemm(T, heads * (model.qk_nope_head_dim + model.v_head_dim), model.kv_lora_rank)
+        out += PassTimes(gemm=up)
+    if model.is_moe(layer):
+        if "moe_act" in modules:
+            route, width = moe_routing(model, shape), model.expert_ffn_hidden / shape.expert_tp
+            matrices = 2 if model.mlp == "swiglu" else 1
+            nbytes = (matrices + 1) * route.copies * width * k.activation_bytes
+            out += PassTimes(memory=k.memory(nbytes))
+        if "shared_experts" in modules and model.shared_experts:
+            width = model.shared_experts * model.expert_ffn_hidden
+            out += dense_mlp_forward(model, shape, k, width)
+    elif "mlp" in modules:
+        out += dense_mlp_forward(model, shape, k, model.ffn_hidden)
+    return out
 
 
 def logits_forward(model, shape: LayerShape, k: KernelModel) -> PassTimes:

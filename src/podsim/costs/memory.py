@@ -49,7 +49,7 @@ the layers (Korthikanti Section 4.3): the first stage's embedding dropout mask (
 (4sbh/t) and fp32 logits (4sbv/t).
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from podsim.errors import check
@@ -84,13 +84,26 @@ class MemoryBreakdown:
         return self.weights + self.gradients + self.optimizer + self.activations
 
     def fits(self, capacity_bytes: float) -> bool:
-        """Whether the device's memory holds it all (no allowance for fragmentation)."""
-        return self.total <= capacity_bytes
+        """Whether the device's memory holds it all and the reserve (reserve_bytes)."""
+        return self.total + reserve_bytes(capacity_bytes) <= capacity_bytes
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["total"] = self.total
         return out
+
+
+# What a device's memory loses before tensors: the CUDA context and library workspaces
+# (cuBLAS, cuDNN), communicator buffers (NCCL: NCCL_BUFFSIZE 4 MiB per channel and peer), and
+# the caching allocator's fragmentation. ESTIMATES: 1 GB context, 1 GB communicators, 3% of
+# the capacity lost to fragmentation (PyTorch's expandable segments keep it to a few percent).
+RESERVE_FIXED_BYTES = 2e9
+RESERVE_FRACTION = 0.03
+
+
+def reserve_bytes(capacity_bytes: float) -> float:
+    """Memory a device of this capacity cannot give to tensors (ESTIMATE, see above)."""
+    return RESERVE_FIXED_BYTES + RESERVE_FRACTION * capacity_bytes
 
 
 # --- activations --------------------------------------------------------------------------
@@ -103,8 +116,11 @@ def activation_bytes_per_layer(model: Model, plan: Plan, layer: int = 0) -> floa
     t = plan.tp
     if plan.recompute == "full":  # only the layer input is kept
         return ACTIVATION_BYTES * sbh / (t if plan.sequence_parallel else 1)
-    width = _attention_width(model) + _mlp_width(model, layer)
-    hidden_terms = sbh * (10 + width) / t if plan.sequence_parallel else sbh * (10 + width / t)
+    modules = plan.recompute_set(model)
+    width = _attention_width(model, plan, modules) + _mlp_width(model, layer, plan, modules)
+    kept = 10 - (4 if "layernorm" in modules else 0)  # recomputed norms: their outputs go
+    kept -= 0 if model.dropout else 2  # no dropout masks
+    hidden_terms = sbh * (kept + width) / t if plan.sequence_parallel else sbh * (kept + width / t)
     if plan.recompute == "selective" or plan.flash_attention:  # no s x s scores are kept
         return hidden_terms
     # softmax output (2), its dropout mask (1) and dropout output (2): 5 a s^2 b / t
@@ -112,9 +128,24 @@ def activation_bytes_per_layer(model: Model, plan: Plan, layer: int = 0) -> floa
     return hidden_terms + scores
 
 
-def _attention_width(model: Model) -> float:
-    """Attention terms in units of sbh: 2 bytes x (q + k + v + output-projection input) / h."""
+def _fp8_cached(plan: Plan) -> bool:
+    """FP8 training keeps GEMM inputs for backward in FP8 (Transformer Engine saves the cast
+    input; DeepSeek-V3 section 3.3.2 caches expert and SwiGLU inputs in FP8)."""
+    return plan.precision == "fp8"
+
+
+def _attention_width(model: Model, plan: Plan, modules: frozenset[str]) -> float:
+    """Attention terms in units of sbh: 2 bytes x (q + k + v + output-projection input) / h.
+    MLA with recomputed up-projections keeps the latents (query, key-value and rotary key)
+    and the attention output; FP8 keeps that output in 1.5 bytes (DeepSeek-V3's E5M6, section
+    3.3.2), since the attention's backward needs it too."""
     heads = model.heads
+    if model.attention == "mla" and "mla_up_proj" in modules:
+        latents = ACTIVATION_BYTES * (
+            model.q_lora_rank + model.kv_lora_rank + model.qk_rope_head_dim
+        )
+        output = (1.5 if _fp8_cached(plan) else ACTIVATION_BYTES) * heads * model.v_dim
+        return (latents + output) / model.hidden
     if model.attention == "mla":
         widths = 2 * heads * (model.qk_head_dim + model.v_dim)
         widths += model.q_lora_rank + model.kv_lora_rank  # inputs of the up-projections
@@ -124,13 +155,24 @@ def _attention_width(model: Model) -> float:
     return ACTIVATION_BYTES * widths / model.hidden
 
 
-def _mlp_width(model: Model, layer: int) -> float:
-    """MLP terms in units of sbh (GeLU 4f/h, SwiGLU 6f/h; MoE per routed copy)."""
+def _mlp_width(model: Model, layer: int, plan: Plan, modules: frozenset[str]) -> float:
+    """MLP terms in units of sbh (GeLU 4f/h, SwiGLU 6f/h; MoE per routed copy: its input, the
+    activation's input and output, the first in FP8 when FP8 caches them, the output not
+    when moe_act is recomputed)."""
     if not model.is_moe(layer):
         return _ffn_width(model, model.ffn_hidden)
-    copies = model.top_k + model.shared_experts
-    routed_inputs = ACTIVATION_BYTES * model.top_k  # each routed copy of a token's input
-    return copies * _ffn_width(model, model.expert_ffn_hidden) + routed_inputs
+    expert = model.expert_ffn_hidden
+    if not (_fp8_cached(plan) or "moe_act" in modules or "shared_experts" in modules):
+        copies = model.top_k + model.shared_experts
+        routed_inputs = ACTIVATION_BYTES * model.top_k  # each routed copy of a token's input
+        return copies * _ffn_width(model, expert) + routed_inputs
+    cached = 1.0 if _fp8_cached(plan) else ACTIVATION_BYTES
+    matrices = 2 if model.mlp == "swiglu" else 1
+    act_out = 0.0 if "moe_act" in modules else ACTIVATION_BYTES
+    per_copy = (matrices * cached + act_out) * expert / model.hidden
+    routed = model.top_k * (per_copy + cached)  # and each routed copy's input
+    shared = 0.0 if "shared_experts" in modules else model.shared_experts * per_copy
+    return routed + shared
 
 
 def _ffn_width(model: Model, width: int) -> float:
@@ -224,9 +266,9 @@ def _device_params(
 def _model_states(model: Model, plan: Plan, dense: int, expert: int) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes after tp/ep splits and ZeRO sharding."""
     w_bytes, g_bytes, o_bytes = STATE_BYTES[plan.precision]
+    o_bytes += 2 * (plan.moment_bytes - 4)  # BF16 moments (DeepSeek-V3) save 2 x 2 bytes
     dense_dp = plan.dp * plan.cp
-    expert_dp = max(1.0, dense_dp / plan.ep)
-    parts = ((dense / plan.tp, dense_dp), (expert / plan.ep, expert_dp))
+    parts = ((dense / plan.tp, dense_dp), (expert / (plan.expert_tp * plan.ep), plan.expert_dp))
     zero = plan.zero
 
     def sharded(nbytes: float, from_stage: int) -> float:
@@ -235,20 +277,56 @@ def _model_states(model: Model, plan: Plan, dense: int, expert: int) -> tuple[fl
     return sharded(w_bytes, 3), sharded(g_bytes, 2), sharded(o_bytes, 1)
 
 
+def _held_microbatches(plan: Plan, stage: int, position: int) -> float:
+    """Microbatches whose activations a device of pipeline rank `stage` keeps for the layers
+    of model stage `position`. DualPipe: position q holds pp - q of its direction's m / 2, in
+    both directions (so a device holds pp + 1 in all, DeepSeek-V3 Table 2)."""
+    if plan.schedule == "dualpipe" and plan.pp > 1:
+        return float(min(plan.pp - position, max(plan.microbatches // 2, 1)))
+    return in_flight_microbatches(plan, stage)
+
+
 def _activations(
     model: Model, plan: Plan, stage: int, stages: list[int], ranges: list[range]
 ) -> float:
-    held = in_flight_microbatches(plan, stage)
-    layers = sum(activation_bytes_per_layer(model, plan, i) for s in stages for i in ranges[s])
-    total = held * layers
     s = plan.seq_len / plan.cp
     sb = s * plan.micro_batch
     t_hidden = plan.tp if plan.sequence_parallel else 1
-    if 0 in stages:  # embedding dropout mask
-        total += held * MASK_BYTES * sb * model.hidden / t_hidden
-    if plan.pp - 1 in stages:
-        total += held * _head_activations(model, plan, sb, t_hidden)
-    return total
+    total = 0.0
+    for position in stages:
+        held = _held_microbatches(plan, stage, position)
+        layers = _layers_activations(model, plan, ranges[position])
+        total += held * layers
+        if position == 0 and model.dropout:  # embedding dropout mask
+            total += held * MASK_BYTES * sb * model.hidden / t_hidden
+        if position == plan.pp - 1:
+            total += held * _head_activations(model, plan, sb, t_hidden)
+    return total + dispatch_buffers(model, plan)
+
+
+def _layers_activations(model: Model, plan: Plan, layers: range) -> float:
+    """A slice of layers; with recompute_layers under full recompute (Megatron's block
+    method) only the first that many are recomputed, the rest keep everything."""
+    if plan.recompute != "full" or not plan.recompute_layers:
+        return sum(activation_bytes_per_layer(model, plan, i) for i in layers)
+    kept = replace(plan, recompute="none")
+    return sum(
+        activation_bytes_per_layer(model, plan if n < plan.recompute_layers else kept, i)
+        for n, i in enumerate(layers)
+    )
+
+
+def dispatch_buffers(model: Model, plan: Plan) -> float:
+    """Receive buffers of the expert all-to-all, allocated once: one layer's routed copies
+    (mean load x 1.25 headroom, an ESTIMATE) in the dispatch precision plus the combine's
+    BF16; DualPipe overlaps two microbatches' all-to-alls, so it keeps two sets."""
+    if not model.experts or plan.ep == 1:
+        return 0.0
+    tokens = plan.seq_len / plan.cp * plan.micro_batch / plan.tp
+    copies = plan.expert_tp * tokens * model.top_k * 1.25
+    dispatch = 1.0 if plan.precision == "fp8" else ACTIVATION_BYTES
+    sets = 2 if plan.schedule == "dualpipe" else 1
+    return sets * copies * model.hidden * (dispatch + ACTIVATION_BYTES)
 
 
 def _head_activations(model: Model, plan: Plan, sb: float, t_hidden: int) -> float:
@@ -261,10 +339,11 @@ def _head_activations(model: Model, plan: Plan, sb: float, t_hidden: int) -> flo
 
 
 def memory_per_stage(
-    model: Model, plan: Plan, stage_layers: int | None = None
+    model: Model, plan: Plan, stage_layers: int | None = None, counts: list[int] | None = None
 ) -> tuple[MemoryBreakdown, ...]:
-    """Memory of one device of each pipeline stage (devices of a stage are alike)."""
-    ranges = _stage_ranges(stage_layer_counts(model, plan, stage_layers))
+    """Memory of one device of each pipeline stage (devices of a stage are alike); counts
+    gives every stage's layers (as the lowering splits them) instead of stage_layers."""
+    ranges = _stage_ranges(counts or stage_layer_counts(model, plan, stage_layers))
     out = []
     for stage in range(plan.pp):
         stages = _held_stages(plan, stage)
@@ -276,8 +355,11 @@ def memory_per_stage(
     return tuple(out)
 
 
-def memory_per_device(model: Model, plan: Plan, stage_layers: int | None = None) -> MemoryBreakdown:
+def memory_per_device(
+    model: Model, plan: Plan, stage_layers: int | None = None, counts: list[int] | None = None
+) -> MemoryBreakdown:
     """Memory of a device of the most loaded pipeline stage: usually the first, which holds
     the embedding and the most in-flight microbatches; for an MoE model whose first layers
     are dense, or a GPipe schedule, another stage can hold more, so all are compared."""
-    return max(memory_per_stage(model, plan, stage_layers), key=lambda m: (m.total, -m.stage))
+    stages = memory_per_stage(model, plan, stage_layers, counts)
+    return max(stages, key=lambda m: (m.total, -m.stage))

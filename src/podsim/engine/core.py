@@ -8,7 +8,7 @@ import numpy as np
 
 from podsim import _core
 from podsim.errors import SpecError
-from podsim.lowering.program import Program, check_program_size
+from podsim.lowering.program import Kind, Program, check_program_size
 from podsim.specs.clusters import Cluster
 
 if TYPE_CHECKING:
@@ -62,11 +62,31 @@ def core_topology(cluster: Cluster) -> "_core.Topology":
     return _core.Topology(*cluster.topology())
 
 
-def _engine(program: Program, cluster: Cluster, network: str, noise) -> "_core.Engine":
+def collective_time(
+    cluster: Cluster,
+    op: int,
+    algorithm: int,
+    ranks: np.ndarray,
+    nbytes: float,
+    message_bytes: float = 0.0,
+    fanout: float = 1.0,
+) -> tuple[int, float]:
+    """(resolved algorithm, seconds) of one collective's closed form on the cluster."""
+    ranks = np.asarray(ranks, dtype=np.int32)
+    return _core.collective_time(
+        core_topology(cluster), op, algorithm, ranks, nbytes, message_bytes, fanout
+    )
+
+
+def _engine(
+    program: Program, cluster: Cluster, network: str, noise, symmetric: bool = False
+) -> "_core.Engine":
     check_program_size(program.num_ops, "the program")
     columns = {name: getattr(program, name) for name in program.__dataclass_fields__}
     core_noise = noise.to_core(cluster) if noise is not None else _core.Noise()
-    return _core.Engine(columns, core_topology(cluster), network_mode(network), core_noise)
+    return _core.Engine(
+        columns, core_topology(cluster), network_mode(network), core_noise, symmetric
+    )
 
 
 def _run(engine: "_core.Engine", chunk_events: int) -> None:
@@ -81,11 +101,14 @@ def simulate(
     chunk_events: int = CHUNK_EVENTS,
     noise: "NoiseModel | None" = None,
     iteration: int = 0,
+    symmetric: bool = False,
 ) -> Timeline:
     """Run every rank's program on the cluster; raises DeadlockError if it cannot finish.
-    With noise, `iteration` picks the step whose draws are used."""
+    With noise, `iteration` picks the step whose draws are used. `symmetric`: the program holds
+    one representative per class of identical ranks, its collectives' groups at full size
+    (docs/engine.md, "Symmetric runs"); no noise then."""
     chunk_events = _check_chunk_events(chunk_events)
-    engine = _engine(program, cluster, network, noise)
+    engine = _engine(program, cluster, network, noise, symmetric)
     if iteration:
         engine.restart(iteration)
     _run(engine, chunk_events)
@@ -124,3 +147,44 @@ def simulate_steps(
         if progress is not None:
             progress(k + 1)
     return times
+
+
+def shared_links(program: Program, timeline: Timeline, domain_size: int) -> str | None:
+    """In a symmetric contention run: the first place where one rank's communications overlap
+    in time on the same class of links (scale-up, scale-out), or None. Without such overlaps,
+    and without traffic across pods, every link of the full run carries the flows of one
+    collective or transfer at a time, as in the symmetric run, so the two agree (the runs are
+    identical up to the first overlap, so checking the symmetric run's own timeline suffices)."""
+    kind = program.kind
+    comm = np.flatnonzero((kind == Kind.COLLECTIVE) | (kind == Kind.SEND) | (kind == Kind.RECV))
+    if len(comm) == 0:
+        return None
+    domains = program.group_ranks // domain_size
+    offsets = program.group_offsets
+    if len(domains):
+        low = np.minimum.reduceat(domains, offsets[:-1])
+        high = np.maximum.reduceat(domains, offsets[:-1])
+        size = np.diff(offsets)
+        # 0: no traffic (a group of one), 1: scale-up only, 3: scale-up and scale-out
+        group_class = np.where(size < 2, 0, np.where(low == high, 1, 3))
+    rank, peer = program.rank[comm], program.peer[comm]
+    collective = kind[comm] == Kind.COLLECTIVE
+    same = rank // domain_size == np.where(collective, rank, peer) // domain_size
+    classes = np.where(collective, 0, np.where(same, 1, 2))
+    if collective.any():
+        classes[collective] = group_class[peer[collective]]
+    start, end = timeline.start[comm], timeline.end[comm]
+    order = np.lexsort((start, rank))
+    latest: dict[tuple[int, int], float] = {}
+    for i in order.tolist():
+        for bit in (1, 2):
+            if not classes[i] & bit:
+                continue
+            key = (int(rank[i]), bit)
+            if start[i] < latest.get(key, -np.inf):
+                return (
+                    f"op {int(comm[i])} on rank {int(rank[i])} overlaps another communication "
+                    f"on its {'scale-up' if bit == 1 else 'scale-out'} links"
+                )
+            latest[key] = max(latest.get(key, -np.inf), float(end[i]))
+    return None

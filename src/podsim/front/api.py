@@ -1,6 +1,7 @@
 """The front door: scenarios by path or built-in name, and the verbs of the interface contract."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from importlib import resources
 from os import PathLike
@@ -14,7 +15,7 @@ from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
-from podsim.front.training import StepRun, simulate_step
+from podsim.front.training import Simulation, StepRun, simulate_step
 from podsim.lowering.training import LoweredStep
 from podsim.results.long_run import LongRunResult
 from podsim.results.training import TrainResult
@@ -51,31 +52,46 @@ def training_step(
     network: NetworkMode = "analytical",
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
+    simulation: Simulation = "auto",
     *,
     before_run: Callable[[LoweredStep], None] | None = None,
 ) -> StepRun:
     """One simulated training step of a scenario with [model] and [train] tables (with its
     [noise] table, a Monte Carlo over steps; `progress` is called with the steps done;
-    `before_run` sees the lowered step before it is simulated)."""
+    `before_run` sees the lowered step before it is simulated). `simulation`: "auto",
+    "symmetric" or "full" (see podsim.front.training.simulate_step)."""
     scenario = resolve_scenario(scenario)
     if scenario.model is None or scenario.train is None:
         raise SpecError(f"{scenario.source}: training needs [model] and [train] tables")
-    noise = NoiseModel.from_table(scenario.noise) if scenario.noise is not None else None
-    run = simulate_step(
-        scenario.model,
-        scenario.train,
-        scenario.cluster,
-        network,
-        strict,
-        noise,
-        progress,
-        before_run,
-    )
-    if scenario.failures is None:
-        return run
-    long = long_run_of(scenario, run.result)
+    with naming(scenario):
+        noise = NoiseModel.from_table(scenario.noise) if scenario.noise is not None else None
+        run = simulate_step(
+            scenario.model,
+            scenario.train,
+            scenario.cluster,
+            network,
+            strict,
+            noise,
+            progress,
+            simulation,
+            before_run=before_run,
+        )
+        if scenario.failures is None:
+            return run
+        long = long_run_of(scenario, run.result)
     result = replace(run.result, long_run=long.to_dict(), device_hours=long.device_hours)
     return replace(run, result=result)
+
+
+@contextmanager
+def naming(scenario: Scenario) -> Iterator[None]:
+    """Errors raised while a scenario runs name its file, as errors found while reading it do."""
+    try:
+        yield
+    except SpecError as error:
+        if str(error).startswith(f"{scenario.source}"):
+            raise
+        raise SpecError(f"{scenario.source}: {error}") from error
 
 
 def long_run_of(scenario: Scenario, result: TrainResult) -> LongRunResult:

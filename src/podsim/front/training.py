@@ -1,12 +1,20 @@
-"""One training step of a model under a plan on a cluster: lower it, run it, report it."""
+"""One training step of a model under a plan on a cluster: lower it, run it, report it.
+
+Without noise every rank of a pipeline stage runs alike whenever the topology treats them alike,
+so the step is simulated on one representative rank per stage (a *symmetric* run, exactly equal
+to the full one; docs/engine.md, "Symmetric runs"); where that cannot be guaranteed, and for noise
+and traces, every rank is simulated. The result says which (`simulation`).
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from podsim.engine.core import (
     NetworkMode,
     Timeline,
     check_monte_carlo_size,
+    shared_links,
     simulate,
     simulate_steps,
 )
@@ -23,22 +31,71 @@ from podsim.plans.training import Plan, check_plan
 from podsim.results.training import TrainResult, train_result
 from podsim.specs.clusters import Cluster
 
+Simulation = Literal["auto", "symmetric", "full"]
+SIMULATIONS = ("auto", "symmetric", "full")
 
-def run_step(model, plan: Plan, cluster: Cluster, network: NetworkMode, v: int):
+
+@dataclass(frozen=True)
+class Simulated:
+    """A noise-free run of a lowered step: its timeline (of the program it ran), how it ran
+    ("symmetric" or "full"), and why not symmetric if it could not be."""
+
+    timeline: Timeline
+    simulation: str
+    reason: str | None = None
+
+
+def simulate_lowered(
+    lowered: LoweredStep, cluster: Cluster, network: NetworkMode, simulation: Simulation = "auto"
+) -> Simulated:
+    """Runs a lowered step without noise: symmetric where exact ("auto"), else every rank."""
+    if simulation not in SIMULATIONS:
+        raise SpecError(f"simulation = {simulation!r} is not known; allowed: auto, symmetric, full")
+    reason = None
+    if simulation != "full":
+        reason, crosses_pods = lowered.symmetry(cluster)
+        # Traffic across pods: contention shares the pod uplinks between the groups of a stage,
+        # and the analytical mode charges them the waves of all their concurrent copies
+        # (docs/engine.md, "Pod links"), which a representative alone does not see.
+        if reason is None and crosses_pods:
+            reason = "traffic crosses pods, whose uplinks the groups of a stage share"
+        if reason is None:
+            program = lowered.symmetric_program
+            timeline = simulate(program, cluster, network, symmetric=True)
+            if network == "contention":
+                reason = shared_links(program, timeline, cluster.domain_size)
+            if reason is None:
+                return Simulated(timeline, "symmetric")
+        if simulation == "symmetric":
+            raise SpecError(f"a symmetric run would not be exact here: {reason}")
+    return Simulated(simulate(lowered.program, cluster, network), "full", reason)
+
+
+def run_step(
+    model,
+    plan: Plan,
+    cluster: Cluster,
+    network: NetworkMode,
+    v: int,
+    simulation: Simulation = "auto",
+):
     lowered = lower_step(model, plan, cluster, v)
-    return lowered, simulate(lowered.program, cluster, network)
+    return lowered, simulate_lowered(lowered, cluster, network, simulation)
 
 
 @dataclass(frozen=True)
 class StepRun:
-    """A simulated step: the result, and the program and timeline behind it (for traces)."""
+    """A simulated step: the result, the lowered step, and the noise-free timeline of the
+    program that ran (`lowered.program`, or `lowered.symmetric_program` if
+    result.simulation is "symmetric")."""
 
     result: TrainResult
     lowered: LoweredStep
     timeline: Timeline
 
     def op_names(self) -> list[str]:
-        """A name per op, for traces: each stage's template names copied to its ranks."""
+        """A name per op of every rank's program, for traces: each stage's template names
+        copied to its ranks."""
         names: list[str] = []
         for template in self.lowered.templates:
             names += [op.name for op in template.ops] * self.lowered.layout.stage_size
@@ -67,17 +124,20 @@ def simulate_step(
     strict: bool = False,
     noise: "NoiseModel | None" = None,
     progress: Callable[[int], None] | None = None,
+    simulation: Simulation = "auto",
     before_run: Callable[[LoweredStep], None] | None = None,
 ) -> StepRun:
-    """Simulate one step, every rank. With virtual_stages "auto", the fastest that fits. With
-    noise, a Monte Carlo over noise.steps steps: the step time is their mean, and the breakdown's
-    straggler_s is what the noise adds to the noise-free step. `before_run` sees the lowered
+    """Simulate one step. With virtual_stages "auto", the fastest that fits. With noise, a Monte
+    Carlo over noise.steps steps, every rank simulated: the step time is their mean, and the
+    breakdown's straggler_s is what the noise adds to the noise-free step. `simulation`: "auto"
+    (symmetric where exact), "symmetric" (an error where not exact) or "full" (every rank; the
+    timeline then covers every rank's program, as traces need). `before_run` sees the lowered
     step before it is simulated (e.g. to refuse a trace too large to write)."""
     check_plan(model, plan, cluster)
     check_step_cost(model, plan, noise)
 
     def makespan(candidate: Plan, on: Cluster, v: int) -> float:
-        return run_step(model, candidate, on, network, v)[1].makespan
+        return run_step(model, candidate, on, network, v, simulation)[1].timeline.makespan
 
     v = choose_virtual_stages(model, plan, cluster, makespan)
     memory = stage_memory(model, plan, v)
@@ -91,14 +151,20 @@ def simulate_step(
     lowered = lower_step(model, planned, cluster, v)
     if before_run is not None:
         before_run(lowered)
-    timeline = simulate(lowered.program, cluster, network)
+    run = simulate_lowered(lowered, cluster, network, simulation)
     steps = None
     if noise is not None:
         steps = simulate_steps(lowered.program, cluster, network, noise, noise.steps, progress)
+    # A full analytical run handles one event per op, instance and transfer: report that count
+    # for a symmetric run too, so that the two give the same result.
+    events = run.timeline.events
+    if run.simulation == "symmetric" and network == "analytical":
+        events = lowered.full_events()
     result = train_result(
-        model, planned, cluster, network, memory, fits, lowered, timeline, steps, noise
+        model, planned, cluster, network, memory, fits, lowered, run.timeline, steps, noise
     )
-    return StepRun(result, lowered, timeline)
+    result = replace(result, events=events, simulation=run.simulation, simulation_note=run.reason)
+    return StepRun(result, lowered, run.timeline)
 
 
 def train(

@@ -23,15 +23,19 @@ class Case:
         return (self.predicted - self.published) / self.published
 
 
-def case_names() -> list[str]:
-    folder = resources.files("podsim").joinpath("data/validation")
+OUT_OF_SAMPLE = "out_of_sample"  # a subfolder: published runs nothing was fitted on
+
+
+def case_names(folder_name: str = "") -> list[str]:
+    """Calibration and held-out cases; with OUT_OF_SAMPLE, the out-of-sample ones."""
+    folder = resources.files("podsim").joinpath("data/validation", folder_name)
     return sorted(
         e.name.removesuffix(".toml") for e in folder.iterdir() if e.name.endswith(".toml")
     )
 
 
-def run_case(name: str) -> Case:
-    folder = resources.files("podsim").joinpath("data/validation")
+def run_case(name: str, folder_name: str = "") -> Case:
+    folder = resources.files("podsim").joinpath("data/validation", folder_name)
     expect = json.loads(folder.joinpath(f"{name}.expect.json").read_text(encoding="utf-8"))
     text = folder.joinpath(f"{name}.toml").read_text(encoding="utf-8")
     result = train(parse_scenario(text, source=name)).to_dict()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from podsim.costs.memory import memory_per_device
-from podsim.lowering.training import chunk_layers
+from podsim.lowering.training import chunk_layers, position_layers
 from podsim.plans.training import Plan
 from podsim.specs.clusters import Cluster
 
@@ -26,6 +26,8 @@ def virtual_stage_options(model, plan: Plan) -> list[int]:
         return [1]
     if plan.virtual_stages:
         return [plan.virtual_stages]
+    # "auto" interleaves from pp = 3, as Megatron-LM of 2021 (the software of the calibration
+    # rows) required; an explicit virtual_stages may interleave pp = 2 (Megatron-Core).
     if plan.pp < 3 or plan.microbatches % plan.pp:
         return [1]
     fitting = [v for v in range(1, MAX_VIRTUAL_STAGES + 1) if model.layers >= plan.pp * v]
@@ -33,8 +35,21 @@ def virtual_stage_options(model, plan: Plan) -> list[int]:
 
 
 def stage_memory(model, plan: Plan, v: int):
+    """Memory with the lowering's layer split: the first stage takes the largest chunks
+    (DualPipe: one chunk of pp per direction)."""
+    planned = replace(plan, virtual_stages=v)
+    positions = plan.pp if plan.schedule == "dualpipe" else plan.pp * v
+    if plan.schedule == "dualpipe" or position_layers(model, plan, positions) != chunk_layers(
+        model.layers, positions
+    ):  # DualPipe holds two stages, a balanced split differs: the lowering's split
+        ranges = position_layers(model, plan, positions)
+        counts = [
+            sum(len(ranges[c * plan.pp + s]) for c in range(positions // plan.pp))
+            for s in range(plan.pp)
+        ]
+        return memory_per_device(model, planned, counts=counts)
     layers = max(map(len, chunk_layers(model.layers, plan.pp * v))) * v
-    return memory_per_device(model, replace(plan, virtual_stages=v), layers)
+    return memory_per_device(model, planned, layers)
 
 
 def one_replica(plan: Plan, cluster: Cluster) -> tuple[Plan, Cluster]:

@@ -69,6 +69,8 @@ class Algorithm(_Named):
     HALVING_DOUBLING = 3
     HIERARCHICAL = 4
     DIRECT = 5
+    LOW_LATENCY = 6
+    NODE_FORWARDED = 7
 
 
 Collective._field = "op"
@@ -92,6 +94,9 @@ class Program:
     dep_ops: np.ndarray  # int32
     group_offsets: np.ndarray  # int64, len groups + 1
     group_ranks: np.ndarray  # int32
+    # Optional all-to-all shape (docs/engine.md); None: every op takes the default.
+    message_bytes: np.ndarray | None = None  # float64: bytes of one message; 0: one per peer
+    fanout: np.ndarray | None = None  # float64 >= 1: ranks of a domain one per-domain copy reaches
 
     @property
     def num_ops(self) -> int:
@@ -141,11 +146,26 @@ class ProgramBuilder:
         stream: int = 1,
         deps=(),
         repeat: int = 1,
+        message_bytes: float = 0.0,
+        fanout: float = 1.0,
     ) -> int:
-        """`repeat` back-to-back instances of one collective, as a single op."""
+        """`repeat` back-to-back instances of one collective, as a single op. An all-to-all
+        may give its shape: `message_bytes` (one message, e.g. a token; 0: one per peer) and
+        `fanout` (ranks of a domain that one per-domain copy reaches, for node-forwarding)."""
         code, algo = Collective.parse(op), Algorithm.parse(algorithm)
         return self._add(
-            rank, stream, Kind.COLLECTIVE, 0.0, nbytes, group, code, algo, repeat, deps
+            rank,
+            stream,
+            Kind.COLLECTIVE,
+            0.0,
+            nbytes,
+            group,
+            code,
+            algo,
+            repeat,
+            deps,
+            message_bytes,
+            fanout,
         )
 
     def send(
@@ -159,12 +179,38 @@ class ProgramBuilder:
     ) -> int:
         return self._add(rank, stream, Kind.RECV, 0.0, nbytes, src, tag, -1, 1, deps)
 
-    def _add(self, rank, stream, kind, duration, nbytes, peer, collective, algorithm, repeat, deps):
+    def _add(
+        self,
+        rank,
+        stream,
+        kind,
+        duration,
+        nbytes,
+        peer,
+        collective,
+        algorithm,
+        repeat,
+        deps,
+        message_bytes=0.0,
+        fanout=1.0,
+    ):
         # Integer columns must get integers: numpy would truncate 1.9 to rank 1 silently.
         rank, stream = _integer("rank", rank), _integer("stream", stream)
         peer = _integer("peer" if kind in (Kind.SEND, Kind.RECV) else "group", peer)
         collective, repeat = _integer("tag", collective), _integer("repeat", repeat)
-        values = (rank, stream, kind, duration, nbytes, peer, collective, algorithm, repeat)
+        values = (
+            rank,
+            stream,
+            kind,
+            duration,
+            nbytes,
+            peer,
+            collective,
+            algorithm,
+            repeat,
+            message_bytes,
+            fanout,
+        )
         for name, value in zip(OP_COLUMNS, values, strict=True):
             self._columns[name].append(value)
         self._deps.append([_integer("dep", d) for d in deps])
@@ -193,6 +239,8 @@ OP_COLUMNS = {
     "collective": np.int8,
     "algorithm": np.int8,
     "repeat": np.int32,
+    "message_bytes": np.float64,
+    "fanout": np.float64,
 }
 
 

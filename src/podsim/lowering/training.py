@@ -6,7 +6,8 @@ data-parallel gradient reduction and the optimizer update.
 """
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -19,6 +20,8 @@ from podsim.costs.layers import (
     layer_backward,
     layer_forward,
     logits_forward,
+    moe_routing,
+    selective_recompute,
 )
 from podsim.errors import SpecError, check
 from podsim.lowering.layout import (
@@ -31,8 +34,11 @@ from podsim.lowering.layout import (
     Template,
     TemplateOp,
     build_program,
+    build_symmetric_program,
+    symmetry,
 )
 from podsim.lowering.program import Collective, Kind, Program, check_program_size
+from podsim.lowering.routing import Routing, routing
 from podsim.plans.schedules import stage_order
 from podsim.plans.training import Plan
 from podsim.specs.clusters import Cluster
@@ -45,12 +51,49 @@ MAX_TEMPLATE_OPS = 2_000_000
 
 @dataclass(frozen=True)
 class LoweredStep:
-    """A step's program, and the per-stage templates it was copied from (for trace names)."""
+    """A step's per-stage templates; the program of every rank is built from them on first use
+    (`program`), and so is the symmetric one (one representative rank per stage)."""
 
-    program: Program
     templates: list[Template]
     layout: Layout
-    ep: int = 1  # expert-parallel size (its groups, with the layout's)
+    ep: int
+    etp: int = 0  # expert tensor-parallel size (0: tp)
+
+    @cached_property
+    def program(self) -> Program:
+        """Every rank's program."""
+        return build_program(self.templates, self.layout, self.ep, self.etp)
+
+    @cached_property
+    def symmetric_program(self) -> Program:
+        """Each stage's template on its first rank, groups at full size (exact only where
+        `symmetry` allows it)."""
+        return build_symmetric_program(self.templates, self.layout, self.ep, self.etp)
+
+    def symmetry(self, cluster: Cluster) -> tuple[str | None, bool]:
+        """The reason a symmetric run would not be exact on this cluster (None if none), and
+        whether any traffic crosses pods (see podsim.lowering.layout.symmetry)."""
+        layout, ep, etp = self.layout, self.ep, self.etp
+        return symmetry(self.templates, layout, ep, cluster.domain_size, cluster.pod_size, etp)
+
+    @property
+    def num_ops(self) -> int:
+        """Ops of every rank's program."""
+        return sum(len(t.ops) for t in self.templates) * self.layout.stage_size
+
+    def full_events(self) -> int:
+        """The events a full analytical run handles: one per compute, wait and send op (a
+        send/recv pair completes once) and one per collective instance; each representative op
+        of the symmetric program stands for its stage's ranks (a collective, for their groups)."""
+        p = self.symmetric_program
+        size = np.diff(p.group_offsets)
+        stage = self.layout.stage_size
+        per_op = np.where(
+            p.kind == Kind.COLLECTIVE,
+            stage // size[np.where(p.kind == Kind.COLLECTIVE, p.peer, 0)],
+            np.where(p.kind == Kind.RECV, 0, stage),
+        )
+        return int(per_op.sum())
 
 
 def chunk_layers(layers: int, chunks: int) -> list[range]:
@@ -66,6 +109,42 @@ def chunk_layers(layers: int, chunks: int) -> list[range]:
     return [range(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
 
+def balanced_layers(layers: int, stages: int, first_extra: int, last_extra: int) -> list[range]:
+    """Layers over stages counting the embedding as first_extra layers on the first stage and
+    the loss (output head and MTP modules) as last_extra on the last, as Megatron-Core's
+    account_for_embedding_in_pipeline_split / account_for_loss_in_pipeline_split do; the
+    remaining layers go to the stages with fewest, earlier ones first."""
+    check(
+        layers + first_extra + last_extra >= stages,
+        "train.pp",
+        stages,
+        f"at most the layers plus the embedding and loss units ({layers})",
+    )
+    load = [0] * stages
+    load[0] += first_extra
+    load[-1] += last_extra
+    counts = [0] * stages
+    for _ in range(layers):
+        stage = min(range(stages), key=lambda i: (load[i], i))
+        load[stage] += 1
+        counts[stage] += 1
+    bounds = np.cumsum([0, *counts])
+    return [range(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+
+def position_layers(model, plan: Plan, positions: int) -> list[range]:
+    """The layers of each pipeline position: even (chunk_layers), or balanced, counting the
+    embedding and the loss (head and each MTP module) as a layer each. "auto" balances a
+    DualPipe model with MTP modules, whose heavy last stage shares devices with the first."""
+    split = plan.pipeline_split
+    if split == "auto":
+        dual_mtp = plan.schedule == "dualpipe" and model.mtp_depth > 0
+        split = "balanced" if dual_mtp else "even"
+    if split == "balanced" and positions > 1:
+        return balanced_layers(model.layers, positions, 1, 1 + model.mtp_depth)
+    return chunk_layers(model.layers, positions)
+
+
 class StepBuilder:
     """Writes each stage's template for one plan and number of virtual stages.
 
@@ -78,21 +157,39 @@ class StepBuilder:
         self.dual = plan.schedule == "dualpipe"
         v = 2 if self.dual else v
         self.model, self.plan, self.v = model, plan, v
-        self.kernels = KernelModel(cluster.chip, plan.precision)
+        self.kernels = KernelModel(cluster.chip, plan.precision, plan.overlap_sms)
+        # The token-count exchange crosses the fabric when an expert group leaves a domain
+        # (expert groups are contiguous ranks, etp fastest, then ep).
+        spans = plan.ep * plan.expert_tp > cluster.domain_size
         self.shape = LayerShape(
             plan.micro_batch * plan.seq_len / plan.cp,
             plan.seq_len,
             plan.tp,
             plan.ep,
             plan.sequence_parallel,
+            etp=plan.expert_tp,
+            load_cv=plan.expert_load_cv,
+            capacity_factor=plan.capacity_factor,
+            count_latency=cluster.scale_out_latency if spans else cluster.scale_up_latency,
+            fp8_recipe=plan.fp8_recipe,
         )
+        self.recompute = plan.recompute_set(model)
         positions = plan.pp if self.dual else plan.pp * v
-        self.chunks = chunk_layers(model.layers, positions)
+        self.chunks = position_layers(model, plan, positions)
         self.last = positions - 1
         # Every pass at a position costs the same: cost each once.
         self.forward_s = [self.forward_time(q) for q in range(positions)]
         self.backward_s = [self.backward_time(q) for q in range(positions)]
-        self.params = [self.local_params(q) for q in range(positions)]
+        self.split = [self.local_split(q) for q in range(positions)]
+        self.params = [sum(split) for split in self.split]
+        self.routing = self._routing(cluster)
+
+    def moe_layers(self, q: int) -> int:
+        """MoE layers at a position (asked once per pass: cached per builder)."""
+        cached = self.__dict__.setdefault("_moe_layers", {})
+        if q not in cached:
+            cached[q] = sum(self.model.is_moe(i) for i in self.chunks[q])
+        return cached[q]
 
     def position(self, stage: int, chunk: int) -> int:
         if self.dual:
@@ -118,39 +215,67 @@ class StepBuilder:
             times += embedding_forward(self.model, shape, k)
         if q == self.last:  # the output head, and each multi-token-prediction module's block
             extra = layer_forward(self.model, self.model.layers - 1, shape, k)
+            extra += self._mtp_projection()
             times += logits_forward(self.model, shape, k)
             for _ in range(self.model.mtp_depth):
                 times += extra + logits_forward(self.model, shape, k)
         return times.total
 
+    def _mtp_projection(self) -> PassTimes:
+        """An MTP module's own kernels (DeepSeek-V3 section 2.2): the embedding of the shifted
+        tokens, two RMSNorms and the 2h -> h projection."""
+        k, tokens, h = self.kernels, self.shape.tokens, self.model.hidden
+        gemm = k.gemm(tokens, h / self.plan.tp, 2 * h)
+        return PassTimes(gemm=gemm, memory=k.memory(6 * tokens * h * k.activation_bytes))
+
+    def _layer_backward(self, layer: int, recompute: str) -> float:
+        k, shape = self.kernels, self.shape
+        forward = layer_forward(self.model, layer, shape, k)
+        attention = attention_forward(self.model, shape, k).attention
+        selective = selective_recompute(self.model, layer, shape, k, self.recompute)
+        return layer_backward(forward, attention, recompute, selective).total
+
+    def _recompute_of(self, q: int, index: int) -> str:
+        """Full recompute of only the first recompute_layers layers of each chunk (Megatron's
+        block method); the others keep their activations."""
+        plan = self.plan
+        if plan.recompute == "full" and plan.recompute_layers and index >= plan.recompute_layers:
+            return "none"
+        return plan.recompute
+
     def backward_time(self, q: int) -> float:
         k, shape, total = self.kernels, self.shape, 0.0
-        for i in self.chunks[q]:
-            forward = layer_forward(self.model, i, shape, k)
-            attention = attention_forward(self.model, shape, k).attention
-            total += layer_backward(forward, attention, self.plan.recompute).total
+        for index, i in enumerate(self.chunks[q]):
+            total += self._layer_backward(i, self._recompute_of(q, index))
         if q == self.last:  # logits are never recomputed
             logits = logits_forward(self.model, shape, k).scaled(2, 0, 2).total
-            last = self.model.layers - 1
-            forward = layer_forward(self.model, last, shape, k)
-            attention = attention_forward(self.model, shape, k).attention
-            block = layer_backward(forward, attention, self.plan.recompute).total
+            block = self._layer_backward(self.model.layers - 1, self.plan.recompute)
+            block += self._mtp_projection().scaled(2, 0, 2).total
             total += logits + self.model.mtp_depth * (block + logits)
         return total
 
     def local_params(self, q: int) -> float:
-        """Parameters at a position held by one rank (routed experts split over tp x ep, the
-        rest over tp)."""
-        model, tp, ep, total = self.model, self.plan.tp, self.plan.ep, 0.0
+        """Parameters at a position held by one rank."""
+        return sum(self.local_split(q))
+
+    def local_split(self, q: int) -> tuple[float, float]:
+        """(non-expert, routed-expert) parameters at a position held by one rank: routed
+        experts split over etp x ep, the rest over tp (the same split as podsim.costs.memory)."""
+        model, tp = self.model, self.plan.tp
+        experts_split = self.plan.expert_tp * self.plan.ep
+        dense = expert = 0.0
         for i in self.chunks[q]:
-            experts = model.expert_params(i)
-            total += (model.layer_params(i) - experts) / tp + experts / (tp * ep)
+            routed = model.expert_params(i)
+            dense += (model.layer_params(i) - routed) / tp
+            expert += routed / experts_split
         if q == 0:
-            total += model.embedding_params() / tp
+            dense += model.embedding_params() / tp
         if q == self.last:
-            total += (model.output_params() + model.final_norm_params()) / tp
-            total += model.mtp_params() / tp
-        return total
+            dense += (model.output_params() + model.final_norm_params()) / tp
+            mtp_routed = model.mtp_depth * model.expert_params(model.layers - 1)
+            dense += (model.mtp_params() - mtp_routed) / tp
+            expert += mtp_routed / experts_split
+        return dense, expert
 
     # -- the template ---------------------------------------------------------------------------
 
@@ -262,29 +387,36 @@ class StepBuilder:
         passes = 1 if forward else (2 if plan.recompute == "full" else 1)
         activation = self.shape.tokens * model.hidden * self.kernels.activation_bytes
         ops, deps = [], [after]
-        if plan.tp > 1:  # two per layer per pass: after attention and after the MLP
+        moe = sum(model.is_moe(i) for i in self.chunks[q])
+        if plan.tp > 1:  # after attention, and after a dense MLP (an MoE layer's experts
+            # gather and scatter their tokens over etp instead, below)
             ops.append(
                 self._collective(
                     "tp",
                     Collective.ALL_REDUCE,
                     activation,
-                    2 * layers * passes,
+                    (2 * layers - moe) * passes,
                     deps,
                     "tp all-reduce",
                 )
             )
-        moe = sum(model.is_moe(i) for i in self.chunks[q])
+        moe = self.moe_layers(q)
         if plan.ep > 1 and moe:  # dispatch and combine per MoE layer
             stream = EP_STREAM if self.dual else COMPUTE
+            for name, element in self._expert_elements(forward):
+                op = self._collective(
+                    "ep", Collective.ALL_TO_ALL, 0.0, moe * passes, deps, name, stream
+                )
+                op.nbytes, op.message_bytes = self._all_to_all_bytes(element)
+                op.fanout = self.routing.fanout
+                ops.append(op)
+        if plan.expert_tp > 1 and moe:  # all-gather the received copies over etp before
+            # the experts, reduce-scatter their outputs after (Megatron-Core's dispatcher)
+            copies = moe_routing(model, self.shape).copies
+            nbytes = copies * model.hidden * self.kernels.activation_bytes
             ops.append(
                 self._collective(
-                    "ep",
-                    Collective.ALL_TO_ALL,
-                    self._dispatch_bytes(),
-                    2 * moe * passes,
-                    deps,
-                    "ep all-to-all",
-                    stream,
+                    "etp", Collective.ALL_GATHER, nbytes, 2 * moe * passes, deps, "etp gather"
                 )
             )
         if plan.cp > 1:  # keys and values of the whole sequence, per layer
@@ -301,51 +433,75 @@ class StepBuilder:
             )
         return ops
 
-    def _dispatch_bytes(self) -> float:
-        """Bytes each rank sends in one expert all-to-all: a copy of each token per expert it
-        is routed to, or per node under node-limited routing (DeepSeek-V3 sends a token over
-        the network once per node). FP8 training dispatches in FP8 and combines in BF16."""
+    def _routing(self, cluster: Cluster) -> Routing:
+        """Distinct ranks and nodes a token reaches in the expert-parallel group (ranks of one
+        group share a node when tp x cp of them fit in it, Megatron's order)."""
         model, plan = self.model, self.plan
-        copies = model.top_k
-        if model.max_routed_nodes:
-            copies = min(copies, model.max_routed_nodes)
-        element = 1.5 if plan.precision == "fp8" else self.kernels.activation_bytes
-        return self.shape.tokens * model.hidden * element * copies
+        if not model.experts or plan.ep <= 1:
+            return Routing(1.0, 1.0)
+        per_domain = max(1, cluster.domain_size // (plan.tp * plan.cp))
+        return routing(model.experts, model.top_k, plan.ep, per_domain, model.max_routed_nodes)
 
-    def _grad_bytes(self, q: int) -> float:
-        # Megatron reduces BF16 gradients in FP32 (--accumulate-allreduce-grads-in-fp32).
-        return self.params[q] * (2 if self.plan.precision == "fp16" else 4)
+    def _expert_elements(self, forward: bool) -> list[tuple[str, float]]:
+        """(name, bytes per hidden element) of a pass's expert all-to-alls: FP8 training
+        dispatches activations in FP8 with one FP32 scale per 128 elements (DeepEP's format)
+        and combines in BF16 (DeepSeek-V3 report, section 3.3); the backward's all-to-alls
+        carry BF16 gradients."""
+        bf16 = 2.0
+        if not forward:
+            return [("ep dispatch grad", bf16), ("ep combine grad", bf16)]
+        dispatch = 1 + 4 / 128 if self.plan.precision == "fp8" else self.kernels.activation_bytes
+        return [("ep dispatch", dispatch), ("ep combine", bf16)]
+
+    def _all_to_all_bytes(self, element: float) -> tuple[float, float]:
+        """(bytes each rank sends, bytes of one token) in one expert all-to-all: one copy of
+        each token per distinct rank it is routed to (copies for two experts of one rank are
+        sent once). Node-forwarding sends one copy per node over the fabric (the op's fanout)."""
+        token = self.model.hidden * element
+        return self.shape.moe_tokens * token * self.routing.ranks, token
+
+    def _grad_bytes(self, q: int, part: int | None = None) -> float:
+        """Gradient bytes at a position: all, or only the non-expert (part 0) or routed-expert
+        (part 1) parameters. Megatron reduces BF16 gradients in FP32
+        (--accumulate-allreduce-grads-in-fp32)."""
+        params = self.params[q] if part is None else self.split[q][part]
+        return params * (2 if self.plan.precision == "fp16" else 4)
 
     def _finish_step(self, t: Template, stage: int, last: int) -> None:
+        """Gradient reduction, the optimizer and the ZeRO weight gather. Routed-expert
+        gradients and states go over the expert data-parallel group (Megatron-Core's
+        expert_dp), the rest over dp."""
         plan = self.plan
         stage_chunks = [self.position(stage, c) for c in range(self.v)]
-        params = sum(self.params[q] for q in stage_chunks)
+        dense = sum(self.split[q][0] for q in stage_chunks)
+        experts = sum(self.split[q][1] for q in stage_chunks)
+        apart = bool(self.model.experts) and (plan.ep > 1 or plan.expert_tp != plan.tp)
+        groups = [("dp", plan.dp, dense, None)]
+        if apart:
+            groups = [("dp", plan.dp, dense, 0), ("edp", plan.expert_dp, experts, 1)]
+        else:
+            groups[0] = ("dp", plan.dp, dense + experts, None)
+        op = Collective.ALL_REDUCE if plan.zero == 0 else Collective.REDUCE_SCATTER
         deps = [last]
-        if plan.dp > 1 and plan.zero < 3:
-            op = Collective.ALL_REDUCE if plan.zero == 0 else Collective.REDUCE_SCATTER
-            grads = sum(self._grad_bytes(q) for q in stage_chunks)
-            deps = [t.add(self._collective("dp", op, grads, 1, [last], "dp grads", DP_STREAM))]
-        shard = params / plan.dp if plan.zero >= 1 else params
+        for role, size, _, part in groups:
+            if size > 1 and plan.zero < 3:
+                grads = sum(self._grad_bytes(q, part) for q in stage_chunks)
+                name = "dp grads" if role == "dp" else "expert dp grads"
+                deps.append(t.add(self._collective(role, op, grads, 1, [last], name, DP_STREAM)))
+        shard = sum(n / size if plan.zero >= 1 else n for _, size, n, _ in groups)
         update = self.kernels.memory(ADAM_BYTES_PER_PARAM * shard)
         step = t.add(TemplateOp("optimizer", Kind.COMPUTE, COMPUTE, duration=update, deps=deps))
-        if plan.dp > 1 and plan.zero in (1, 2):
-            t.add(
-                self._collective(
-                    "dp",
-                    Collective.ALL_GATHER,
-                    params * 2,
-                    1,
-                    [step],
-                    "zero gather weights",
-                    DP_STREAM,
-                )
-            )
+        for role, size, n, _ in groups:
+            if size > 1 and plan.zero in (1, 2):
+                name = "zero gather weights" if role == "dp" else "zero gather expert weights"
+                gather = self._collective(role, Collective.ALL_GATHER, n * 2, 1, [step], name)
+                t.add(replace(gather, stream=DP_STREAM))
 
     def lower(self) -> LoweredStep:
         plan = self.plan
         templates = [self.template(stage) for stage in range(plan.pp)]
         layout = Layout(plan.tp, plan.cp, plan.dp, plan.pp)
-        return LoweredStep(build_program(templates, layout, plan.ep), templates, layout, plan.ep)
+        return LoweredStep(templates, layout, plan.ep, plan.expert_tp)
 
 
 def _on(op: int, stream: int, last_on_compute: int) -> int:

@@ -72,6 +72,10 @@ class TrainResult:
     steps_simulated: int = 1
     long_run: dict[str, Any] | None = None  # with [failures]: the Monte Carlo of the whole run
     noise: dict[str, Any] | None = None  # with [noise]: the model, its seed included
+    # "symmetric": the noise-free step ran on one representative rank per stage (exactly equal
+    # to a run of every rank); "full": every rank (noisy steps always are)
+    simulation: str = "full"
+    simulation_note: str | None = None  # why the noise-free step could not run symmetric
     version: str = __version__  # of podsim, so that a result can be re-run
     # The peak `mfu` and `hfu` are against (the PaLM / Megatron convention: the dense BF16 peak,
     # also for FP8 training, as DeepSeek-V3's 43.73% is against 989 TFLOP/s). FP8 GEMMs run up
@@ -109,11 +113,16 @@ class _StepGraph:
     runs its stage's template; program op = base(rank) + template index): an op's stream
     predecessor and deps, a collective's members (the same template op on every rank of its
     group) and a transfer's partner (the k-th send to a peer stage with a tag meets the k-th
-    receive from this stage with that tag)."""
+    receive from this stage with that tag).
 
-    def __init__(self, lowered: LoweredStep) -> None:
+    `symmetric`: the timeline is of the symmetric program (each stage's template on its first
+    rank only, which every rank of the stage runs exactly like): a collective's other members
+    are not in it, and its partners are the other stages' first ranks."""
+
+    def __init__(self, lowered: LoweredStep, symmetric: bool = False) -> None:
         self.layout, self.templates = lowered.layout, lowered.templates
-        size = self.layout.stage_size
+        self.symmetric = symmetric
+        size = 1 if symmetric else self.layout.stage_size  # ranks of a stage in the program
         lengths = [len(t.ops) for t in self.templates]
         self.stage_base = np.concatenate([[0], np.cumsum(lengths) * size])[:-1].astype(np.int64)
         self.prev, self.partner_index = [], []
@@ -135,7 +144,7 @@ class _StepGraph:
                 else:
                     number.append(-1)
             self.partner_index.append((channels, number))
-        tables = group_tables(self.layout, lowered.ep)
+        tables = group_tables(self.layout, lowered.ep, lowered.etp)
         self.groups = {
             role: (key, np.concatenate([[0], np.cumsum(counts)]), order)
             for role, (key, counts, order) in tables.items()
@@ -157,6 +166,8 @@ class _StepGraph:
         stage = rank // self.layout.stage_size
         top = self.templates[stage].ops[j]
         if top.kind == Kind.COLLECTIVE:
+            if self.symmetric:  # the representative stands for its group's members
+                return [(rank, j)]
             key, offsets, order = self.groups[top.role]
             g = int(key[rank])
             return [(int(m), j) for m in order[offsets[g] : offsets[g + 1]]]
@@ -178,13 +189,18 @@ class _StepGraph:
         return [self.op(rank, d) for d in before]
 
 
+def _is_symmetric(lowered: LoweredStep, timeline: Timeline) -> bool:
+    """Whether the timeline is of the symmetric program (fewer ops than every rank's)."""
+    return len(timeline.end) != lowered.num_ops
+
+
 def critical_path(
     lowered: LoweredStep, timeline: Timeline, graph: "_StepGraph | None" = None
 ) -> list[int]:
     """The step's critical path, last op first: from the op that ends last, repeatedly the
     latest-ending prerequisite (stream predecessor or dep) of the op or of any op that started
     with it (a collective's members, a transfer's partner): the chain that set the step time."""
-    graph = graph or _StepGraph(lowered)
+    graph = graph or _StepGraph(lowered, _is_symmetric(lowered, timeline))
     end, start = timeline.end, timeline.start
     current = int(np.argmax(end))
     path = [current]
@@ -210,7 +226,7 @@ def breakdown(lowered: LoweredStep, timeline: Timeline) -> Breakdown:
     device that ends the step runs itself; compute beyond that is other stages' work it waits
     for, and with any gap on the path it is the pipeline bubble, so the parts add up to the
     step time."""
-    graph = _StepGraph(lowered)
+    graph = _StepGraph(lowered, _is_symmetric(lowered, timeline))
     path = critical_path(lowered, timeline, graph)
     start, end = timeline.start, timeline.end
     totals: dict[str, float] = {}
@@ -273,7 +289,7 @@ def train_result(
         plan=plan.to_dict(),
         cluster=cluster.to_dict(),
         network=network,
-        ops=lowered.program.num_ops,
+        ops=lowered.num_ops,
         events=timeline.events,
         time_to_train_s=ttt,
         device_hours=ttt * cluster.devices / 3600 if ttt else None,

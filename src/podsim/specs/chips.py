@@ -22,8 +22,8 @@ from podsim.fields import (
 )
 
 PRECISIONS = ("bf16", "fp16", "fp8", "int8", "fp32", "tf32", "fp4")
-# Kernel classes a chip may give an efficiency for (podsim.costs.kernels has the defaults).
-KERNEL_CLASSES = ("gemm", "grouped_gemm", "attention", "memory")
+# Kernel classes, and FP8 GEMM entries that fall back to their class (costs/kernels.py).
+KERNEL_CLASSES = ("gemm", "grouped_gemm", "attention", "memory", "gemm_fp8", "grouped_gemm_fp8")
 MAX_DOMAIN = 2**31 - 1
 
 # Bounds shared by chips and clusters: a bandwidth in [1 B/s, 1 PB/s], a latency below 1 s.

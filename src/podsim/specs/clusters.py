@@ -26,6 +26,17 @@ DEFAULT_LAUNCH_LATENCY = 5e-6
 # 160 of 200 GB/s on H800 NVLink and 40 of 50 GB/s on 400 Gb/s InfiniBand (Insights into
 # DeepSeek-V3, ISCA'25, section 4.1): 0.8 on both. Set 1 for nominal bandwidths.
 DEFAULT_LINK_EFFICIENCY = 0.8
+# Expert-parallel all-to-all kernels (docs/engine.md, "All-to-all for expert parallelism").
+# FITTED on DeepEP's low-latency rows (H800, docs/validation.md; podsim.front.deepep): the
+# fixed cost of one message (a token) written over NVLink by the low-latency kernel's warps.
+DEFAULT_MESSAGE_OVERHEAD = 29.5e-9
+# ESTIMATE, not verified against a datasheet: NVIDIA quotes ConnectX-7 message rates of a few
+# hundred million per second; DeepEP's rows do not constrain it (7 KB messages are
+# bandwidth-bound at any rate above 6 M/s per NIC).
+DEFAULT_NIC_MESSAGE_RATE = 330e6
+# FITTED on DeepEP's normal-kernel rows (H800): node-forwarding kernels, run on a few SMs,
+# reach this fraction of the achievable scale-up bandwidth.
+DEFAULT_FORWARD_EFFICIENCY = 0.815
 
 # Checkpoint storage when a cluster gives no storage_bandwidth: 122 MB/s per device, Meta's
 # Tectonic store for Llama 3 (2 TB/s sustained for 16,384 H100s; The Llama 3 Herd of Models,
@@ -71,6 +82,24 @@ def _overrides(high: float) -> tuple:
             "scale_out_efficiency",
             "fraction of the scale-out bandwidth collectives achieve",
             DEFAULT_LINK_EFFICIENCY,
+            low_open=True,
+        ),
+        latency(
+            "message_overhead",
+            "fixed cost per message of an all-to-all that writes every peer at once",
+            DEFAULT_MESSAGE_OVERHEAD,
+        ),
+        Number(
+            "nic_message_rate",
+            "messages per second one NIC issues (0: unlimited)",
+            DEFAULT_NIC_MESSAGE_RATE,
+            low=0.0,
+            high=1e12,
+        ),
+        fraction(
+            "forward_efficiency",
+            "fraction of the achievable scale-up bandwidth node-forwarding kernels reach",
+            DEFAULT_FORWARD_EFFICIENCY,
             low_open=True,
         ),
         Quantity(
@@ -125,6 +154,9 @@ class Cluster:
     launch_latency: float = DEFAULT_LAUNCH_LATENCY
     scale_up_efficiency: float = DEFAULT_LINK_EFFICIENCY
     scale_out_efficiency: float = DEFAULT_LINK_EFFICIENCY
+    message_overhead: float = DEFAULT_MESSAGE_OVERHEAD
+    nic_message_rate: float = DEFAULT_NIC_MESSAGE_RATE
+    forward_efficiency: float = DEFAULT_FORWARD_EFFICIENCY
     name: str = ""
     storage_bandwidth: float | None = None  # checkpoint storage, B/s; None: per-device default
 
@@ -165,6 +197,9 @@ class Cluster:
             self.scale_out_latency,
             self.oversubscription,
             self.launch_latency,
+            self.message_overhead,
+            self.nic_message_rate,
+            self.forward_efficiency,
         )
 
     def with_devices(self, devices: int) -> "Cluster":

@@ -31,7 +31,8 @@ _MOE_FIELDS = ("top_k", "shared_experts", "expert_ffn_hidden", "dense_layers")
 # Fields a scenario's [model] table or a catalog entry may leave out.
 _OPTIONAL = {"kv_heads", "head_dim", "attention", "mlp", *_MLA_DIMS, "experts", *_MOE_FIELDS}
 _OPTIONAL |= {"mtp_depth", "tied_embeddings", "bias", "learned_positions", "sources", "notes"}
-_OPTIONAL |= {"max_routed_nodes"}
+_OPTIONAL |= {"max_routed_nodes", "router_score", "expert_groups", "topk_groups", "dropout"}
+ROUTER_SCORES = ("softmax", "sigmoid")
 
 Projection = tuple[int, int]  # (inputs, outputs) of one weight matrix
 
@@ -77,6 +78,10 @@ MODEL_FIELDS = Table(
         _int("dense_layers", "leading dense layers of an MoE model", 0, 10_000),
         _int("mtp_depth", "multi-token-prediction modules", 0, 100),
         _int("max_routed_nodes", "node-limited routing: nodes per token (0 = no limit)", 0, _HEADS),
+        Choice("router_score", "router score function", "softmax", choices=ROUTER_SCORES),
+        _int("expert_groups", "groups of group-limited routing (0 = none)", 0, _HEADS),
+        _int("topk_groups", "groups a token may route to (group-limited routing)", 0, _HEADS),
+        Boolean("dropout", "trained with dropout (its masks are kept in memory)", True),
         Boolean("tied_embeddings", "output head tied to the input embedding", False),
         Boolean("bias", "GPT-style biases and LayerNorms (false: Llama style)", False),
         _int("learned_positions", "rows of a learned position table (0: rotary)", 0, _WIDTH),
@@ -124,8 +129,16 @@ class Model:
     # Node-limited routing: a token goes to experts on at most this many nodes and crosses the
     # network once per node (DeepSeek-V3: 4); 0 = no limit.
     max_routed_nodes: int = 0
+    # Router: the score function and group-limited routing (DeepSeek-V3: sigmoid, 8 groups,
+    # top-4 groups); expert_groups = 0 routes over all experts at once.
+    router_score: str = "softmax"
+    expert_groups: int = 0
+    topk_groups: int = 0
     tied_embeddings: bool = False
     bias: bool = False
+    # Trained with dropout (Korthikanti et al.'s activation counts keep its 1-byte masks);
+    # DeepSeek-V3 trains without.
+    dropout: bool = True
     learned_positions: int = 0
     sources: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     notes: str = ""
@@ -137,6 +150,7 @@ class Model:
         self._check_attention()
         _CHECKED["mlp"].check(self.mlp, "model.mlp")
         self._check_moe()
+        self._check_router()
         if not isinstance(self.sources, MappingProxyType):
             object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
 
@@ -215,6 +229,23 @@ class Model:
                 self.ffn_hidden,
                 "an integer >= 1 when there are dense layers",
             )
+
+    def _check_router(self) -> None:
+        score = self.router_score
+        check(score in ROUTER_SCORES, "model.router_score", score, " | ".join(ROUTER_SCORES))
+        if self.expert_groups:
+            check(
+                self.experts % self.expert_groups == 0,
+                "model.expert_groups",
+                self.expert_groups,
+                f"a divisor of experts ({self.experts})",
+            )
+        check(
+            self.topk_groups <= self.expert_groups,
+            "model.topk_groups",
+            self.topk_groups,
+            f"an integer in [0, expert_groups = {self.expert_groups}]",
+        )
 
     # --- shapes -------------------------------------------------------------------------
 

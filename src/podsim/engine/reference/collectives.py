@@ -27,16 +27,33 @@ Flow = tuple[int, int, float]  # (src rank, dst rank, bytes)
 Phase = tuple[float, list[Flow]]  # (latency in seconds, flows started after it)
 
 # AUTO's tie-break order.
-ORDER = (A.RING, A.TREE, A.HALVING_DOUBLING, A.HIERARCHICAL, A.DIRECT)
+ORDER = (
+    A.RING,
+    A.TREE,
+    A.HALVING_DOUBLING,
+    A.HIERARCHICAL,
+    A.DIRECT,
+    A.LOW_LATENCY,
+    A.NODE_FORWARDED,
+)
 
 ALGORITHMS = {
     C.ALL_REDUCE: (A.RING, A.TREE, A.HALVING_DOUBLING, A.HIERARCHICAL),
     C.ALL_GATHER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
     C.REDUCE_SCATTER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
-    C.ALL_TO_ALL: (A.DIRECT,),
+    C.ALL_TO_ALL: (A.DIRECT, A.LOW_LATENCY, A.NODE_FORWARDED),
     C.BROADCAST: (A.RING, A.TREE),
     C.REDUCE: (A.RING, A.TREE),
 }
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An all-to-all's shape (docs/engine.md); other collectives ignore it."""
+
+    message_bytes: float = 0.0  # one message (e.g. a token's hidden vector); 0: one per peer
+    fanout: float = 1.0  # node-forwarded: ranks of a domain one per-domain copy reaches
+
 
 # Step levels: hierarchical algorithms time their cross-domain step with (a_o, b_o), every
 # other step uses level UP, which for non-hierarchical algorithms means "the whole group".
@@ -89,7 +106,7 @@ def _applies(topology: Topology, algorithm: Algorithm, group: Sequence[int]) -> 
     n = len(group)
     if algorithm == A.HALVING_DOUBLING:
         return n & (n - 1) == 0
-    if algorithm == A.HIERARCHICAL:
+    if algorithm in (A.HIERARCHICAL, A.NODE_FORWARDED):
         return _balanced(_domains(topology, group))
     return True
 
@@ -105,11 +122,12 @@ def resolve(
     algorithm: "Algorithm | str",
     group: Sequence[int],
     nbytes: float,
+    shape: Shape = Shape(),
 ) -> Algorithm:
     """The algorithm that runs: AUTO's choice, or the one named if it applies."""
     op, algorithm = Collective.parse(op), Algorithm.parse(algorithm)
     if algorithm == A.AUTO:
-        return choose_algorithm(topology, op, group, nbytes)
+        return choose_algorithm(topology, op, group, nbytes, shape)
     allowed = applicable(topology, op, group)
     if algorithm not in allowed:
         names = ", ".join(["auto", *(a.label for a in allowed)])
@@ -121,13 +139,17 @@ def resolve(
 
 
 def choose_algorithm(
-    topology: Topology, op: "Collective | str", group: Sequence[int], nbytes: float
+    topology: Topology,
+    op: "Collective | str",
+    group: Sequence[int],
+    nbytes: float,
+    shape: Shape = Shape(),
 ) -> Algorithm:
     """AUTO: the smallest closed-form time; ties go to the earlier algorithm in ORDER."""
     op = Collective.parse(op)
     best, best_time = A.AUTO, float("inf")
     for algorithm in applicable(topology, op, group):
-        t = analytical_time(topology, op, algorithm, tuple(group), nbytes)
+        t = analytical_time(topology, op, algorithm, tuple(group), nbytes, shape)
         if t < best_time:  # strict: an equal time keeps the earlier algorithm
             best, best_time = algorithm, t
     return best
@@ -276,12 +298,20 @@ def _direct_seconds_per_byte(topology: Topology, group: tuple[int, ...]) -> floa
 
 
 def _closed_form(
-    topology: Topology, op: Collective, algorithm: Algorithm, group: tuple[int, ...], nbytes: float
+    topology: Topology,
+    op: Collective,
+    algorithm: Algorithm,
+    group: tuple[int, ...],
+    nbytes: float,
+    shape: Shape = Shape(),
 ) -> float:
     """The table of docs/engine.md, term by term."""
     n, S, L = len(group), nbytes, topology.launch_latency
     if n == 1:
         return L
+    if algorithm in (A.LOW_LATENCY, A.NODE_FORWARDED):
+        latency, flows = _expert_all_to_all(topology, algorithm, group, S, shape)
+        return L + latency + _busiest_link(topology, flows)
     p = _pattern(topology, op, algorithm, group)
     (a, a_o), (b, b_o), g, m = p.a, p.b, p.g, p.m
     log2n = h = n.bit_length() - 1  # floor(log2 n); exact log2 n where n is a power of two
@@ -315,6 +345,58 @@ def _closed_form(
     return L + ceil_log2n * (a + S * b)
 
 
+def _expert_all_to_all(
+    topology: Topology, algorithm: Algorithm, group: tuple[int, ...], S: float, shape: Shape
+) -> Phase:
+    """The one phase of a low-latency or node-forwarded all-to-all: its latency and flows.
+
+    Low-latency: every rank writes S/n to every peer at once. A message of s bytes (one per
+    peer if message_bytes is 0) is charged s + overhead x bandwidth on the scale-up path (a
+    load/store write pays a fixed cost per message) and max(s, NIC bandwidth / message rate)
+    through the NIC (the NIC's message rate caps small messages); latency: one hop.
+    Node-forwarded (balanced domains of g, m domains): each rank sends S / (m x fanout) to its
+    same-position peer in every other domain, and S / (g x forward_efficiency) to each other
+    member of its own domain (forwarded copies and its own); both at once; latency: one
+    scale-out hop plus one scale-up hop.
+    """
+    n, t = len(group), topology
+    inside = {(s, d): t.path_class(s, d) == SAME_DOMAIN for s in group for d in group if s != d}
+    if algorithm == A.LOW_LATENCY:
+        per_peer = S / n
+        messages = per_peer / shape.message_bytes if shape.message_bytes > 0 else 1.0
+        up = per_peer + messages * t.message_overhead * t.scale_up_bandwidth
+        out = per_peer
+        if t.nic_message_rate > 0:
+            out = max(per_peer, messages * t.scale_out_bandwidth / t.nic_message_rate)
+        flows = [(s, d, up if within else out) for (s, d), within in inside.items()]
+        latency = max(t.latency(s, d) for s, d in inside)
+        return latency, flows
+    domains = _domains(t, group)
+    g, m = len(domains[0]), len(domains)
+    fanout = min(max(shape.fanout, 1.0), g)
+    flows = []
+    for d, members in enumerate(domains):
+        for j, src in enumerate(members):
+            flows += [(src, dst, S / g / t.forward_efficiency) for dst in members if dst != src]
+            flows += [
+                (src, other[j], S / (m * fanout)) for e, other in enumerate(domains) if e != d
+            ]
+    latency = (t.scale_up_latency if g > 1 else 0.0) + (t.scale_out_latency if m > 1 else 0.0)
+    return latency, flows
+
+
+def _busiest_link(topology: Topology, flows: list[Flow]) -> float:
+    """Seconds the most loaded link of these concurrent flows needs, every flow at its path's
+    bandwidth: each rank's outgoing bytes per path class over that class's slowest path."""
+    load: dict[tuple[int, bool], float] = {}
+    slowest: dict[bool, float] = {}
+    for src, dst, nbytes in flows:
+        inside = topology.path_class(src, dst) == SAME_DOMAIN
+        load[src, inside] = load.get((src, inside), 0.0) + nbytes
+        slowest[inside] = max(slowest.get(inside, 0.0), 1.0 / topology.bandwidth(src, dst))
+    return max((x * slowest[inside] for (_, inside), x in load.items()), default=0.0)
+
+
 def _group(group_ranks: Sequence[int]) -> tuple[int, ...]:
     group = tuple(int(r) for r in group_ranks)
     if not group or len(set(group)) != len(group):
@@ -328,14 +410,15 @@ def collective_time(
     algorithm: "Algorithm | str",
     group_ranks: Sequence[int],
     nbytes: float,
+    shape: Shape = Shape(),
 ) -> float:
     """The analytical network's time of one collective alone, launch latency included: the
     closed form, each phase's bandwidth term at least what its traffic needs on the busiest pod
     link it crosses (analytical_time)."""
     group = _group(group_ranks)
     op = Collective.parse(op)
-    algorithm = resolve(topology, op, algorithm, group, nbytes)
-    return analytical_time(topology, op, algorithm, group, float(nbytes))
+    algorithm = resolve(topology, op, algorithm, group, nbytes, shape)
+    return analytical_time(topology, op, algorithm, group, float(nbytes), shape)
 
 
 def phases(
@@ -344,11 +427,16 @@ def phases(
     algorithm: "Algorithm | str",
     group_ranks: Sequence[int],
     nbytes: float,
+    shape: Shape = Shape(),
 ) -> list[Phase]:
     """The phases contention mode runs one after the other (launch latency not included)."""
     group = _group(group_ranks)
     op = Collective.parse(op)
-    algorithm = resolve(topology, op, algorithm, group, nbytes)
+    algorithm = resolve(topology, op, algorithm, group, nbytes, shape)
+    if len(group) == 1:
+        return []
+    if algorithm in (A.LOW_LATENCY, A.NODE_FORWARDED):
+        return [_expert_all_to_all(topology, algorithm, group, float(nbytes), shape)]
     p = _pattern(topology, op, algorithm, group)
     return [
         (s.steps * p.a[s.level], [(src, dst, f * nbytes) for src, dst, f in s.flows])
@@ -376,16 +464,29 @@ def spans_pods(topology: Topology, group: Sequence[int]) -> bool:
 
 
 def pod_loads(
-    topology: Topology, op: Collective, algorithm: Algorithm, group: tuple[int, ...], nbytes: float
+    topology: Topology,
+    op: Collective,
+    algorithm: Algorithm,
+    group: tuple[int, ...],
+    nbytes: float,
+    shape: Shape = Shape(),
 ) -> PodLoads:
     """Per phase (the phases of `phases`, in order): the bytes the group pushes over each pod
-    uplink ("pod_up", p) and downlink ("pod_down", p) it crosses; [] inside one pod."""
+    uplink ("pod_up", p) and downlink ("pod_down", p) it crosses; [] inside one pod. A
+    low-latency all-to-all moves S/n to every peer (as direct does; its per-message charges are
+    NIC time, not bytes); a node-forwarded one crosses pods only with its rail copies."""
     if len(group) < 2 or not spans_pods(topology, group):
         return []
+    if algorithm == A.NODE_FORWARDED:
+        _, flows = _expert_all_to_all(topology, algorithm, group, 1.0, shape)
+        steps = [flows]
+    else:
+        pattern = algorithm if algorithm != A.LOW_LATENCY else A.DIRECT
+        steps = [step.flows for step in _pattern(topology, op, pattern, group).steps]
     out: PodLoads = []
-    for step in _pattern(topology, op, algorithm, group).steps:
+    for flows in steps:
         loads: dict[Link, float] = {}
-        for src, dst, fraction in step.flows:
+        for src, dst, fraction in flows:
             a, b = topology.pod(src), topology.pod(dst)
             if a != b:
                 loads[("pod_up", a)] = loads.get(("pod_up", a), 0.0) + fraction * nbytes
@@ -403,13 +504,24 @@ def pod_seconds(topology: Topology, loads: PodLoads) -> list[float]:
 
 
 def _phase_bandwidth(
-    topology: Topology, op: Collective, algorithm: Algorithm, group: tuple[int, ...], nbytes: float
+    topology: Topology,
+    op: Collective,
+    algorithm: Algorithm,
+    group: tuple[int, ...],
+    nbytes: float,
+    shape: Shape = Shape(),
 ) -> list[float]:
     """The bandwidth term the closed form charges each phase."""
+    if algorithm in (A.LOW_LATENCY, A.NODE_FORWARDED):
+        # One phase: everything but the launch and the hops (the per-message charges are link
+        # time too), so that the time is the larger of the link terms and the pod link's.
+        hops, _ = _expert_all_to_all(topology, algorithm, group, nbytes, shape)
+        whole = _closed_form(topology, op, algorithm, group, nbytes, shape)
+        return [whole - topology.launch_latency - hops]
     p = _pattern(topology, op, algorithm, group)
     if len(p.steps) <= 1:
-        whole = _closed_form(topology, op, algorithm, group, nbytes)
-        return [whole - _closed_form(topology, op, algorithm, group, 0.0)]
+        whole = _closed_form(topology, op, algorithm, group, nbytes, shape)
+        return [whole - _closed_form(topology, op, algorithm, group, 0.0, shape)]
     out = []
     for step in p.steps:
         sent: dict[int, float] = {}
@@ -426,15 +538,16 @@ def analytical_time(
     algorithm: Algorithm,
     group: tuple[int, ...],
     nbytes: float,
+    shape: Shape = Shape(),
     seconds: Sequence[float] | None = None,
 ) -> float:
     """The closed form, except that phase k's bandwidth term is at least seconds[k], the time
     its traffic (and any concurrent copies counted by the caller) needs on the busiest pod link
     it crosses; by default the group's own traffic alone."""
-    base = _closed_form(topology, op, algorithm, group, nbytes)
+    base = _closed_form(topology, op, algorithm, group, nbytes, shape)
     if len(group) < 2 or not spans_pods(topology, group):
         return base
     if seconds is None:
-        seconds = pod_seconds(topology, pod_loads(topology, op, algorithm, group, nbytes))
-    bandwidth = _phase_bandwidth(topology, op, algorithm, group, nbytes)
+        seconds = pod_seconds(topology, pod_loads(topology, op, algorithm, group, nbytes, shape))
+    bandwidth = _phase_bandwidth(topology, op, algorithm, group, nbytes, shape)
     return base + sum(max(0.0, u - b) for u, b in zip(seconds, bandwidth, strict=False))

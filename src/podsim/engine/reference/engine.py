@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from podsim.engine.reference import collectives
+from podsim.engine.reference.noise import TRANSFER_KEYS, Draws
 from podsim.engine.reference.topology import Link, Topology
 from podsim.errors import DeadlockError, ProgramError, check
 from podsim.lowering.program import MAX_REPEAT, MAX_STREAMS, Algorithm, Collective, Kind, Program
@@ -33,17 +34,23 @@ _COMM = frozenset((Kind.COLLECTIVE, Kind.SEND, Kind.RECV))
 
 
 def simulate(
-    program: Program, topology: "Topology | tuple | Any", network: str = "analytical"
+    program: Program,
+    topology: "Topology | tuple | Any",
+    network: str = "analytical",
+    noise: Any = None,
+    iteration: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Start and end time (seconds, float64) of every op of the program.
 
-    topology: a Topology, its 9-tuple, or a Cluster. Raises ProgramError for a malformed program
-    and DeadlockError when some op can never complete.
+    topology: a Topology, its 9-tuple, or a Cluster. noise: a podsim.engine.noise.NoiseModel
+    (or None), drawn for step `iteration` exactly as the C++ engine draws it. Raises
+    ProgramError for a malformed program and DeadlockError when some op can never complete.
     """
     check(network in NETWORKS, "network", network, " or ".join(map(repr, NETWORKS)))
     topology = Topology.of(topology)
     checked = _check_program(program, topology)
-    return _Simulation(checked, topology, network == "contention").run()
+    draws = Draws.of(noise, topology, iteration)
+    return _Simulation(checked, topology, network == "contention", draws).run()
 
 
 # --- the checked program ---------------------------------------------------------------------
@@ -59,14 +66,21 @@ class _Instance:
     op: Collective | None = None  # None for a send/recv pair
     algorithm: Algorithm | None = None
     repeat: int = 1  # back-to-back repetitions of a collective
+    shape: collectives.Shape = field(
+        default_factory=collectives.Shape
+    )  # an all-to-all's message size and fanout
     ops: dict[int, int] = field(default_factory=dict)  # rank -> its op, for ops present
     arrived: set[int] = field(default_factory=set)  # ranks whose op is ready
     phases: list[collectives.Phase] = field(default_factory=list)  # contention mode
     phase: int = -1
     flows_left: int = 0
+    index: int = -1  # a collective: its number, in order of first appearance (noise keys)
+    jitter: bool = False  # contention: phase latencies drawn (a collective with latency noise)
     k: int = 0  # the instance's number on its group (collective) or channel (transfer)
     tag: int = -1  # a transfer's tag
-    pod_time: float | None = None  # analytical mode across pods: its time with its wave's load
+    # Analytical mode across pods: a collective's time with its wave's load (noise aside), or
+    # the seconds a transfer's wave needs on the busiest pod link it crosses.
+    pod_time: float | None = None
 
 
 @dataclass
@@ -96,6 +110,9 @@ def _check_program(program: Program, topology: Topology) -> _Checked:
             "repeat",
         )
     }
+    for name, default in (("message_bytes", 0.0), ("fanout", 1.0)):  # optional columns
+        values = getattr(program, name, None)
+        col[name] = [default] * n if values is None else np.asarray(values).tolist()
     for name, values in col.items():
         if len(values) != n:
             raise ProgramError(f"program.{name} has {len(values)} entries, expected {n}")
@@ -158,6 +175,11 @@ def _check_op(i: int, col: dict[str, list], groups: list[tuple[int, ...]], devic
             f"op {i}: duration = {col['duration'][i]} s is not allowed: a {Kind(kind).name.lower()}"
             " op has no duration (0); only compute ops take time"
         )
+    message, fanout = col["message_bytes"][i], col["fanout"][i]
+    if not (math.isfinite(message) and message >= 0):
+        raise ProgramError(f"op {i}: message_bytes = {message} must be finite and >= 0")
+    if not (math.isfinite(fanout) and fanout >= 1):
+        raise ProgramError(f"op {i}: fanout = {fanout} must be finite and >= 1")
     if kind != Kind.COLLECTIVE and col["repeat"][i] != 1:
         raise ProgramError(
             f"op {i}: repeat = {col['repeat'][i]} must be 1 (only collectives repeat)"
@@ -226,6 +248,7 @@ def _match(
     instance: list[_Instance | None] = [None] * len(col["kind"])
     found: dict[tuple, _Instance] = {}
     count: dict[tuple, int] = {}
+    collectives_found = 0
     for i, kind in enumerate(col["kind"]):
         if kind not in _COMM:
             continue
@@ -240,6 +263,9 @@ def _match(
         key = (*key, k)
         if key not in found:
             found[key] = _new_instance(i, k, col, groups)
+            if kind == Kind.COLLECTIVE:
+                found[key].index = collectives_found
+                collectives_found += 1
         instance[i] = _join(found[key], i, col)
     for inst in found.values():
         _resolve(inst, topology)
@@ -249,7 +275,7 @@ def _match(
 
 def _pod_waves(instances: list[_Instance], topology: Topology) -> None:
     """Analytical mode across pods (docs/engine.md, "Pod links"): the k-th instance of every
-    group of the same size, op, algorithm, bytes and repeat (a wave) runs at the same time as
+    group of the same size, op, algorithm, bytes, shape and repeat (a wave) runs at the same time as
     its copies, as do the k-th sends of every channel with the same tag and bytes;
     each phase of each member must get the wave's traffic through the pod links it crosses."""
     if -(-topology.devices // topology.pod_size) < 2:
@@ -269,9 +295,17 @@ def _pod_waves(instances: list[_Instance], topology: Topology) -> None:
                 }
             ]
         else:
-            wave = (len(inst.ranks), inst.op, inst.algorithm, inst.nbytes, inst.repeat, inst.k)
+            wave = (
+                len(inst.ranks),
+                inst.op,
+                inst.algorithm,
+                inst.nbytes,
+                inst.shape,
+                inst.repeat,
+                inst.k,
+            )
             loads = collectives.pod_loads(
-                topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes
+                topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, inst.shape
             )
         for phase, links in enumerate(loads):
             for link, nbytes in links.items():
@@ -285,13 +319,10 @@ def _pod_waves(instances: list[_Instance], topology: Topology) -> None:
             for phase, links in enumerate(loads)
         ]
         if inst.op is None:
-            src, dst = inst.ranks
-            inst.pod_time = collectives.transfer_time(topology, src, dst, inst.nbytes) + max(
-                0.0, seconds[0] - inst.nbytes / topology.bandwidth(src, dst)
-            )
+            inst.pod_time = seconds[0]
         else:
             inst.pod_time = collectives.analytical_time(
-                topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, seconds
+                topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, inst.shape, seconds
             )
 
 
@@ -300,7 +331,8 @@ def _new_instance(i: int, k: int, col: dict[str, list], groups: list[tuple[int, 
     if col["kind"][i] == Kind.COLLECTIVE:
         op, algorithm = Collective(col["collective"][i]), Algorithm(col["algorithm"][i])
         what = f"{op.label} on group {peer} (its instance {k})"
-        return _Instance(groups[peer], what, nbytes, op, algorithm, col["repeat"][i], k=k)
+        shape = collectives.Shape(col["message_bytes"][i], col["fanout"][i])
+        return _Instance(groups[peer], what, nbytes, op, algorithm, col["repeat"][i], shape, k=k)
     src, dst = (rank, peer) if col["kind"][i] == Kind.SEND else (peer, rank)
     what = f"transfer {src} -> {dst} (its number {k})"
     return _Instance((src, dst), what, nbytes, k=k, tag=col["collective"][i])
@@ -309,7 +341,11 @@ def _new_instance(i: int, k: int, col: dict[str, list], groups: list[tuple[int, 
 def _join(inst: _Instance, i: int, col: dict[str, list]) -> _Instance:
     """Add op i to the instance; every participant must describe the same operation."""
     first = min(inst.ops.values(), default=i)
-    names = ("collective", "algorithm", "bytes", "repeat") if inst.op is not None else ("bytes",)
+    names = (
+        ("collective", "algorithm", "bytes", "repeat", "message_bytes", "fanout")
+        if inst.op is not None
+        else ("bytes",)
+    )
     mine, theirs = ([_describe(name, col[name][j]) for name in names] for j in (i, first))
     if mine != theirs:
         differ = [f"{n} {a} vs {b}" for n, a, b in zip(names, mine, theirs, strict=True) if a != b]
@@ -332,7 +368,7 @@ def _resolve(inst: _Instance, topology: Topology) -> None:
         return
     try:
         inst.algorithm = collectives.resolve(
-            topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes
+            topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, inst.shape
         )
     except ProgramError as error:
         raise ProgramError(f"op {min(inst.ops.values())}: {error}") from None
@@ -422,9 +458,12 @@ class _Network:
 
 
 class _Simulation:
-    def __init__(self, program: _Checked, topology: Topology, contention: bool) -> None:
+    def __init__(
+        self, program: _Checked, topology: Topology, contention: bool, draws: Draws
+    ) -> None:
         self.p = program
         self.topology = topology
+        self.draws = draws
         self.network = _Network(topology) if contention else None
         n = len(program.kind)
         self.start = [math.nan] * n
@@ -472,7 +511,8 @@ class _Simulation:
         kind = self.p.kind[op]
         if kind == Kind.COMPUTE:
             self.start[op] = t
-            self._push(t + self.p.duration[op], _DONE, op)
+            duration = self.draws.compute_time(op, self.p.rank[op], self.p.duration[op])
+            self._push(t + duration, _DONE, op)
         elif kind == Kind.WAIT:
             self.start[op] = t
             self._push(t, _DONE, op)
@@ -500,21 +540,44 @@ class _Simulation:
         self._next_phase(inst, t + self.topology.launch_latency)
 
     def _analytical_time(self, inst: _Instance) -> float:
-        if inst.pod_time is not None:
-            return inst.pod_time * inst.repeat
+        """The closed form; with latency noise its latency terms stretched: a transfer's path
+        latency by one draw, each repetition of a collective by the slowest of its members'
+        hops (docs/engine.md, "Noise")."""
+        draws, topology = self.draws, self.topology
         if inst.op is None:
-            return collectives.transfer_time(self.topology, *inst.ranks, inst.nbytes)
-        one = collectives.collective_time(
-            self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes
-        )
-        return one * inst.repeat
+            src, dst = inst.ranks
+            factor = draws.latency_factor(TRANSFER_KEYS | inst.ops[src], 1)
+            seconds_per_byte = 1.0 / topology.bandwidth(src, dst)
+            latency = topology.latency(src, dst) * factor
+            bandwidth = inst.nbytes * seconds_per_byte
+            if inst.pod_time is not None:  # its wave's traffic over the pod links
+                bandwidth = max(bandwidth, inst.pod_time)
+            return topology.launch_latency + latency + bandwidth
+        args = (topology, inst.op, inst.algorithm, inst.ranks)
+        one = inst.pod_time
+        if one is None:
+            one = collectives.collective_time(*args, inst.nbytes, inst.shape)
+        time = one * inst.repeat
+        if draws.latency_sigma > 0:
+            latency = collectives.collective_time(*args, 1e-300, inst.shape)
+            latency -= topology.launch_latency
+            for r in range(inst.repeat):
+                factor = draws.latency_factor((inst.index << 20) | r, len(inst.ranks))
+                time += latency * (factor - 1.0)
+        return time
 
     def _phases(self, inst: _Instance) -> list[collectives.Phase]:
         if inst.op is None:
-            return collectives.transfer_phases(self.topology, *inst.ranks, inst.nbytes)
-        once = collectives.phases(self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes)
+            src, dst = inst.ranks
+            factor = self.draws.latency_factor(TRANSFER_KEYS | inst.ops[src], 1)
+            ((latency, flows),) = collectives.transfer_phases(self.topology, src, dst, inst.nbytes)
+            return [(latency * factor, flows)]
+        once = collectives.phases(
+            self.topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, inst.shape
+        )
         if not once:  # a group of one: each repetition is a launch
             return [(self.topology.launch_latency, [])] * (inst.repeat - 1)
+        inst.jitter = self.draws.latency_sigma > 0
         # Each repetition after the first pays the launch latency again before its first phase.
         again = [(once[0][0] + self.topology.launch_latency, once[0][1]), *once[1:]]
         return once + again * (inst.repeat - 1)
@@ -528,8 +591,12 @@ class _Simulation:
         inst.phase += 1
         if inst.phase == len(inst.phases):
             self._complete(inst, t)
-        else:
-            self._push(t + inst.phases[inst.phase][0], _PHASE, inst)
+            return
+        latency, flows = inst.phases[inst.phase]
+        if inst.jitter:  # the slowest of the phase's hops (its distinct source-target pairs)
+            hops = len({(src, dst) for src, dst, _ in flows})
+            latency *= self.draws.latency_factor((inst.index << 20) | inst.phase, hops)
+        self._push(t + latency, _PHASE, inst)
 
     def _start_phase(self, inst: _Instance, t: float) -> None:
         flows = inst.phases[inst.phase][1]

@@ -22,7 +22,8 @@ SAME_DOMAIN, SAME_POD, CROSS_POD = 0, 1, 2
 
 @dataclass(frozen=True)
 class Topology:
-    """The nine numbers the engines take, in the order of `Cluster.topology()`."""
+    """The numbers the engines take, in the order of `Cluster.topology()` (the last three,
+    for all-to-all kernels, may be left out: docs/engine.md)."""
 
     devices: int
     domain_size: int
@@ -33,6 +34,9 @@ class Topology:
     scale_out_latency: float
     oversubscription: float = 1.0
     launch_latency: float = 0.0
+    message_overhead: float = 0.0  # s per message written over scale-up (low-latency)
+    nic_message_rate: float = 0.0  # messages/s per NIC; 0: unlimited
+    forward_efficiency: float = 1.0  # of scale-up bandwidth, node-forwarded kernels
 
     def __post_init__(self) -> None:
         for name in ("devices", "domain_size", "pod_size"):
@@ -52,9 +56,21 @@ class Topology:
         for name in ("scale_up_bandwidth", "scale_out_bandwidth"):
             value = getattr(self, name)
             check(0 < value < float("inf"), f"topology.{name}", value, "a finite number > 0")
-        for name in ("scale_up_latency", "scale_out_latency", "launch_latency"):
+        for name in (
+            "scale_up_latency",
+            "scale_out_latency",
+            "launch_latency",
+            "message_overhead",
+            "nic_message_rate",
+        ):
             value = getattr(self, name)
             check(0 <= value < float("inf"), f"topology.{name}", value, "a finite number >= 0")
+        check(
+            0 < self.forward_efficiency <= 1,
+            "topology.forward_efficiency",
+            self.forward_efficiency,
+            "a fraction in (0, 1]",
+        )
         check(
             1 <= self.oversubscription < float("inf"),
             "topology.oversubscription",
@@ -68,7 +84,7 @@ class Topology:
 
     @classmethod
     def of(cls, value: "Topology | tuple | Any") -> "Topology":
-        """A Topology from a Topology, a 9-tuple or anything with a `.topology()` (a Cluster)."""
+        """A Topology from a Topology, a 9- to 12-tuple or anything with a `.topology()`."""
         if isinstance(value, Topology):
             return value
         if hasattr(value, "topology"):

@@ -146,6 +146,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
             check_trace_events(_traced_ops(lengths, lowered.layout.stage_size, ranks))
 
     steps = NoiseModel.from_table(scenario.noise).steps if scenario.noise is not None else 0
+    simulation = "full" if args.trace else "auto"  # a trace shows every rank
     if steps and not args.json:  # a Monte Carlo over steps: show its progress
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("simulating noisy steps", total=steps)
@@ -154,10 +155,13 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
                 args.network,
                 args.strict,
                 lambda done: bar.update(task, completed=done),
+                simulation,
                 before_run=before_run,
             )
     else:
-        run = training_step(scenario, args.network, args.strict, before_run=before_run)
+        run = training_step(
+            scenario, args.network, args.strict, simulation=simulation, before_run=before_run
+        )
     r = run.result
     if args.trace is not None:
         meta = {"scenario": str(args.scenario), "step_time_s": r.step_time_s}

@@ -7,18 +7,26 @@ from rich.console import Console
 from rich.table import Table
 
 from podsim.front.cli.output import print_json
-from podsim.front.validation import case_names, mape, run_case
+from podsim.front.validation import OUT_OF_SAMPLE, Case, case_names, mape, run_case
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> None:
     cases = []
     with console.status("simulating published runs...") if not args.json else nullcontext():
         cases = [run_case(name) for name in case_names()]
+        outside = [run_case(name, OUT_OF_SAMPLE) for name in case_names(OUT_OF_SAMPLE)]
     if args.json:
         rows = [{**vars(c), "error": c.error} for c in cases]
-        print_json({"cases": rows, "mape": mape(cases)})
+        out = [{**vars(c), "error": c.error} for c in outside]
+        print_json({"cases": rows, "mape": mape(cases), "out_of_sample": out})
         return
-    table = Table(title="published results against podsim")
+    _print(console, cases, "published results against podsim (calibration and held out)")
+    if outside:
+        _print(console, outside, "out of sample (nothing fitted on these)")
+
+
+def _print(console: Console, cases: list[Case], title: str) -> None:
+    table = Table(title=title)
     for column in ("case", "metric", "published", "predicted", "error"):
         table.add_column(column, justify="right")
     for c in cases:

@@ -1,0 +1,139 @@
+"""Issue #11 (speed): symmetric runs against full runs, and the Llama 3 405B / 16,384-H100 step
+with and without noise. Wall times come from pytest-benchmark; each test checks its answer, and
+asserts speed only as ratios against a full run measured in the same process (the machine is
+shared and noisy). Absolute figures are in extra_info (see docs/engine.md, "Symmetric runs")."""
+
+import time
+from dataclasses import replace
+from importlib import resources
+
+import numpy as np
+import pytest
+
+import podsim
+from podsim.engine.core import simulate_steps
+from podsim.engine.noise import NoiseModel
+from podsim.front.api import parse_scenario, resolve_scenario
+from podsim.front.training import simulate_lowered, simulate_step
+from podsim.lowering.program import MAX_PROGRAM_OPS
+from podsim.lowering.training import lower_step
+
+VALIDATION = sorted(
+    e.name.removesuffix(".toml")
+    for e in resources.files("podsim").joinpath("data/validation").iterdir()
+    if e.name.endswith(".toml")
+)
+JITTER = NoiseModel(seed=1, compute_cv=0.05, link_latency_p99=30e-6)
+
+
+def validation_scenario(name: str):
+    text = resources.files("podsim").joinpath(f"data/validation/{name}.toml").read_text()
+    return parse_scenario(text, source=name)
+
+
+def same_result(a, b) -> None:
+    """Every key of two results equal to 1e-12 (relative), except how they ran."""
+    left, right = a.to_dict(), b.to_dict()
+    for side in (left, right):
+        side.pop("simulation", None)
+        side.pop("simulation_note", None)
+    assert left.keys() == right.keys()
+
+    def walk(x, y, path):
+        if isinstance(x, dict):
+            for key in x:
+                walk(x[key], y[key], f"{path}.{key}")
+        elif isinstance(x, float):
+            assert x == pytest.approx(y, rel=1e-12, abs=0), path
+        else:
+            assert x == y, path
+
+    walk(left, right, "result")
+
+
+@pytest.mark.parametrize("name", VALIDATION + sorted(podsim.builtin_scenarios()))
+def test_symmetric_equals_full(benchmark, name):
+    scenario = validation_scenario(name) if name in VALIDATION else resolve_scenario(name)
+    s = scenario
+    fast = benchmark.pedantic(
+        simulate_step, (s.model, s.train, s.cluster), rounds=1, iterations=1
+    ).result
+    assert fast.simulation == "symmetric", fast.simulation_note
+    t = time.perf_counter()
+    full = simulate_step(s.model, s.train, s.cluster, simulation="full").result
+    benchmark.extra_info["full_s"] = time.perf_counter() - t
+    benchmark.extra_info["ops"] = full.ops
+    same_result(fast, full)
+
+
+def llama405b():
+    s = resolve_scenario("llama3-405b-h100")
+    return s.model, s.train, s.cluster
+
+
+def test_405b_step_noise_free(benchmark):
+    # End to end, virtual stages chosen by simulating each candidate (8 lowerings of 16 stages).
+    model, plan, cluster = llama405b()
+    run = benchmark.pedantic(simulate_step, (model, plan, cluster), rounds=3, iterations=1)
+    assert run.result.simulation == "symmetric" and run.result.devices == 16384
+    assert 0.2 < run.result.mfu < 0.8
+    # The chosen plan alone: lower and run symmetric, against a full run of the same program.
+    planned = replace(plan, virtual_stages=run.result.virtual_stages)
+    t = time.perf_counter()
+    lowered = lower_step(model, planned, cluster, planned.virtual_stages)
+    sym = simulate_lowered(lowered, cluster, "analytical")
+    one_plan = time.perf_counter() - t
+    t = time.perf_counter()
+    full = simulate_lowered(lowered, cluster, "analytical", "full")
+    full_s = time.perf_counter() - t
+    assert sym.timeline.makespan == full.timeline.makespan
+    benchmark.extra_info.update(one_plan_s=one_plan, full_run_s=full_s)
+    assert full_s > 10 * one_plan  # with the full program's build and run
+
+
+def test_405b_step_with_jitter_every_rank(benchmark):
+    model, plan, cluster = llama405b()
+    planned = replace(plan, virtual_stages=4)
+
+    def step():
+        program = lower_step(model, planned, cluster, 4).program
+        return simulate_steps(program, cluster, "analytical", JITTER, 1)[0]
+
+    makespan = benchmark.pedantic(step, rounds=1, iterations=1)
+    clean = simulate_lowered(lower_step(model, planned, cluster, 4), cluster, "analytical")
+    assert makespan > clean.timeline.makespan  # synchronous collectives wait for the slowest
+
+
+def test_100_noisy_steps_of_405b(benchmark):
+    model, plan, cluster = llama405b()
+    program = lower_step(model, replace(plan, virtual_stages=4), cluster, 4).program
+    times = benchmark.pedantic(
+        simulate_steps, (program, cluster, "analytical", JITTER, 100), rounds=1, iterations=1
+    )
+    assert len(set(times.tolist())) == 100 and np.all(times > 0)
+    benchmark.extra_info["p99_over_p50"] = float(np.percentile(times, 99) / np.median(times))
+
+
+GPT3_6144 = """
+[cluster]
+preset = "atlas-800t-a2"
+devices = 6144
+[model]
+preset = "gpt3-175b"
+[train]
+seq_len = 2048
+global_batch = 12288
+micro_batch = 1
+tp = 8
+pp = 16
+schedule = "interleaved"
+virtual_stages = 6
+"""
+
+
+def test_gpt3_on_6144_npus_beyond_the_full_program_limit(benchmark):
+    scenario = parse_scenario(GPT3_6144, source="gpt3-175b on 6,144 Ascend 910B")
+    result = benchmark.pedantic(podsim.train, (scenario,), rounds=1, iterations=1)
+    assert result.ops > MAX_PROGRAM_OPS  # every rank's program would be refused
+    assert result.simulation == "symmetric" and 0.1 < result.mfu < 0.8
+    benchmark.extra_info["ops"] = result.ops
