@@ -82,7 +82,7 @@ def test_compare_runs_the_same_work_on_each_chip(capsys):
     rows = compare(scenario, ["h100-sxm", "a100-sxm-80gb"])
     assert [row["chip"] for row in rows] == ["h100-sxm", "a100-sxm-80gb"]
     assert rows[1]["step_time_s"] > rows[0]["step_time_s"]  # a slower chip, a longer step
-    assert on_chip(scenario, "ascend-910c").cluster.domain_size == 384
+    assert on_chip(scenario, "ascend-910c").cluster.domain_size == 384  # its standard system
     code = main(["compare", "llama3-70b-h100", "--chips", "h100-sxm,h200-sxm", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and {row["chip"] for row in out["rows"]} == {"h100-sxm", "h200-sxm"}

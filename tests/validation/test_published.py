@@ -6,8 +6,11 @@ GEMM efficiencies were fitted on it by tools/calibrate_h800.py). Out-of-sample M
 reported apart. Errors are listed in docs/validation.md.
 """
 
+from pathlib import Path
+
 import pytest
 
+from podsim.front.doc_tables import block, validation_blocks
 from podsim.front.validation import OUT_OF_SAMPLE, case_names, mape, run_case
 
 ROW_BOUND = 0.20
@@ -60,3 +63,13 @@ def test_out_of_sample_moe_runs_within_a_quarter():
     assert cases
     worst = max(cases, key=lambda c: abs(c.error))
     assert abs(worst.error) <= 0.25, f"{worst.name}: {worst.error:+.1%}"
+
+
+def test_docs_validation_tables_quote_these_cases(cases):
+    """docs/validation.md's generated tables equal what these cases give today."""
+    page = (Path(__file__).resolve().parents[2] / "docs/validation.md").read_text("utf-8")
+    for name, content in validation_blocks(list(cases.values())).items():
+        assert block(page, name) == content, (
+            f"docs/validation.md block {name} is stale: run `PYTHONPATH=src python "
+            "tools/gen_docs.py --slow`"
+        )

@@ -13,6 +13,7 @@ from podsim.engine.core import NetworkMode
 from podsim.engine.failures import ASYNC_STALL_REDUCTION, FailureModel
 from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError
+from podsim.front.chipswap import swap_chip
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
 from podsim.front.training import Simulation, StepRun, simulate_step
@@ -152,11 +153,42 @@ def compare(
     scenario: "Scenario | str | PathLike[str]",
     chips: list[str],
     network: NetworkMode = "analytical",
+    *,
+    standard_system: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """`podsim compare`: the same work on several chips, one row of train's keys per chip."""
+    """`podsim compare`: the same work on several chips, one row of train's keys per chip,
+    with `changes` (what differs from the scenario, one line each), `precision` (the plan's,
+    or bf16 where the chip has no peak for it: `precision_fallback`). By default only what
+    the chip brings changes (podsim.front.chipswap); standard_system: each chip on its
+    standard system (`on_chip`). `progress` is called with the chips done."""
     base = resolve_scenario(scenario)
     rows = []
-    for chip in chips:
-        result = train(on_chip(base, chip), network).to_dict()
-        rows.append({"chip": chip, **result})
+    for done, chip in enumerate(chips, start=1):
+        swap = swap_chip(base, chip)
+        job = swap.scenario
+        if standard_system:
+            job = replace(on_chip(base, chip), train=swap.scenario.train)
+        result = train(job, network).to_dict()
+        changes = list(swap.changes) if not standard_system else _standard_changes(base, job)
+        row = {"chip": chip, **result, "changes": changes}
+        row |= {"precision": swap.precision, "precision_fallback": swap.precision_fallback}
+        rows.append(row)
+        if progress is not None:
+            progress(done)
     return rows
+
+
+def _standard_changes(base: Scenario, job: Scenario) -> list[str]:
+    old, new = base.cluster, job.cluster
+    lines = [f"{new.chip.id}'s standard system"]
+    if old.domain_size != new.domain_size:
+        lines.append(f"scale-up domain {old.domain_size} -> {new.domain_size}")
+    for label, key in (("scale-up", "scale_up_bandwidth"), ("scale-out", "scale_out_bandwidth")):
+        a, b = getattr(old, key), getattr(new, key)
+        if a != b:
+            lines.append(f"{label} {a / 1e9:,.0f} -> {b / 1e9:,.0f} GB/s")
+    old_plan, new_plan = base.train, job.train
+    if old_plan and new_plan and old_plan.precision != new_plan.precision:
+        lines.append(f"precision {old_plan.precision} -> {new_plan.precision}")
+    return lines

@@ -75,6 +75,14 @@ def parse_scenario(text: str, source: str = STRING_SOURCE) -> Scenario:
         raise SpecError(f"{source}: {error}") from error
 
 
+def scenario_from_document(document: dict[str, Any], source: str = STRING_SOURCE) -> Scenario:
+    """A scenario from an already parsed TOML document (e.g. one edited by `--set`)."""
+    try:
+        return _build(document, source)
+    except SpecError as error:
+        raise SpecError(f"{source}: {error}") from error
+
+
 def _line(error: tomllib.TOMLDecodeError) -> int | str:
     # Python 3.14 adds error.lineno; older versions only put "(at line N, column M)" in the text.
     if getattr(error, "lineno", None) is not None:

@@ -1,5 +1,7 @@
 """Scale sweeps: the same job on more and more devices (weak scaling: each data-parallel
-replica keeps its batch), to see where time to train stops falling and goodput collapses."""
+replica keeps its batch, so the global batch grows with the cluster, up to an optional maximum
+past which it is held: strong scaling), to see where time to train stops falling and goodput
+collapses."""
 
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -14,9 +16,11 @@ from podsim.front.scenario import Scenario, noise_on
 from podsim.front.training import check_step_cost
 
 
-def weak_scaled(scenario: Scenario, devices: int) -> Scenario:
+def weak_scaled(scenario: Scenario, devices: int, max_global_batch: int | None = None) -> Scenario:
     """The scenario on `devices` devices: tp, pp, cp and each replica's batch kept, dp and the
-    global batch grown (or shrunk) with the cluster."""
+    global batch grown (or shrunk) with the cluster. With `max_global_batch`, the global batch
+    grows only up to it (rounded down to whole micro-batches per replica); past it the batch
+    is held and each replica gets fewer sequences (strong scaling)."""
     plan = scenario.train
     if plan is None:
         raise SpecError(f"{scenario.source}: a scale sweep needs a [train] table")
@@ -24,8 +28,18 @@ def weak_scaled(scenario: Scenario, devices: int) -> Scenario:
     check(devices % split == 0, "--scale devices", devices, f"a multiple of tp * pp * cp ({split})")
     dp = devices // split
     per_replica = plan.global_batch // plan.dp
+    global_batch = per_replica * dp
+    if max_global_batch is not None and global_batch > max_global_batch:
+        step = dp * plan.micro_batch
+        if step > max_global_batch:
+            raise SpecError(
+                f"--max-global-batch = {max_global_batch:,} is not allowed on {devices:,} "
+                f"devices: dp x micro_batch ({dp:,} x {plan.micro_batch}) sequences is the "
+                "smallest global batch there"
+            )
+        global_batch = max_global_batch // step * step
     try:  # the scenario's own values on the new size: name the file they came from
-        plan = replace(plan, dp=dp, global_batch=per_replica * dp)
+        plan = replace(plan, dp=dp, global_batch=global_batch)
         noise = None if scenario.noise is None else noise_on(scenario.noise, devices)
         cluster = scenario.cluster.with_devices(devices)
     except SpecError as error:
@@ -39,13 +53,17 @@ def scale_sweep(
     network: NetworkMode = "analytical",
     progress: Callable[[int], None] | None = None,
     strict: bool = False,
+    max_global_batch: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per cluster size: the step and, with [failures], the long run. Every size is
-    checked before any is simulated (a size too large is refused at once, with its estimate);
-    strict: a size whose plan does not fit in memory is an error, as for one step."""
+    """One row per cluster size: the step, the global batch, whether it fits in memory and,
+    with [failures], the long run. Every size is checked before any is simulated (a size too
+    large is refused at once, with its estimate); strict: a size whose plan does not fit in
+    memory is an error, as for one step. max_global_batch: see `weak_scaled`."""
+    if max_global_batch is not None:
+        check(max_global_batch >= 1, "--max-global-batch", max_global_batch, "an integer >= 1")
     base = resolve_scenario(scenario)
     sizes = list(sizes)
-    jobs = [weak_scaled(base, devices) for devices in sizes]
+    jobs = [weak_scaled(base, devices, max_global_batch) for devices in sizes]
     for devices, job in zip(sizes, jobs, strict=True):
         if job.model is None or job.train is None:
             raise SpecError(f"{job.source}: training needs [model] and [train] tables")
@@ -59,6 +77,7 @@ def scale_sweep(
         result = training_step(scaled, network, strict).result
         row = {
             "devices": devices,
+            "global_batch": result.plan["global_batch"],
             "step_time_s": result.step_time_s,
             "mfu": result.mfu,
             "tokens_per_s": result.tokens_per_s,

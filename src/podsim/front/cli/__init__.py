@@ -15,61 +15,151 @@ from podsim.lowering.program import Algorithm
 from podsim.version import __version__
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
+_JSON = "print one JSON object on stdout instead of a table (SI units; null = not defined)"
+_NETWORK = (
+    "network model: analytical (alpha-beta per algorithm step) or contention (links shared "
+    "max-min fairly)"
+)
+_SCENARIO = "a scenario file (TOML), or a built-in name (`podsim scenarios`)"
+_SET = (
+    "override a scenario key, KEY=VALUE with a dotted key (train.tp=4, "
+    "train.schedule=1f1b, cluster.scale_out_latency='5 us'); VALUE is read as TOML, else as a "
+    "string; repeatable, applied in order, checked as the file is"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="podsim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="podsim", description=__doc__, formatter_class=_Help)
     parser.add_argument("--version", action="version", version=f"podsim {__version__}")
-    verbs = parser.add_subparsers(dest="verb", required=True)
-    chips = verbs.add_parser("chips", help="the chip catalog, with sources")
-    chips.add_argument("--json", action="store_true")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, text: str) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, help=text, description=text, formatter_class=_Help)
+
+    chips = verb("chips", "the chip catalog, with sources")
+    chips.add_argument("--json", action="store_true", help=_JSON + "; every value with its source")
     chips.set_defaults(run=catalogs.cmd_chips)
-    clusters = verbs.add_parser("clusters", help="cluster presets")
-    clusters.add_argument("--json", action="store_true")
+    clusters = verb("clusters", "cluster presets")
+    clusters.add_argument("--json", action="store_true", help=_JSON)
     clusters.set_defaults(run=catalogs.cmd_clusters)
-    coll = verbs.add_parser("collective", help="time, algbw and busbw of one collective")
-    coll.add_argument("--chip", help="catalog chip id (a single scale-up domain unless --devices)")
-    coll.add_argument("--cluster", help="cluster preset id (`podsim clusters`)")
-    coll.add_argument("--devices", type=int, help="number of devices (ranks)")
-    coll.add_argument("--op", required=True, choices=OPS)
+    coll = verb("collective", "time, algbw and busbw of one collective (nccl-tests style)")
     coll.add_argument(
-        "--size", required=True, help="bytes: 8, 128K, 1G (binary), '1 GiB', or MIN:MAX[:FACTOR]"
+        "--chip", help="catalog chip id (`podsim chips`): one scale-up domain unless --devices"
     )
-    coll.add_argument("--algorithm", default="auto", choices=[a.label for a in Algorithm])
-    coll.add_argument("--network", default="analytical", choices=NETWORK_MODES)
-    coll.add_argument("--json", action="store_true", help="one JSON object on stdout (SI units)")
+    coll.add_argument("--cluster", help="cluster preset id (`podsim clusters`)")
+    coll.add_argument(
+        "--devices",
+        type=int,
+        help="number of devices (ranks); default: the chip's domain or the preset's size",
+    )
+    coll.add_argument("--op", required=True, choices=OPS, help="the collective operation")
+    coll.add_argument(
+        "--size",
+        required=True,
+        help="message size in bytes per rank buffer: 8, 128K, 1G (binary), '1 GiB', or a range "
+        "MIN:MAX[:FACTOR] (FACTOR default 2, as nccl-tests -b/-e/-f)",
+    )
+    coll.add_argument(
+        "--algorithm",
+        default="auto",
+        choices=[a.label for a in Algorithm],
+        help="collective algorithm; auto picks the fastest",
+    )
+    coll.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
+    coll.add_argument(
+        "--json",
+        action="store_true",
+        help=_JSON + '; always has "results" (one object per size) and, for one size, that '
+        "size's keys at the top level too",
+    )
     coll.set_defaults(run=collective.cmd_collective)
-    train_cmd = verbs.add_parser("train", help="one training step of a scenario")
+    train_cmd = verb("train", "one training step of a scenario, or a sweep of cluster sizes")
+    train_cmd.add_argument("scenario", help=_SCENARIO)
     train_cmd.add_argument(
-        "scenario", help="a scenario file, or a built-in name (podsim scenarios)"
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="sets", help=_SET
     )
-    train_cmd.add_argument("--network", default="analytical", choices=NETWORK_MODES)
-    train_cmd.add_argument("--strict", action="store_true", help="fail if it does not fit")
+    train_cmd.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
+    train_cmd.add_argument(
+        "--strict", action="store_true", help="fail if the plan does not fit in device memory"
+    )
     train_cmd.add_argument(
         "--trace",
+        metavar="FILE",
         help="write a Chrome/Perfetto trace (.json or .json.gz; at most 2M ops: see --trace-ranks)",
     )
     train_cmd.add_argument(
-        "--trace-ranks", help="trace only ranks A to B - 1 (A:B) or one rank (A); with --trace"
+        "--trace-ranks",
+        metavar="A:B",
+        help="trace only ranks A to B - 1 (A:B) or one rank (A); with --trace",
+    )
+    train_cmd.add_argument("--json", action="store_true", help=_JSON)
+    train_cmd.add_argument(
+        "--scale",
+        metavar="MIN:MAX[:F]",
+        help="sweep cluster sizes in devices, MIN:MAX doubling (or times F), or N1,N2,...: "
+        "weak scaling (each replica keeps its batch, so the global batch grows with the "
+        "cluster; see --max-global-batch)",
     )
     train_cmd.add_argument(
-        "--json", action="store_true", help="one JSON object on stdout (SI units)"
+        "--max-global-batch",
+        type=int,
+        metavar="N",
+        help="with --scale: the largest global batch in sequences; past it the batch is held "
+        "(strong scaling); default: no limit",
     )
-    train_cmd.add_argument("--scale", help="sweep cluster sizes, e.g. 1024:65536 (weak scaling)")
     train_cmd.set_defaults(run=train.cmd_train)
-    for verb, runner, text in (
+    for name, runner, text in (
         ("models", catalogs.cmd_models, "the model catalog, with sources"),
-        ("validate", validate.cmd_validate, "published runs against podsim"),
+        ("validate", validate.cmd_validate, "published runs against podsim, with errors"),
     ):
-        sub = verbs.add_parser(verb, help=text)
-        sub.add_argument("--json", action="store_true")
+        sub = verb(name, text)
+        sub.add_argument("--json", action="store_true", help=_JSON)
         sub.set_defaults(run=runner)
-    verbs.add_parser("scenarios", help="built-in scenarios").set_defaults(
-        run=catalogs.cmd_scenarios
+    scen = verb("scenarios", "built-in scenarios: list, show or copy one; the key reference")
+    what = scen.add_mutually_exclusive_group()
+    what.add_argument("--show", metavar="NAME", help="print built-in scenario NAME (TOML)")
+    what.add_argument(
+        "--copy",
+        nargs=2,
+        metavar=("NAME", "PATH"),
+        help="write built-in scenario NAME to PATH to edit (never over a file without --force)",
     )
-    comp = verbs.add_parser("compare", help="the same training scenario on several chips")
-    comp.add_argument("scenario", help="a scenario file, or a built-in name")
-    comp.add_argument("--chips", required=True, help="catalog ids, comma-separated")
-    comp.add_argument("--network", default="analytical", choices=NETWORK_MODES)
-    comp.add_argument("--json", action="store_true")
+    what.add_argument(
+        "--reference",
+        action="store_true",
+        help="print the scenario key reference (Markdown: docs/scenario-reference.md)",
+    )
+    scen.add_argument("--force", action="store_true", help="with --copy: overwrite PATH")
+    scen.add_argument("--json", action="store_true", help=_JSON + ": name -> {what, toml}")
+    scen.set_defaults(run=catalogs.cmd_scenarios)
+    comp = verb(
+        "compare",
+        "the same training scenario on several chips: only what the chip brings changes "
+        "(compute, memory, its scale-up links), each row says what changed",
+    )
+    comp.add_argument("scenario", help=_SCENARIO)
+    comp.add_argument(
+        "--chips", required=True, metavar="A,B,...", help="catalog chip ids, comma-separated"
+    )
+    comp.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="sets", help=_SET
+    )
+    comp.add_argument(
+        "--standard-system",
+        action="store_true",
+        help="put each chip on its own standard system instead (its domain size and links)",
+    )
+    comp.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
+    comp.add_argument("--json", action="store_true", help=_JSON)
     comp.set_defaults(run=compare.cmd_compare)
     return parser
 

@@ -1,12 +1,16 @@
 """`podsim chips`, `clusters`, `models` and `scenarios`: the catalogs, with sources."""
 
 import argparse
+import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from podsim.errors import SpecError
 from podsim.front.api import builtin_scenarios
 from podsim.front.cli.output import print_json
+from podsim.front.reference_page import reference_markdown
 from podsim.specs.chips import catalog
 from podsim.specs.clusters import preset_cluster, presets
 from podsim.specs.models import catalog as model_catalog
@@ -106,9 +110,48 @@ def cmd_models(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_scenarios(args: argparse.Namespace, console: Console) -> None:
+    if args.reference:
+        sys.stdout.write(reference_markdown())
+        return
+    builtins = builtin_scenarios()
+    name = args.show or (args.copy[0] if args.copy else None)
+    if name is not None and name not in builtins:
+        flag = "--show" if args.show else "--copy"
+        raise SpecError(
+            f"{flag} = {name!r} is not allowed: a built-in scenario ({', '.join(builtins)})"
+        )
+    if args.show:
+        sys.stdout.write(builtins[name])
+        return
+    if args.copy:
+        _copy(name, Path(args.copy[1]), builtins[name], args.force)
+        path = args.copy[1]
+        console.print(f"wrote {path} (built-in {name}); run it: podsim train {path}")
+        return
+    if args.force:
+        raise SpecError("--force goes with --copy NAME PATH")
+    if args.json:
+        print_json({n: {"what": _what(text), "toml": text} for n, text in builtins.items()})
+        return
     table = Table(title="built-in scenarios (podsim train NAME)")
     table.add_column("name")
     table.add_column("what")
-    for name, text in builtin_scenarios().items():
-        table.add_row(name, text.splitlines()[0].lstrip("# "))
+    for name, text in builtins.items():
+        table.add_row(name, _what(text))
     console.print(table)
+    console.print("podsim scenarios --show NAME prints one; --copy NAME PATH writes it to edit.")
+
+
+def _what(text: str) -> str:
+    return text.splitlines()[0].lstrip("# ") if text else ""
+
+
+def _copy(name: str, path: Path, text: str, force: bool) -> None:
+    """Write built-in `name` to `path`: never over a directory, nor over a file unless force."""
+    if path.is_dir():
+        raise SpecError(f"--copy {name} {str(path)!r}: is a directory; give a file path")
+    if path.exists() and not force:
+        raise SpecError(
+            f"--copy {name} {str(path)!r}: the file exists; add --force to overwrite it"
+        )
+    path.write_text(text, encoding="utf-8")

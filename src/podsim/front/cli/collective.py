@@ -87,9 +87,7 @@ def cmd_collective(args: argparse.Namespace, console: Console) -> None:
         )
     results = [collective(cluster, args.op, size, args.algorithm, args.network) for size in sizes]
     if args.json:
-        rows = [r.to_dict() for r in results]
-        out = rows[0] if len(rows) == 1 else {**_header(rows[0]), "results": rows}
-        print_json(out)
+        print_json(collective_json([r.to_dict() for r in results]))
         return
     title = (
         f"{args.op} on {cluster.devices} x {cluster.chip.id}"
@@ -111,3 +109,12 @@ def cmd_collective(args: argparse.Namespace, console: Console) -> None:
 
 def _header(row: dict[str, Any]) -> dict[str, Any]:
     return {key: row[key] for key in ("op", "devices", "network")}
+
+
+def collective_json(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One shape for one size and for a range: "results" always lists one object per size,
+    and op, devices and network are at the top level; for one size, every key of its result
+    (the contract keys: size_bytes, algorithm, time_s, algbw_bytes_per_s, ...) is at the top
+    level too, so `podsim collective ... --json | jq .time_s` keeps working."""
+    top = rows[0] if len(rows) == 1 else _header(rows[0])
+    return {**top, "results": rows}

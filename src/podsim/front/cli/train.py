@@ -11,6 +11,8 @@ from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError
 from podsim.front.api import resolve_scenario, training_step
 from podsim.front.cli.output import print_json
+from podsim.front.overrides import with_overrides
+from podsim.front.scenario import Scenario
 from podsim.front.sweep import scale_sweep
 from podsim.lowering.autotune import virtual_stage_options
 from podsim.lowering.training import LoweredStep, estimate_stage_ops
@@ -82,22 +84,32 @@ def cmd_scale(args: argparse.Namespace, console: Console) -> None:
             "at one size, e.g. with cluster.devices set, to trace it)"
         )
     sizes = parse_scale(args.scale)
+    scenario = chosen_scenario(args)
+    cap = args.max_global_batch
     if args.json:
-        rows = scale_sweep(args.scenario, sizes, args.network, strict=args.strict)
-        print_json({"scenario": str(args.scenario), "rows": rows})
+        rows = scale_sweep(scenario, sizes, args.network, strict=args.strict, max_global_batch=cap)
+        print_json({"scenario": str(args.scenario), "max_global_batch": cap, "rows": rows})
         return
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("cluster sizes", total=len(sizes))
         rows = scale_sweep(
-            args.scenario,
+            scenario,
             sizes,
             args.network,
             lambda done: bar.update(task, completed=done),
             strict=args.strict,
+            max_global_batch=cap,
         )
-    title = f"{args.scenario}: weak scaling ({args.network} network)"
+    how = "weak scaling"
+    if cap is not None:
+        how = f"weak scaling to a global batch of {cap:,}, then strong"
+    title = f"{args.scenario}: {how} ({args.network} network)"
+    for row in rows:
+        row["fits"] = "yes" if row["fits_in_memory"] else "NO"
     columns = [
         ("devices", "devices", "{:,}"),
+        ("global batch", "global_batch", "{:,}"),
+        ("fits in memory", "fits", "{}"),
         ("step time (s)", "step_time_s", "{:,.3f}"),
         ("MFU (vs dense BF16 peak)", "mfu", "{:.1%}"),
         ("time to train (days)", "time_to_train_s", "days"),
@@ -119,7 +131,18 @@ def _traced_ops(stage_ops: list[int], stage_size: int, ranks: range) -> int:
     return total
 
 
+def chosen_scenario(args: argparse.Namespace) -> Scenario:
+    """The scenario named on the command line, with its --set overrides."""
+    if args.sets:
+        return with_overrides(args.scenario, args.sets)
+    return resolve_scenario(args.scenario)
+
+
 def cmd_train(args: argparse.Namespace, console: Console) -> None:
+    if args.max_global_batch is not None and args.scale is None:
+        raise SpecError(
+            "--max-global-batch goes with --scale (set train.global_batch for one step)"
+        )
     if args.scale is not None:
         cmd_scale(args, console)
         return
@@ -127,7 +150,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
         raise SpecError("--trace-ranks needs --trace FILE")
     if args.trace is not None:
         check_trace_path(args.trace)  # before any work
-    scenario = resolve_scenario(args.scenario)
+    scenario = chosen_scenario(args)
     before_run = None
     if args.trace is not None and scenario.model is not None and scenario.train is not None:
         plan = scenario.train

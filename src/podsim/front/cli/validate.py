@@ -1,20 +1,28 @@
 """`podsim validate`: published runs against podsim, with the error of each."""
 
 import argparse
-from contextlib import nullcontext
 
 from rich.console import Console
 from rich.table import Table
 
 from podsim.front.cli.output import print_json
+from podsim.front.cli.progress import progress_after
 from podsim.front.validation import OUT_OF_SAMPLE, Case, case_names, mape, run_case
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> None:
-    cases = []
-    with console.status("simulating published runs...") if not args.json else nullcontext():
-        cases = [run_case(name) for name in case_names()]
-        outside = [run_case(name, OUT_OF_SAMPLE) for name in case_names(OUT_OF_SAMPLE)]
+    runs = [(name, "") for name in case_names()]
+    runs += [(name, OUT_OF_SAMPLE) for name in case_names(OUT_OF_SAMPLE)]
+    if args.json:
+        done = [run_case(name, folder) for name, folder in runs]
+    else:
+        with progress_after(console, "simulating published runs", len(runs)) as advance:
+            done = []
+            for name, folder in runs:
+                done.append(run_case(name, folder))
+                advance(len(done))
+    cases = [c for c, (_, folder) in zip(done, runs, strict=True) if not folder]
+    outside = [c for c, (_, folder) in zip(done, runs, strict=True) if folder]
     if args.json:
         rows = [{**vars(c), "error": c.error} for c in cases]
         out = [{**vars(c), "error": c.error} for c in outside]

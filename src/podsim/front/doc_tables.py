@@ -1,0 +1,117 @@
+"""Tables the docs quote, generated from the code so that no page quotes a number the code no
+longer gives. A page marks each generated block:
+
+    <!-- generated: NAME (tools/gen_docs.py) -->
+    ...
+    <!-- end generated: NAME -->
+
+`tools/gen_docs.py` rewrites the blocks; tests check that the committed text equals the
+generated one (the DeepEP tables in tests/test_docs.py, the slow training cases in
+tests/validation/test_published.py).
+"""
+
+import re
+from collections.abc import Iterable
+
+from podsim.front import deepep
+from podsim.front.validation import Case, mape
+
+HELD_OUT_PREFIX = "megatron_sc21_t2_"
+HELD_OUT_LABELS = {
+    "megatron_sc21_t2_174p6B_384gpu": "174.6B, 384 GPUs (pp 12, dp 4), batch 1,536",
+    "megatron_sc21_t2_174p6B_768gpu": "174.6B, 768 GPUs (dp 8)",
+    "megatron_sc21_t2_174p6B_1536gpu": "174.6B, 1,536 GPUs (dp 16)",
+    "megatron_sc21_t2_529p6B_560gpu": "529.6B, 560 GPUs (pp 35, dp 2), batch 2,240",
+    "megatron_sc21_t2_529p6B_1120gpu": "529.6B, 1,120 GPUs (dp 4)",
+}
+
+
+def _block(name: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"(<!-- generated: {re.escape(name)} \(tools/gen_docs\.py\) -->\n)(.*?)"
+        rf"(<!-- end generated: {re.escape(name)} -->)",
+        re.DOTALL,
+    )
+
+
+def blocks_in(text: str) -> list[str]:
+    """Names of the generated blocks of a page, in order."""
+    return re.findall(r"<!-- generated: (\S+) \(tools/gen_docs\.py\) -->", text)
+
+
+def block(text: str, name: str) -> str:
+    """The committed content of block `name` (ValueError if the page lacks it)."""
+    match = _block(name).search(text)
+    if match is None:
+        raise ValueError(f"no generated block {name!r}")
+    return match.group(2)
+
+
+def with_block(text: str, name: str, content: str) -> str:
+    """`text` with block `name` replaced by `content`."""
+    block(text, name)  # it must exist
+    return _block(name).sub(lambda m: m.group(1) + content + m.group(3), text)
+
+
+def _row(cells: Iterable[str]) -> str:
+    return "| " + " | ".join(cells) + " |\n"
+
+
+def validation_blocks(cases: list[Case]) -> dict[str, str]:
+    """docs/validation.md's training cases: the calibration table with its MAPE and worst
+    row, and the held-out table with the MAPE over all cases."""
+    fitted = [c for c in cases if not c.name.startswith(HELD_OUT_PREFIX)]
+    held = [c for c in cases if c.name.startswith(HELD_OUT_PREFIX)]
+    order = {name: i for i, name in enumerate(HELD_OUT_LABELS)}
+    held.sort(key=lambda c: order.get(c.name, len(order)))
+    fitted.sort(key=lambda c: _calibration_order(c.name))
+    calib = _row(("case", "metric", "published", "predicted", "error"))
+    calib += _row(("---",) * 5)
+    for c in fitted:
+        calib += _row(
+            (c.name, c.metric, f"{c.published:,.4g}", f"{c.predicted:,.4g}", f"{c.error:+.1%}")
+        )
+    worst = max(fitted, key=lambda c: abs(c.error))
+    calib += f"\nMAPE {mape(fitted):.1%}, worst row {abs(worst.error):.1%} ({worst.name}).\n"
+    out = _row(("case", "published TFLOP/s per GPU", "predicted", "error")) + _row(("---",) * 4)
+    for c in held:
+        label = HELD_OUT_LABELS.get(c.name, c.name)
+        out += _row((label, f"{c.published:,.4g}", f"{c.predicted:,.1f}", f"{c.error:+.1%}"))
+    out += f"\nMAPE over all {len(cases)} cases: {mape(cases):.1%}.\n"
+    return {"validation-calibration": calib, "validation-held-out": out}
+
+
+def _calibration_order(name: str) -> tuple[int, float]:
+    """Korthikanti's rows first, then SC'21 Table 1, each by model size."""
+    size = re.search(r"_(\d+)p?(\d*)B", name) or re.search(r"_(\d+)()T", name)
+    number = float(f"{size.group(1)}.{size.group(2) or 0}") if size else 0.0
+    if name.endswith("T"):
+        number *= 1000
+    return (0 if name.startswith("korthikanti") else 1, number)
+
+
+def deepep_blocks() -> dict[str, str]:
+    """docs/validation.md's DeepEP tables: low-latency kernels (us), normal kernels (GB/s)."""
+    head = ("EP", "dispatch published", "podsim", "error", "combine published", "podsim", "error")
+    out = {}
+    for name, rows, scale, unit_digits in (
+        ("deepep-low-latency", deepep.low_latency_rows(), 1e6, 1),
+        ("deepep-normal", deepep.normal_rows(), 1e-9, 1),
+    ):
+        text = _row(head) + _row(("---",) * 7)
+        by_ep: dict[int, dict[str, deepep.Row]] = {}
+        for r in rows:
+            by_ep.setdefault(r.ep, {})[r.phase] = r
+        for ep, phases in by_ep.items():
+            label = f"{ep} (NVLink)" if name == "deepep-normal" and ep == 8 else str(ep)
+            cells = [label]
+            for phase in ("dispatch", "combine"):
+                r = phases[phase]
+                cells += [
+                    f"{r.published * scale:,.0f}",
+                    f"{r.predicted * scale:,.{unit_digits}f}",
+                    f"{r.error:+.1%}",
+                ]
+            text += _row(cells)
+        out[name] = text
+    return out

@@ -1,0 +1,33 @@
+"""Regenerate the generated documentation: docs/scenario-reference.md (from the schema) and
+the marked tables of docs/validation.md (DeepEP rows; with --slow, the training cases too,
+which simulate the published runs: a minute or two).
+
+Run from the repository root: `PYTHONPATH=src python tools/gen_docs.py [--slow]`; the tests
+(tests/test_docs.py, tests/validation/test_published.py) fail while committed text differs."""
+
+import sys
+from pathlib import Path
+
+from podsim.front.doc_tables import deepep_blocks, validation_blocks, with_block
+from podsim.front.reference_page import PAGE, reference_markdown
+from podsim.front.validation import case_names, run_case
+
+VALIDATION = "docs/validation.md"
+
+
+def main(argv: list[str]) -> int:
+    Path(PAGE).write_text(reference_markdown(), encoding="utf-8")
+    print(f"wrote {PAGE}")
+    blocks = deepep_blocks()
+    if "--slow" in argv:
+        blocks |= validation_blocks([run_case(name) for name in case_names()])
+    text = Path(VALIDATION).read_text(encoding="utf-8")
+    for name, content in blocks.items():
+        text = with_block(text, name, content)
+    Path(VALIDATION).write_text(text, encoding="utf-8")
+    print(f"wrote {VALIDATION}: {', '.join(blocks)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
