@@ -158,7 +158,7 @@ def test_train_json_has_the_contract_keys(capsys, tmp_path):
     data = json.loads(out)
     assert code == 0 and set(data) >= TRAIN_KEYS
     assert {"time_to_train_s", "device_hours"} <= set(data)
-    assert set(data["breakdown"]) == {"compute_s", "exposed_comm_s", "bubble_s", "straggler_s"}
+    assert set(data["breakdown"]) >= {"compute_s", "exposed_comm_s", "bubble_s", "straggler_s"}
 
 
 def test_train_writes_a_perfetto_trace(capsys, tmp_path):

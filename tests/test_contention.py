@@ -74,12 +74,18 @@ def test_oversubscribed_fabric_slows_all_to_all():
     # Direct all-to-all of S: 64-8 flows of S/8. The 16 cross-pod flows of a pod share its
     # uplink: bw/16 each (smaller than any NIC's share bw/7), so they end at (S/8)/(bw/16)
     # = 2S/bw; the intra-pod flows get the NIC's leftover and end earlier.
-    # Analytical ignores sharing: 7 S/8 over one NIC, 7S/(8bw).
+    # The analytical mode charges what the group pushes through each pod link against its
+    # capacity (docs/engine.md, "Pod links"): 4 x 4 x S/8 = 2S over bw, the same 2S/bw; without
+    # it, paths alone would give 7 S/8 over one NIC, 7S/(8bw).
     c = cluster(8, domain_size=1, pod_size=4, oversubscription=4)
     steps = 7 * SO_LAT
     contended = collective(c, "all-to-all", S, "direct", "contention").time_s
     free = collective(c, "all-to-all", S, "direct", "analytical").time_s
     assert contended == pytest.approx(LAUNCH + steps + 2 * S / SO_BW, rel=1e-12)
+    assert free == pytest.approx(LAUNCH + steps + 2 * S / SO_BW, rel=1e-12)
+    # Without oversubscription the pod links carry 2S over 4bw: the NICs' 7S/(8bw) binds.
+    flat = cluster(8, domain_size=1, pod_size=4, oversubscription=1)
+    free = collective(flat, "all-to-all", S, "direct", "analytical").time_s
     assert free == pytest.approx(LAUNCH + steps + 7 * S / (8 * SO_BW), rel=1e-12)
 
 

@@ -358,14 +358,16 @@ def test_oversubscribed_uplink_slows_cross_pod_ring():
     # 2 pods of one domain of 4: the ring over all 8 runs as g = 4 channels (X/4 each, X =
     # 2(n-1)/n S = 1.75e9 for S = 1e9); each channel crosses from pod 0 to pod 1 once, so 4
     # flows share each pod uplink. Oversubscription 2: uplink 4 * 50e9 / 2 = 100e9, below
-    # the 4 NICs' 200e9, so 25e9 per flow; the analytical mode prices paths alone (50e9).
-    # analytical L + 14a + X max(3/4 / 200e9, 1/4 / 50e9) = 145e-6 + 1.75e9 * 5e-12
+    # the 4 NICs' 200e9, so 25e9 per flow.
+    # paths alone: L + 14a + X max(3/4 / 200e9, 1/4 / 50e9) = 145e-6 + 1.75e9 * 5e-12
     #            = 0.008895 s;
     # contention L + 14a + (X/4) / 25e9 = 145e-6 + 0.0175 = 0.017645 s (the NIC-bound
     #            bandwidth term doubles; scale-up's 3 * 0.4375e9 / 200e9 is less).
+    # The analytical mode charges the X the ring pushes through each pod link against its
+    # 100e9 (docs/engine.md, "Pod links"): 145e-6 + 1.75e9 / 100e9 = 0.017645 s as well.
     program = one_collective(tuple(range(8)), "all-reduce", 1e9, "ring")
     t = topology(oversub=2.0)
-    np.testing.assert_allclose(simulate(program, t)[1], 0.008895, rtol=REL)
+    np.testing.assert_allclose(simulate(program, t)[1], 0.017645, rtol=REL)
     np.testing.assert_allclose(simulate(program, t, "contention")[1], 0.017645, rtol=REL)
     # Without oversubscription each flow gets 200e9 / 4 = 50e9: contention = analytical.
     np.testing.assert_allclose(simulate(program, topology(), "contention")[1], 0.008895, rtol=REL)

@@ -170,13 +170,22 @@ def test_uneven_domains_fall_back_to_every_rank():
         simulate_lowered(lowered, c, "analytical", "symmetric")
 
 
-def test_contention_across_pods_falls_back_to_every_rank():
+def test_traffic_across_pods_falls_back_to_every_rank():
+    # Both modes: contention shares the pod uplinks between a stage's groups, and the analytical
+    # mode charges each collective the wave of all its concurrent copies (docs/engine.md, "Pod
+    # links"), of which a symmetric program holds only the representatives': here its step
+    # would come out shorter than the full run's.
     plan = Plan(seq_len=512, global_batch=8, tp=2, pp=2, dp=4)
     c = cluster(plan.devices, domain_size=2, pod_size=4, oversubscription=4.0)
     lowered = StepBuilder(DENSE, plan, c, 1).lower()
-    assert simulate_lowered(lowered, c, "analytical").simulation == "symmetric"
-    run = simulate_lowered(lowered, c, "contention")
-    assert run.simulation == "full" and "pods" in run.reason
+    for network in ("analytical", "contention"):
+        run = simulate_lowered(lowered, c, network)
+        assert run.simulation == "full" and "pods" in run.reason
+        with pytest.raises(SpecError, match="not be exact"):
+            simulate_lowered(lowered, c, network, "symmetric")
+    full = simulate_lowered(lowered, c, "analytical").timeline.makespan
+    representatives = simulate(lowered.symmetric_program, c, "analytical", symmetric=True)
+    assert representatives.makespan < full * 0.99
 
 
 def test_results_say_how_they_ran():

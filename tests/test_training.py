@@ -108,7 +108,7 @@ def test_mfu_and_tokens_follow_their_definitions():
     assert r.mfu == pytest.approx(flops["model"] / (r.step_time_s * 16 * 989e12))
     assert r.hfu >= r.mfu
     assert r.model_tflops_per_device == pytest.approx(r.mfu * 989)
-    assert set(r.to_dict()) >= CONTRACT and set(r.to_dict()["breakdown"]) == BREAKDOWN
+    assert set(r.to_dict()) >= CONTRACT and set(r.to_dict()["breakdown"]) >= BREAKDOWN
     parts = r.breakdown.compute_s + r.breakdown.exposed_comm_s + r.breakdown.bubble_s
     assert parts == pytest.approx(r.step_time_s, rel=1e-9)
     # No pipeline: rank 0 computes its 8 microbatches' kernels and the update, nothing else, so

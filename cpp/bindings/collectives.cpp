@@ -73,7 +73,7 @@ py::tuple collective_time_py(const Topology& topology, int op, int algorithm,
   const auto args = collective_args(topology, op, algorithm, ranks, bytes, shape);
   return py::make_tuple(
       static_cast<int>(args.algorithm),
-      collective_time(topology, args.op, args.algorithm, args.members, bytes, shape));
+      analytical_time(topology, args.op, args.algorithm, args.members, bytes, shape));
 }
 
 py::list collective_phases_py(const Topology& topology, int op, int algorithm,

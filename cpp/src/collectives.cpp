@@ -588,7 +588,7 @@ Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm
   for (int a = 1; a < kAlgorithms; ++a) {
     const auto algorithm = static_cast<Algorithm>(a);
     if (!applicable(topology, op, algorithm, members)) continue;
-    const double time = collective_time(topology, op, algorithm, members, bytes, shape);
+    const double time = analytical_time(topology, op, algorithm, members, bytes, shape);
     if (best == Algorithm::Auto || time < best_time) best = algorithm, best_time = time;
   }
   return best;
@@ -630,6 +630,163 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, 
   Plan plan = flat_plan(op, algorithm, members, bytes);
   scale_latencies(plan, cost_of(topology, plan.phases).a);
   return std::move(plan.phases);
+}
+
+bool spans_pods(const Topology& topology, Members members) {
+  if (topology.num_pods() < 2) return false;
+  return std::any_of(members.begin(), members.end(),
+                     [&](std::int32_t r) { return topology.pod(r) != topology.pod(members[0]); });
+}
+
+namespace {
+
+// Almost no bytes: every closed-form term is linear in the bytes, so only latencies remain (0
+// itself would build phases without flows).
+constexpr double kNoBytes = 1e-300;
+
+std::int32_t pod_link(const Topology& topology, std::int64_t pod, bool down) {
+  return static_cast<std::int32_t>(4 * topology.devices + 2 * pod + (down ? 1 : 0));
+}
+
+// Direct and low-latency all-to-all: pod p's members send (n - n_p) S/n each out of the pod, and
+// receive as much. Node-forwarded (balanced domains of g ranks, m domains, pod p holding n_p / g
+// of them): each member sends one S / (m fanout) copy to its same-index peer in every domain
+// outside the pod; the forwarding itself stays inside a domain, hence inside the pod.
+std::vector<PodLoad> all_to_all_pod_loads(const Topology& topology, Algorithm algorithm,
+                                          Members members, double S, Shape shape) {
+  std::unordered_map<std::int64_t, double> count;
+  for (std::int32_t r : members) count[topology.pod(r)] += 1.0;
+  std::vector<std::pair<std::int64_t, double>> pods(count.begin(), count.end());
+  std::sort(pods.begin(), pods.end());  // deterministic order
+  const double n = n_of(members);
+  double g = 1.0, m = n, fanout = 1.0;
+  if (algorithm == Algorithm::NodeForwarded) {
+    const auto domains = by_domain(topology, members);
+    g = static_cast<double>(domains.front().size());
+    m = static_cast<double>(domains.size());
+    fanout = std::clamp(shape.fanout, 1.0, g);
+  }
+  std::vector<PodLoad> out;
+  for (const auto& [pod, np] : pods) {
+    const double bytes = algorithm == Algorithm::NodeForwarded
+                             ? np * (m - np / g) * S / (m * fanout)
+                             : np * (n - np) * S / n;
+    if (bytes <= 0) continue;
+    out.push_back({pod_link(topology, pod, false), bytes});
+    out.push_back({pod_link(topology, pod, true), bytes});
+  }
+  return out;
+}
+
+std::vector<PodLoad> phase_pod_loads(const Topology& topology, const Phase& phase) {
+  std::unordered_map<std::int32_t, double> bytes;
+  for (const Flow& f : phase.flows) {
+    const std::int64_t from = topology.pod(f.src), to = topology.pod(f.dst);
+    if (from == to) continue;
+    bytes[pod_link(topology, from, false)] += f.bytes * f.count;
+    bytes[pod_link(topology, to, true)] += f.bytes * f.count;
+  }
+  std::vector<PodLoad> out;
+  out.reserve(bytes.size());
+  for (const auto& [link, b] : bytes) out.push_back({link, b});
+  std::sort(out.begin(), out.end(),
+            [](const PodLoad& x, const PodLoad& y) { return x.link < y.link; });
+  return out;
+}
+
+// The bandwidth term collective_time charges each phase of collective_phases (same order).
+std::vector<double> phase_bandwidth(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                                    Members members, double S, Shape shape,
+                                    const std::vector<Phase>& phases) {
+  if (phases.size() <= 1) {  // one phase: the whole bandwidth term of the closed form
+    return {collective_time(topology, op, algorithm, members, S, shape) -
+            collective_time(topology, op, algorithm, members, kNoBytes, shape)};
+  }
+  std::vector<double> out;
+  if (algorithm == Algorithm::Hierarchical) {
+    const Hierarchy h = hierarchical(topology, op, members, S);
+    const StepCost up = cost_of(
+        topology, h.intra_before.phases.empty() ? h.intra_after.phases : h.intra_before.phases);
+    const StepCost across = cost_of(topology, h.inter.phases);
+    const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
+    const double inside = (h.g - 1) / h.g * S * up.b;
+    const double shard = rounds * (h.m - 1) / h.m * (S / h.g) * across.b;
+    if (!h.intra_before.phases.empty()) out.push_back(inside);
+    if (!h.inter.phases.empty()) out.push_back(shard);
+    if (!h.intra_after.phases.empty()) out.push_back(inside);
+    return out;
+  }
+  // Flat multi-phase algorithms (tree, halving-doubling, binomial): every step is charged the
+  // group's slowest path for what its busiest sender sends in it.
+  const double b = cost_of(topology, phases).b;
+  for (const Phase& phase : phases) {
+    std::unordered_map<std::int32_t, double> sent;
+    double most = 0.0;
+    for (const Flow& f : phase.flows) most = std::max(most, sent[f.src] += f.bytes * f.count);
+    out.push_back(most * b);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::vector<PodLoad>> pod_loads(const Topology& topology, CollectiveOp op,
+                                            Algorithm algorithm, Members members, double bytes,
+                                            Shape shape) {
+  require_members(members);
+  if (members.size() < 2 || !spans_pods(topology, members)) return {};
+  if (algorithm == Algorithm::Direct || algorithm == Algorithm::LowLatency ||
+      algorithm == Algorithm::NodeForwarded) {
+    return {all_to_all_pod_loads(topology, algorithm, members, bytes, shape)};
+  }
+  std::vector<std::vector<PodLoad>> out;
+  for (const Phase& phase : collective_phases(topology, op, algorithm, members, bytes, shape))
+    out.push_back(phase_pod_loads(topology, phase));
+  return out;
+}
+
+std::vector<double> pod_seconds(const Topology& topology,
+                                const std::vector<std::vector<PodLoad>>& loads) {
+  std::vector<double> out;
+  out.reserve(loads.size());
+  for (const auto& phase : loads) {
+    double most = 0.0;
+    for (const PodLoad& load : phase)
+      most = std::max(most, load.bytes / topology.link_capacity(load.link));
+    out.push_back(most);
+  }
+  return out;
+}
+
+double analytical_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                       Members members, double bytes, Shape shape,
+                       std::span<const double> seconds) {
+  const double base = collective_time(topology, op, algorithm, members, bytes, shape);
+  if (members.size() < 2 || !spans_pods(topology, members)) return base;
+  std::vector<double> own;
+  if (seconds.empty()) {
+    own = pod_seconds(topology, pod_loads(topology, op, algorithm, members, bytes, shape));
+    seconds = own;
+  }
+  std::vector<double> bandwidth;
+  if (algorithm == Algorithm::Direct) {  // one phase, no flows built
+    bandwidth = {base - collective_time(topology, op, algorithm, members, kNoBytes, shape)};
+  } else if (algorithm == Algorithm::LowLatency || algorithm == Algorithm::NodeForwarded) {
+    // One phase: everything but the launch and the hops (the per-message charges are link
+    // time too), so that the time is the larger of the link terms and the pod link's.
+    const AllToAllPeers peers = peers_of(topology, members);
+    const double hops = algorithm == Algorithm::LowLatency
+                            ? std::max(peers.up_latency, peers.out_latency)
+                            : peers.up_latency + peers.out_latency;
+    bandwidth = {base - topology.launch_latency - hops};
+  } else {
+    bandwidth = phase_bandwidth(topology, op, algorithm, members, bytes, shape,
+                                collective_phases(topology, op, algorithm, members, bytes, shape));
+  }
+  double extra = 0.0;
+  for (std::size_t k = 0; k < seconds.size() && k < bandwidth.size(); ++k)
+    extra += std::max(0.0, seconds[k] - bandwidth[k]);
+  return base + extra;
 }
 
 const char* to_string(Kind kind) {

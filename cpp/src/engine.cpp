@@ -107,6 +107,11 @@ struct Engine::State {
   std::map<CostKey, Cost> costs;
   Noise noise;
   std::uint64_t iteration = 0;
+  // Analytical mode over several pods (docs/engine.md, "Pod links"): the time of each collective
+  // instance, and the pod-link seconds of each send, whose traffic crosses pods, counting every
+  // concurrent copy of it (its wave).
+  std::unordered_map<std::int32_t, double> pod_instance_time;
+  std::unordered_map<std::int64_t, double> pod_transfer_seconds;
 
   std::priority_queue<Event, std::vector<Event>, std::greater<>> queue;
   std::uint64_t seq = 0, events = 0, generation = 0;
@@ -135,6 +140,101 @@ struct Engine::State {
     }
     std::sort(initial_ready.begin(), initial_ready.end(),
               [&](std::int64_t a, std::int64_t b) { return original[a] < original[b]; });
+    if (mode == NetworkMode::Analytical && topology.num_pods() > 1) prepare_pod_links();
+  }
+
+  // Waves: the k-th instance on every group of the same size, op, algorithm, bytes, shape and
+  // repeat runs at the same time as its copies (as the data-parallel groups of a step do); the
+  // k-th send of every channel with the same tag and bytes likewise (as a pipeline stage's ranks
+  // do). A wave's traffic over each pod link, per phase, is what each of its members' phases must
+  // get through. Instances and sends are counted in program order and keyed by the program's op
+  // numbers (`at`), not the internal ones. A symmetric program holds one representative per
+  // stage, so its waves count only the copies it holds: podsim.front.training runs every rank
+  // where traffic crosses pods (docs/engine.md, "Pod links").
+  void prepare_pod_links() {
+    using WaveKey = std::tuple<std::size_t, std::int8_t, std::int8_t, double, double, double,
+                               std::int32_t, std::int32_t>;
+    std::map<WaveKey, std::int32_t> waves;
+    std::map<std::tuple<std::int32_t, std::size_t, std::int32_t>, double> totals;
+    struct Pending {
+      std::int32_t instance, wave;
+      std::size_t op;  // the program's op
+      std::vector<std::vector<PodLoad>> loads;
+    };
+    std::vector<Pending> spanning;
+    std::vector<std::int32_t> seen(program.num_groups(), 0);
+    for (std::size_t i = 0; i < graph.instance_groups.size(); ++i) {
+      const std::int32_t group = graph.instance_groups[i];
+      const std::int32_t k = seen[static_cast<std::size_t>(group)]++;
+      const auto m = members(group);
+      if (m.size() < 2 || !spans_pods(topology, m)) continue;
+      const std::size_t op = at(graph.instance_ops(static_cast<std::int32_t>(i))[0]);
+      const Algorithm algorithm = cost(group, op).algorithm;
+      const Shape shape = shape_of(op);
+      const WaveKey key{m.size(),
+                        program.collective[op],
+                        static_cast<std::int8_t>(algorithm),
+                        program.bytes[op],
+                        shape.message_bytes,
+                        shape.fanout,
+                        program.repeat[op],
+                        k};
+      const auto wave =
+          waves.try_emplace(key, static_cast<std::int32_t>(waves.size())).first->second;
+      auto loads = pod_loads(topology, static_cast<CollectiveOp>(program.collective[op]), algorithm,
+                             m, program.bytes[op], shape);
+      for (std::size_t phase = 0; phase < loads.size(); ++phase) {
+        for (const PodLoad& load : loads[phase]) totals[{wave, phase, load.link}] += load.bytes;
+      }
+      spanning.push_back({static_cast<std::int32_t>(i), wave, op, std::move(loads)});
+    }
+    for (const Pending& p : spanning) {
+      std::vector<double> seconds(p.loads.size(), 0.0);
+      for (std::size_t phase = 0; phase < p.loads.size(); ++phase) {
+        for (const PodLoad& load : p.loads[phase]) {
+          seconds[phase] = std::max(seconds[phase], totals[{p.wave, phase, load.link}] /
+                                                        topology.link_capacity(load.link));
+        }
+      }
+      const std::int32_t group = graph.instance_groups[static_cast<std::size_t>(p.instance)];
+      pod_instance_time[p.instance] =
+          analytical_time(topology, static_cast<CollectiveOp>(program.collective[p.op]),
+                          cost(group, p.op).algorithm, members(group), program.bytes[p.op],
+                          shape_of(p.op), seconds);
+    }
+    // Sends, in program order: the k-th on each (src, dst, tag) channel; its wave is keyed by
+    // bytes, tag and k. Keyed by the program's op (start_transfer looks it up through `at`).
+    std::vector<std::int64_t> internal(original.size());
+    for (std::size_t op = 0; op < original.size(); ++op)
+      internal[static_cast<std::size_t>(original[op])] = static_cast<std::int64_t>(op);
+    using SendWave = std::tuple<double, std::int8_t, std::int32_t>;
+    std::map<std::tuple<std::int32_t, std::int32_t, std::int8_t>, std::int32_t> channel_count;
+    std::map<std::pair<SendWave, std::int32_t>, double> link_bytes;
+    std::vector<std::pair<std::int64_t, SendWave>> sends;
+    for (std::size_t i = 0; i < program.num_ops(); ++i) {
+      if (program.kind[i] != static_cast<std::int8_t>(Kind::Send) ||
+          graph.partner[static_cast<std::size_t>(internal[i])] < 0) {
+        continue;
+      }
+      const std::int32_t src = program.rank[i], dst = program.peer[i];
+      const std::int8_t tag = program.collective[i];
+      const std::int32_t k = channel_count[{src, dst, tag}]++;
+      if (topology.pod(src) == topology.pod(dst)) continue;
+      const SendWave key{program.bytes[i], tag, k};
+      const Path path = route(topology, src, dst);
+      link_bytes[{key, path.links[1]}] += program.bytes[i];
+      link_bytes[{key, path.links[2]}] += program.bytes[i];
+      sends.emplace_back(static_cast<std::int64_t>(i), key);
+    }
+    for (const auto& [send, key] : sends) {
+      const Path path = route(topology, program.rank[send], program.peer[send]);
+      double seconds = 0.0;
+      for (int l = 1; l <= 2; ++l) {
+        const std::int32_t link = path.links[static_cast<std::size_t>(l)];
+        seconds = std::max(seconds, link_bytes[{key, link}] / topology.link_capacity(link));
+      }
+      pod_transfer_seconds[send] = seconds;
+    }
   }
 
   // A per-op vector in program order.
@@ -279,7 +379,9 @@ struct Engine::State {
       // for a low-latency all-to-all of one message per peer, its per-message costs).
       const double latency =
           collective_time(topology, c, a, m, 1e-300, shape) - topology.launch_latency;
-      const double time = collective_time(topology, c, a, m, program.bytes[op], shape);
+      // The analytical network charges the group's own pod-link traffic (docs/engine.md, "Pod
+      // links"); waves of concurrent copies are charged per instance (pod_instance_time).
+      const double time = analytical_time(topology, c, a, m, program.bytes[op], shape);
       it = costs.emplace(key, Cost{a, time, latency}).first;
     }
     return it->second;
@@ -299,7 +401,8 @@ struct Engine::State {
     }
     const std::int32_t repeat = program.repeat[op];
     if (mode == NetworkMode::Analytical) {
-      double time = c.time * repeat;
+      const auto pod = pod_instance_time.find(index);
+      double time = (pod == pod_instance_time.end() ? c.time : pod->second) * repeat;
       for (std::int32_t r = 0; noise.latency_sigma > 0 && r < repeat; ++r) {
         const auto key = (static_cast<std::uint64_t>(index) << 20) | static_cast<std::uint64_t>(r);
         time += c.latency * (latency_factor(key, hops) - 1.0);
@@ -343,8 +446,11 @@ struct Engine::State {
         latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(original[send]), 1);
     const double bytes = program.bytes[at(send)];
     if (mode == NetworkMode::Analytical) {
-      push(t + topology.launch_latency + latency + bytes / path.bandwidth, 2,
-           EventType::TransferDone, send);
+      double bandwidth_term = bytes / path.bandwidth;
+      const auto pod = pod_transfer_seconds.find(static_cast<std::int64_t>(at(send)));
+      if (pod != pod_transfer_seconds.end()) bandwidth_term = std::max(bandwidth_term, pod->second);
+      push(t + topology.launch_latency + latency + bandwidth_term, 2, EventType::TransferDone,
+           send);
       return;
     }
     Phase phase{latency, {{op_rank[send], op_rank[recv], bytes}}};

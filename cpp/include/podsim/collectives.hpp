@@ -49,4 +49,35 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, 
                                      std::span<const std::int32_t> members, double bytes,
                                      Shape shape = {});
 
+// --- Pod links in the analytical network (docs/engine.md, "Pod links") ----------------------
+
+// Bytes one phase moves over one pod link (a pod's uplink or downlink).
+struct PodLoad {
+  std::int32_t link = 0;
+  double bytes = 0.0;
+};
+
+// Per phase of collective_phases (same order): the bytes the group pushes over each pod link
+// it crosses; none when the group stays in one pod. Direct all-to-all is counted per pod, without
+// building its n(n-1) flows.
+std::vector<std::vector<PodLoad>> pod_loads(const Topology& topology, CollectiveOp op,
+                                            Algorithm algorithm,
+                                            std::span<const std::int32_t> members, double bytes,
+                                            Shape shape = {});
+
+// Per phase: the seconds its busiest pod link needs for `loads` (bytes / link capacity).
+std::vector<double> pod_seconds(const Topology& topology,
+                                const std::vector<std::vector<PodLoad>>& loads);
+
+// The analytical network's time: collective_time, except that each phase's bandwidth term is at
+// least `pod_seconds[k]`, the time its traffic (and any concurrent copies of it the caller
+// counted) needs on the busiest pod link it crosses. Empty `pod_seconds`: the group's own
+// traffic alone, pod_seconds(pod_loads(...)).
+double analytical_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                       std::span<const std::int32_t> members, double bytes, Shape shape = {},
+                       std::span<const double> pod_seconds = {});
+
+// Whether the members sit in more than one pod (only then do pod links matter).
+bool spans_pods(const Topology& topology, std::span<const std::int32_t> members);
+
 }  // namespace podsim

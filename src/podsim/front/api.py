@@ -8,8 +8,9 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from podsim.costs.checkpoint import checkpoint_write_s, stolen_s
 from podsim.engine.core import NetworkMode
-from podsim.engine.failures import FailureModel
+from podsim.engine.failures import ASYNC_STALL_REDUCTION, FailureModel
 from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError
 from podsim.front.chipswap import swap_chip
@@ -109,7 +110,24 @@ def long_run_of(scenario: Scenario, result: TrainResult) -> LongRunResult:
         links=cluster.devices,
         vendor=cluster.chip.vendor,
     )
+    if "checkpoint_write" not in scenario.failures:  # from the bytes and the storage
+        model = replace(model, **checkpoint_costs(scenario, result, model.checkpoint_async))
     return long_run(model)
+
+
+def checkpoint_costs(scenario: Scenario, result: TrainResult, asynchronous: bool) -> dict:
+    """The checkpoint write time from the checkpoint's bytes and the cluster's storage
+    (costs/checkpoint.py); asynchronous: the snapshot stall plus the NIC time the background
+    write steals while training's own fabric traffic is exposed."""
+    plan, cluster = scenario.train, scenario.cluster
+    write = checkpoint_write_s(scenario.model, plan, cluster)
+    out: dict[str, float] = {"checkpoint_write_s": write}
+    if asynchronous:
+        by_kind = result.breakdown.exposed_comm_by_kind_s
+        share = (by_kind.get("pp", 0.0) + by_kind.get("dp", 0.0)) / result.step_time_s
+        stolen = stolen_s(scenario.model, plan, cluster, share)
+        out["checkpoint_snapshot_s"] = write / ASYNC_STALL_REDUCTION + stolen
+    return out
 
 
 def train(

@@ -54,7 +54,10 @@ def simulate_lowered(
     reason = None
     if simulation != "full":
         reason, crosses_pods = lowered.symmetry(cluster)
-        if reason is None and network == "contention" and crosses_pods:
+        # Traffic across pods: contention shares the pod uplinks between the groups of a stage,
+        # and the analytical mode charges them the waves of all their concurrent copies
+        # (docs/engine.md, "Pod links"), which a representative alone does not see.
+        if reason is None and crosses_pods:
             reason = "traffic crosses pods, whose uplinks the groups of a stage share"
         if reason is None:
             program = lowered.symmetric_program

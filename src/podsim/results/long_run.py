@@ -93,6 +93,7 @@ class LongRunResult:
             "time_to_train_p90_s": _finite_or_none(self.time_to_train_s(0.9)),
             "time_to_train_mean_s": _finite_or_none(self._mean_time_to_train()),
             "checkpoint_interval_s": self.checkpoint_interval_s,
+            "checkpoint_write_s": self.model.checkpoint_write_s,
             "device_hours": self.device_hours,
             "job_mtbf_s": _finite_or_none(self.model.job_mtbf_s),
             "lost_work_s": float(self.lost_s.mean()),

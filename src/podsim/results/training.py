@@ -1,17 +1,17 @@
 """The result of one training step: what the engine measured, with FLOP and memory accounting.
 
-The step time and the breakdown are rank 0's (the first rank of the first pipeline stage);
-nothing is recomputed later.
+The breakdown follows the step's critical path (critical_path below); nothing is recomputed
+later.
 """
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from podsim.costs.flops import flops_per_step
 from podsim.engine.core import Timeline
-from podsim.lowering.layout import COMPUTE
+from podsim.lowering.layout import TemplateOp, group_tables
 from podsim.lowering.program import Kind
 from podsim.lowering.training import LoweredStep
 from podsim.version import __version__
@@ -26,14 +26,24 @@ LONG_RUN_KEYS = (
 )
 
 
+COMM_KINDS = ("tp", "cp", "ep", "pp", "dp")
+
+
 @dataclass(frozen=True)
 class Breakdown:
-    """Where rank 0's step time goes (seconds); the parts add up to the step time."""
+    """Where the step time goes, over the step's critical path (seconds): compute, exposed
+    communication, pipeline bubble and straggler wait add up to the step time. Finer parts:
+    `exposed_comm_by_kind_s` splits exposed_comm_s by parallelism (tp, cp, ep, pp, dp), and
+    `optimizer_s` is the part of compute_s spent in the optimizer update."""
 
     compute_s: float
     exposed_comm_s: float
     bubble_s: float
     straggler_s: float = 0.0
+    optimizer_s: float = 0.0
+    exposed_comm_by_kind_s: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(COMM_KINDS, 0.0)
+    )
 
 
 @dataclass(frozen=True)
@@ -87,22 +97,158 @@ class TrainResult:
         return out
 
 
+def _kind_of(op: TemplateOp) -> str:
+    """An op's category: compute, optimizer, or the parallelism its communication serves."""
+    if op.kind == Kind.COMPUTE:
+        return "optimizer" if op.name == "optimizer" else "compute"
+    if op.kind == Kind.COLLECTIVE:
+        return op.role
+    if op.kind in (Kind.SEND, Kind.RECV):
+        return "pp"
+    return "wait"
+
+
+class _StepGraph:
+    """Who waits for whom in a lowered step, from the stage templates (every rank of a stage
+    runs its stage's template; program op = base(rank) + template index): an op's stream
+    predecessor and deps, a collective's members (the same template op on every rank of its
+    group) and a transfer's partner (the k-th send to a peer stage with a tag meets the k-th
+    receive from this stage with that tag).
+
+    `symmetric`: the timeline is of the symmetric program (each stage's template on its first
+    rank only, which every rank of the stage runs exactly like): a collective's other members
+    are not in it, and its partners are the other stages' first ranks."""
+
+    def __init__(self, lowered: LoweredStep, symmetric: bool = False) -> None:
+        self.layout, self.templates = lowered.layout, lowered.templates
+        self.symmetric = symmetric
+        size = 1 if symmetric else self.layout.stage_size  # ranks of a stage in the program
+        lengths = [len(t.ops) for t in self.templates]
+        self.stage_base = np.concatenate([[0], np.cumsum(lengths) * size])[:-1].astype(np.int64)
+        self.prev, self.partner_index = [], []
+        for stage, template in enumerate(self.templates):
+            last: dict[int, int] = {}
+            prev = []
+            for j, op in enumerate(template.ops):
+                prev.append(last.get(op.stream, -1))
+                last[op.stream] = j
+            self.prev.append(prev)
+            channels: dict[tuple, list[int]] = {}
+            number = []
+            for j, op in enumerate(template.ops):
+                if op.kind in (Kind.SEND, Kind.RECV):
+                    peer = (stage + op.stage_offset) % self.layout.pp
+                    key = (int(op.kind), peer, op.tag)
+                    number.append(len(channels.setdefault(key, [])))
+                    channels[key].append(j)
+                else:
+                    number.append(-1)
+            self.partner_index.append((channels, number))
+        tables = group_tables(self.layout, lowered.ep, lowered.etp)
+        self.groups = {
+            role: (key, np.concatenate([[0], np.cumsum(counts)]), order)
+            for role, (key, counts, order) in tables.items()
+        }
+
+    def locate(self, op: int) -> tuple[int, int]:
+        """(rank, template index) of a program op."""
+        stage = int(np.searchsorted(self.stage_base, op, side="right") - 1)
+        length = len(self.templates[stage].ops)
+        local, j = divmod(op - int(self.stage_base[stage]), length)
+        return stage * self.layout.stage_size + local, j
+
+    def op(self, rank: int, j: int) -> int:
+        stage, local = divmod(rank, self.layout.stage_size)
+        return int(self.stage_base[stage]) + local * len(self.templates[stage].ops) + j
+
+    def participants(self, rank: int, j: int) -> list[tuple[int, int]]:
+        """The (rank, template index) of every op that starts together with this one."""
+        stage = rank // self.layout.stage_size
+        top = self.templates[stage].ops[j]
+        if top.kind == Kind.COLLECTIVE:
+            if self.symmetric:  # the representative stands for its group's members
+                return [(rank, j)]
+            key, offsets, order = self.groups[top.role]
+            g = int(key[rank])
+            return [(int(m), j) for m in order[offsets[g] : offsets[g + 1]]]
+        if top.kind in (Kind.SEND, Kind.RECV):
+            peer_stage = (stage + top.stage_offset) % self.layout.pp
+            peer = rank + (peer_stage - stage) * self.layout.stage_size
+            other = Kind.RECV if top.kind == Kind.SEND else Kind.SEND
+            number = self.partner_index[stage][1]
+            theirs = self.partner_index[peer_stage][0].get((int(other), stage, top.tag), [])
+            k = number[j]
+            return [(rank, j)] + ([(peer, theirs[k])] if k < len(theirs) else [])
+        return [(rank, j)]
+
+    def prerequisites(self, rank: int, j: int) -> list[int]:
+        stage = rank // self.layout.stage_size
+        before = list(self.templates[stage].ops[j].deps)
+        if self.prev[stage][j] >= 0:
+            before.append(self.prev[stage][j])
+        return [self.op(rank, d) for d in before]
+
+
+def _is_symmetric(lowered: LoweredStep, timeline: Timeline) -> bool:
+    """Whether the timeline is of the symmetric program (fewer ops than every rank's)."""
+    return len(timeline.end) != lowered.num_ops
+
+
+def critical_path(
+    lowered: LoweredStep, timeline: Timeline, graph: "_StepGraph | None" = None
+) -> list[int]:
+    """The step's critical path, last op first: from the op that ends last, repeatedly the
+    latest-ending prerequisite (stream predecessor or dep) of the op or of any op that started
+    with it (a collective's members, a transfer's partner): the chain that set the step time."""
+    graph = graph or _StepGraph(lowered, _is_symmetric(lowered, timeline))
+    end, start = timeline.end, timeline.start
+    current = int(np.argmax(end))
+    path = [current]
+    while True:
+        rank, j = graph.locate(current)
+        candidates = [
+            p for r, jj in graph.participants(rank, j) for p in graph.prerequisites(r, jj)
+        ]
+        if not candidates:
+            return path
+        best = max(candidates, key=lambda p: (end[p], -p))
+        if end[best] > start[current] * (1 + 1e-12) + 1e-15:  # cannot happen; stop safely
+            return path
+        current = best
+        path.append(current)
+
+
 def breakdown(lowered: LoweredStep, timeline: Timeline) -> Breakdown:
-    """Rank 0's time: compute, collectives on its compute stream and the wait for gradient
-    reduction (exposed communication), and the rest of the step (pipeline bubble)."""
-    ops = lowered.templates[0].ops  # rank 0's ops come first in either program
-    n = len(ops)
-    kind = np.array([int(op.kind) for op in ops])
-    stream = np.array([op.stream for op in ops])
-    start, end = timeline.start[:n], timeline.end[:n]
-    on_compute = stream == COMPUTE
-    compute = float(np.sum((end - start)[on_compute & (kind == Kind.COMPUTE)]))
-    comm = float(np.sum((end - start)[on_compute & (kind == Kind.COLLECTIVE)]))
-    optimizer = max(i for i, op in enumerate(lowered.templates[0].ops) if op.name == "optimizer")
-    before = np.max(end[:optimizer][on_compute[:optimizer]], initial=0.0)
-    comm += max(0.0, float(start[optimizer] - before))
+    """The step over its critical path (critical_path): each op on it contributes its time
+    (start to end) to its category: communication by parallelism (tp, cp, ep, pp: pipeline
+    sends and receives, dp: gradient reduction and ZeRO gathers) is exposed communication; the
+    optimizer update is compute (optimizer_s). Compute on the path counts up to the compute the
+    device that ends the step runs itself; compute beyond that is other stages' work it waits
+    for, and with any gap on the path it is the pipeline bubble, so the parts add up to the
+    step time."""
+    graph = _StepGraph(lowered, _is_symmetric(lowered, timeline))
+    path = critical_path(lowered, timeline, graph)
+    start, end = timeline.start, timeline.end
+    totals: dict[str, float] = {}
+    for op in path:
+        rank, j = graph.locate(op)
+        kind = _kind_of(graph.templates[rank // graph.layout.stage_size].ops[j])
+        totals[kind] = totals.get(kind, 0.0) + float(end[op] - start[op])
+    by_kind = {k: totals.get(k, 0.0) for k in COMM_KINDS}
+    comm = sum(by_kind.values())
+    optimizer = totals.get("optimizer", 0.0)
+    last_rank = graph.locate(path[0])[0]
+    stage = last_rank // graph.layout.stage_size
+    first = graph.op(last_rank, 0)
+    ops = lowered.templates[stage].ops
+    own = float(
+        sum(
+            end[first + j] - start[first + j] for j, op in enumerate(ops) if op.kind == Kind.COMPUTE
+        )
+    )
+    compute = min(own, totals.get("compute", 0.0) + optimizer)
     bubble = max(0.0, timeline.makespan - compute - comm)
-    return Breakdown(compute, comm, bubble)
+    return Breakdown(compute, comm, bubble, 0.0, optimizer, by_kind)
 
 
 def train_result(

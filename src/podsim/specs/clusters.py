@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from podsim.errors import SpecError, check, shown
-from podsim.fields import Integer, Number, OneOf, String, Table, check_all, fraction
+from podsim.fields import Integer, Number, OneOf, Quantity, String, Table, check_all, fraction
 from podsim.specs.chips import CHIP_FIELDS, MAX_BANDWIDTH, Chip, bandwidth, get_chip, latency
 
 # The engine numbers links with int32 ids, six per device at most: 357,913,941 devices keep
@@ -37,6 +37,12 @@ DEFAULT_NIC_MESSAGE_RATE = 330e6
 # FITTED on DeepEP's normal-kernel rows (H800): node-forwarding kernels, run on a few SMs,
 # reach this fraction of the achievable scale-up bandwidth.
 DEFAULT_FORWARD_EFFICIENCY = 0.815
+
+# Checkpoint storage when a cluster gives no storage_bandwidth: 122 MB/s per device, Meta's
+# Tectonic store for Llama 3 (2 TB/s sustained for 16,384 H100s; The Llama 3 Herd of Models,
+# section 3.3.1). BLOOM-176B's 2.3 TB in 40 s on 384 A100s (57 GB/s, 150 MB/s per device;
+# BigScience chronicles) agrees within 25%. An estimate for any other system.
+DEFAULT_STORAGE_BANDWIDTH_PER_DEVICE = 2e12 / 16384
 
 # Scenario files take bandwidths up to 1 PB/s; the Python API also takes an ideal network of
 # up to 1e30 B/s (the closed-form tests use one), still finite and at least 1 B/s.
@@ -96,6 +102,15 @@ def _overrides(high: float) -> tuple:
             DEFAULT_FORWARD_EFFICIENCY,
             low_open=True,
         ),
+        Quantity(
+            "storage_bandwidth",
+            "aggregate write bandwidth of the checkpoint storage (default: 122 MB/s per "
+            "device, Llama 3's 2 TB/s Tectonic store for 16,384 GPUs)",
+            None,
+            low=1.0,
+            high=high,
+            kind="bandwidth",
+        ),
     )
 
 
@@ -143,11 +158,13 @@ class Cluster:
     nic_message_rate: float = DEFAULT_NIC_MESSAGE_RATE
     forward_efficiency: float = DEFAULT_FORWARD_EFFICIENCY
     name: str = ""
+    storage_bandwidth: float | None = None  # checkpoint storage, B/s; None: per-device default
 
     def __post_init__(self) -> None:
         DEVICES.check(self.devices, "cluster.devices")
         names = [f.name for f in OVERRIDE_FIELDS.fields if f.name != "name"]
-        check_all({name: getattr(self, name) for name in names}, _OVERRIDES, "cluster")
+        values = {name: getattr(self, name) for name in names}
+        check_all({k: v for k, v in values.items() if v is not None}, _OVERRIDES, "cluster")
         check(
             self.pod_size % self.domain_size == 0,
             "cluster.pod_size",
@@ -158,6 +175,14 @@ class Cluster:
     @property
     def domains(self) -> int:
         return -(-self.devices // self.domain_size)
+
+    @property
+    def checkpoint_bandwidth(self) -> float:
+        """Aggregate checkpoint write bandwidth (B/s): storage_bandwidth, or the default per
+        device times the devices."""
+        if self.storage_bandwidth is not None:
+            return self.storage_bandwidth
+        return DEFAULT_STORAGE_BANDWIDTH_PER_DEVICE * self.devices
 
     def topology(self) -> tuple:
         """The parameters the engines take, in the order of podsim._core.Topology: bandwidths

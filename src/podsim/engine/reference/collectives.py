@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from podsim.engine.reference.topology import SAME_DOMAIN, Topology
+from podsim.engine.reference.topology import SAME_DOMAIN, Link, Topology
 from podsim.errors import ProgramError
 from podsim.lowering.program import Algorithm, Collective
 
@@ -149,7 +149,7 @@ def choose_algorithm(
     op = Collective.parse(op)
     best, best_time = A.AUTO, float("inf")
     for algorithm in applicable(topology, op, group):
-        t = _closed_form(topology, op, algorithm, tuple(group), nbytes, shape)
+        t = analytical_time(topology, op, algorithm, tuple(group), nbytes, shape)
         if t < best_time:  # strict: an equal time keeps the earlier algorithm
             best, best_time = algorithm, t
     return best
@@ -412,11 +412,13 @@ def collective_time(
     nbytes: float,
     shape: Shape = Shape(),
 ) -> float:
-    """The closed-form (analytical) time of one collective, launch latency included."""
+    """The analytical network's time of one collective alone, launch latency included: the
+    closed form, each phase's bandwidth term at least what its traffic needs on the busiest pod
+    link it crosses (analytical_time)."""
     group = _group(group_ranks)
     op = Collective.parse(op)
     algorithm = resolve(topology, op, algorithm, group, nbytes, shape)
-    return _closed_form(topology, op, algorithm, group, float(nbytes), shape)
+    return analytical_time(topology, op, algorithm, group, float(nbytes), shape)
 
 
 def phases(
@@ -450,3 +452,102 @@ def transfer_time(topology: Topology, src: int, dst: int, nbytes: float) -> floa
 
 def transfer_phases(topology: Topology, src: int, dst: int, nbytes: float) -> list[Phase]:
     return [(topology.latency(src, dst), [(src, dst, float(nbytes))])]
+
+
+# --- pod links in the analytical network (docs/engine.md, "Pod links") -----------------------
+
+PodLoads = list[dict[Link, float]]  # per phase: bytes over each pod link it crosses
+
+
+def spans_pods(topology: Topology, group: Sequence[int]) -> bool:
+    return len({topology.pod(r) for r in group}) > 1
+
+
+def pod_loads(
+    topology: Topology,
+    op: Collective,
+    algorithm: Algorithm,
+    group: tuple[int, ...],
+    nbytes: float,
+    shape: Shape = Shape(),
+) -> PodLoads:
+    """Per phase (the phases of `phases`, in order): the bytes the group pushes over each pod
+    uplink ("pod_up", p) and downlink ("pod_down", p) it crosses; [] inside one pod. A
+    low-latency all-to-all moves S/n to every peer (as direct does; its per-message charges are
+    NIC time, not bytes); a node-forwarded one crosses pods only with its rail copies."""
+    if len(group) < 2 or not spans_pods(topology, group):
+        return []
+    if algorithm == A.NODE_FORWARDED:
+        _, flows = _expert_all_to_all(topology, algorithm, group, 1.0, shape)
+        steps = [flows]
+    else:
+        pattern = algorithm if algorithm != A.LOW_LATENCY else A.DIRECT
+        steps = [step.flows for step in _pattern(topology, op, pattern, group).steps]
+    out: PodLoads = []
+    for flows in steps:
+        loads: dict[Link, float] = {}
+        for src, dst, fraction in flows:
+            a, b = topology.pod(src), topology.pod(dst)
+            if a != b:
+                loads[("pod_up", a)] = loads.get(("pod_up", a), 0.0) + fraction * nbytes
+                loads[("pod_down", b)] = loads.get(("pod_down", b), 0.0) + fraction * nbytes
+        out.append(loads)
+    return out
+
+
+def pod_seconds(topology: Topology, loads: PodLoads) -> list[float]:
+    """Per phase: the seconds its busiest pod link needs (bytes / capacity)."""
+    return [
+        max((b / topology.capacity(link) for link, b in phase.items()), default=0.0)
+        for phase in loads
+    ]
+
+
+def _phase_bandwidth(
+    topology: Topology,
+    op: Collective,
+    algorithm: Algorithm,
+    group: tuple[int, ...],
+    nbytes: float,
+    shape: Shape = Shape(),
+) -> list[float]:
+    """The bandwidth term the closed form charges each phase."""
+    if algorithm in (A.LOW_LATENCY, A.NODE_FORWARDED):
+        # One phase: everything but the launch and the hops (the per-message charges are link
+        # time too), so that the time is the larger of the link terms and the pod link's.
+        hops, _ = _expert_all_to_all(topology, algorithm, group, nbytes, shape)
+        whole = _closed_form(topology, op, algorithm, group, nbytes, shape)
+        return [whole - topology.launch_latency - hops]
+    p = _pattern(topology, op, algorithm, group)
+    if len(p.steps) <= 1:
+        whole = _closed_form(topology, op, algorithm, group, nbytes, shape)
+        return [whole - _closed_form(topology, op, algorithm, group, 0.0, shape)]
+    out = []
+    for step in p.steps:
+        sent: dict[int, float] = {}
+        for src, _, fraction in step.flows:
+            sent[src] = sent.get(src, 0.0) + fraction
+        # Hierarchical: each level's own b; flat algorithms: the group's slowest path.
+        out.append(max(sent.values()) * nbytes * p.b[step.level])
+    return out
+
+
+def analytical_time(
+    topology: Topology,
+    op: Collective,
+    algorithm: Algorithm,
+    group: tuple[int, ...],
+    nbytes: float,
+    shape: Shape = Shape(),
+    seconds: Sequence[float] | None = None,
+) -> float:
+    """The closed form, except that phase k's bandwidth term is at least seconds[k], the time
+    its traffic (and any concurrent copies counted by the caller) needs on the busiest pod link
+    it crosses; by default the group's own traffic alone."""
+    base = _closed_form(topology, op, algorithm, group, nbytes, shape)
+    if len(group) < 2 or not spans_pods(topology, group):
+        return base
+    if seconds is None:
+        seconds = pod_seconds(topology, pod_loads(topology, op, algorithm, group, nbytes, shape))
+    bandwidth = _phase_bandwidth(topology, op, algorithm, group, nbytes, shape)
+    return base + sum(max(0.0, u - b) for u, b in zip(seconds, bandwidth, strict=False))

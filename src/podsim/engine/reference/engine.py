@@ -76,6 +76,11 @@ class _Instance:
     flows_left: int = 0
     index: int = -1  # a collective: its number, in order of first appearance (noise keys)
     jitter: bool = False  # contention: phase latencies drawn (a collective with latency noise)
+    k: int = 0  # the instance's number on its group (collective) or channel (transfer)
+    tag: int = -1  # a transfer's tag
+    # Analytical mode across pods: a collective's time with its wave's load (noise aside), or
+    # the seconds a transfer's wave needs on the busiest pod link it crosses.
+    pod_time: float | None = None
 
 
 @dataclass
@@ -264,7 +269,61 @@ def _match(
         instance[i] = _join(found[key], i, col)
     for inst in found.values():
         _resolve(inst, topology)
+    _pod_waves(list(found.values()), topology)
     return instance
+
+
+def _pod_waves(instances: list[_Instance], topology: Topology) -> None:
+    """Analytical mode across pods (docs/engine.md, "Pod links"): the k-th instance of every
+    group of the same size, op, algorithm, bytes, shape and repeat (a wave) runs at the same time as
+    its copies, as do the k-th sends of every channel with the same tag and bytes;
+    each phase of each member must get the wave's traffic through the pod links it crosses."""
+    if -(-topology.devices // topology.pod_size) < 2:
+        return
+    totals: dict[tuple, float] = {}
+    spanning = []
+    for inst in instances:
+        if len(inst.ranks) < 2 or not collectives.spans_pods(topology, inst.ranks):
+            continue
+        if inst.op is None:
+            src, dst = inst.ranks
+            wave = ("transfer", inst.nbytes, inst.tag, inst.k)
+            loads = [
+                {
+                    ("pod_up", topology.pod(src)): inst.nbytes,
+                    ("pod_down", topology.pod(dst)): inst.nbytes,
+                }
+            ]
+        else:
+            wave = (
+                len(inst.ranks),
+                inst.op,
+                inst.algorithm,
+                inst.nbytes,
+                inst.shape,
+                inst.repeat,
+                inst.k,
+            )
+            loads = collectives.pod_loads(
+                topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, inst.shape
+            )
+        for phase, links in enumerate(loads):
+            for link, nbytes in links.items():
+                totals[wave, phase, link] = totals.get((wave, phase, link), 0.0) + nbytes
+        spanning.append((inst, wave, loads))
+    for inst, wave, loads in spanning:
+        seconds = [
+            max(
+                (totals[wave, phase, link] / topology.capacity(link) for link in links), default=0.0
+            )
+            for phase, links in enumerate(loads)
+        ]
+        if inst.op is None:
+            inst.pod_time = seconds[0]
+        else:
+            inst.pod_time = collectives.analytical_time(
+                topology, inst.op, inst.algorithm, inst.ranks, inst.nbytes, inst.shape, seconds
+            )
 
 
 def _new_instance(i: int, k: int, col: dict[str, list], groups: list[tuple[int, ...]]) -> _Instance:
@@ -273,9 +332,10 @@ def _new_instance(i: int, k: int, col: dict[str, list], groups: list[tuple[int, 
         op, algorithm = Collective(col["collective"][i]), Algorithm(col["algorithm"][i])
         what = f"{op.label} on group {peer} (its instance {k})"
         shape = collectives.Shape(col["message_bytes"][i], col["fanout"][i])
-        return _Instance(groups[peer], what, nbytes, op, algorithm, col["repeat"][i], shape)
+        return _Instance(groups[peer], what, nbytes, op, algorithm, col["repeat"][i], shape, k=k)
     src, dst = (rank, peer) if col["kind"][i] == Kind.SEND else (peer, rank)
-    return _Instance((src, dst), f"transfer {src} -> {dst} (its number {k})", nbytes)
+    what = f"transfer {src} -> {dst} (its number {k})"
+    return _Instance((src, dst), what, nbytes, k=k, tag=col["collective"][i])
 
 
 def _join(inst: _Instance, i: int, col: dict[str, list]) -> _Instance:
@@ -489,9 +549,15 @@ class _Simulation:
             factor = draws.latency_factor(TRANSFER_KEYS | inst.ops[src], 1)
             seconds_per_byte = 1.0 / topology.bandwidth(src, dst)
             latency = topology.latency(src, dst) * factor
-            return topology.launch_latency + latency + inst.nbytes * seconds_per_byte
+            bandwidth = inst.nbytes * seconds_per_byte
+            if inst.pod_time is not None:  # its wave's traffic over the pod links
+                bandwidth = max(bandwidth, inst.pod_time)
+            return topology.launch_latency + latency + bandwidth
         args = (topology, inst.op, inst.algorithm, inst.ranks)
-        time = collectives.collective_time(*args, inst.nbytes, inst.shape) * inst.repeat
+        one = inst.pod_time
+        if one is None:
+            one = collectives.collective_time(*args, inst.nbytes, inst.shape)
+        time = one * inst.repeat
         if draws.latency_sigma > 0:
             latency = collectives.collective_time(*args, 1e-300, inst.shape)
             latency -= topology.launch_latency

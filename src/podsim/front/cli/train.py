@@ -236,7 +236,10 @@ def _step_table(args: argparse.Namespace, r, steps: int) -> Table:
             + ("" if r.fits_in_memory else "  (does not fit)"),
         ),
     ]
-    for name, value in vars(r.breakdown).items():
+    parts = dict(vars(r.breakdown))
+    by_kind = parts.pop("exposed_comm_by_kind_s", {})
+    parts.update({f"  exposed {kind}_s": value for kind, value in by_kind.items() if value > 0})
+    for name, value in parts.items():
         rows.append(
             (
                 name.removesuffix("_s").replace("_", " "),
