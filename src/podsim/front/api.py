@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from podsim.costs.checkpoint import checkpoint_write_s, stolen_s
+from podsim.costs.energy import training_energy
 from podsim.engine.core import NetworkMode
 from podsim.engine.failures import ASYNC_STALL_REDUCTION, FailureModel
 from podsim.engine.noise import NoiseModel
@@ -82,7 +83,9 @@ def training_step(
         if scenario.failures is None:
             return run
         long = long_run_of(scenario, run.result)
-    result = replace(run.result, long_run=long.to_dict(), device_hours=long.device_hours)
+    # the run's energy and cost with its failures (restarts, lost work, checkpoints)
+    energy = training_energy(scenario.cluster, run.result.step_time_s, long.device_hours)
+    result = replace(run.result, long_run=long.to_dict(), device_hours=long.device_hours, **energy)
     return replace(run, result=result)
 
 

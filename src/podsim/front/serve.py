@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from podsim.costs.energy import serving_energy
 from podsim.costs.serving import kv_bytes_per_token
 from podsim.costs.serving_memory import max_batch as memory_max_batch
 from podsim.costs.serving_memory import serve_memory
@@ -196,8 +197,19 @@ def _memory_at(server: Server, batch: int) -> dict[str, Any]:
 
 
 def serve_scenario(scenario) -> ServeResult:
-    """The answer to a scenario's [serve] table (see the module docstring)."""
+    """The answer to a scenario's [serve] table (see the module docstring), with its energy
+    and cost per million tokens (podsim.costs.energy.serving_energy)."""
     server = server_of(scenario)
+    result = _serve(scenario, server)
+    energy = serving_energy(
+        server.cluster,
+        result.prefill_tokens_per_s_per_device,
+        result.decode_tokens_per_s_per_device,
+    )
+    return replace(result, energy=energy)
+
+
+def _serve(scenario, server: "Server") -> ServeResult:
     plan = server.plan
     if plan.phase == "both":
         from podsim.front.serve_requests import simulate_requests

@@ -37,6 +37,8 @@ class ServeResult:
     cluster: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     notes: tuple[str, ...] = ()
+    # Energy and cost per million tokens (podsim.costs.energy.serving_energy; docs/serving.md)
+    energy: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -56,6 +58,7 @@ class ServeResult:
             "breakdown": dict(self.breakdown),
         }
         out.update(self.percentiles)
+        out.update(self.energy)
         if self.requests:
             out["requests"] = dict(self.requests)
         if self.disaggregation:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from podsim.costs.energy import training_energy
 from podsim.costs.flops import flops_per_step
 from podsim.engine.core import Timeline
 from podsim.lowering.layout import TemplateOp, group_tables
@@ -88,6 +89,16 @@ class TrainResult:
     precision_peak_flops_per_s: float | None = None
     mfu_precision_peak: float | None = None
     hfu_precision_peak: float | None = None
+    # Energy and cost (podsim.costs.energy; docs/training.md, "Energy and cost"): the all-in
+    # power per device (W, before PUE), the facility energy of a step (J), and with
+    # train.tokens the run's energy (J and MWh) and cost (device_hours x price, USD)
+    power_per_device_w: float | None = None
+    pue: float | None = None
+    price_per_device_hour: float | None = None
+    energy_per_step_j: float | None = None
+    energy_to_train_j: float | None = None
+    energy_to_train_mwh: float | None = None
+    cost_to_train_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if v is not None}
@@ -273,6 +284,7 @@ def train_result(
     gemm_peak = cluster.chip.peak(plan.precision)
     tokens = plan.global_batch * plan.seq_len
     ttt = plan.tokens / tokens * step if plan.tokens else None
+    device_hours = ttt * cluster.devices / 3600 if ttt else None
     return TrainResult(
         step_time_s=step,
         tokens_per_s=tokens / step,
@@ -292,7 +304,7 @@ def train_result(
         ops=lowered.num_ops,
         events=timeline.events,
         time_to_train_s=ttt,
-        device_hours=ttt * cluster.devices / 3600 if ttt else None,
+        device_hours=device_hours,
         **spread,
         mfu_peak_flops_per_s=peak,
         mfu_peak_precision="bf16",
@@ -300,4 +312,5 @@ def train_result(
         precision_peak_flops_per_s=gemm_peak,
         mfu_precision_peak=flops["model"] / per_device / gemm_peak,
         hfu_precision_peak=flops["hardware"] / per_device / gemm_peak,
+        **training_energy(cluster, step, device_hours),
     )

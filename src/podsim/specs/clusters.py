@@ -44,6 +44,21 @@ DEFAULT_FORWARD_EFFICIENCY = 0.815
 # BigScience chronicles) agrees within 25%. An estimate for any other system.
 DEFAULT_STORAGE_BANDWIDTH_PER_DEVICE = 2e12 / 16384
 
+# Power and price (docs/training.md, "Energy and cost").
+# ESTIMATE: all-in power per device = the chip's TDP times this factor (the device's share of
+# host CPUs, memory, NICs, fans and power conversion), from NVIDIA's DGX system maxima: DGX
+# H100 10.2 kW for 8x 700 W (1.82), DGX B200 14.3 kW for 8x 1,000 W (1.79), DGX A100 6.5 kW
+# for 8x 400 W (2.03). A nameplate maximum, so an upper bound on the average draw; the
+# scale-out switches are not included.
+DEFAULT_SYSTEM_POWER_FACTOR = 1.8
+# ESTIMATE: power usage effectiveness of the data centre (facility power / IT power). Google
+# reports a fleet-wide trailing PUE of about 1.10, the Uptime Institute's global survey an
+# average of about 1.56 (2024); 1.2 stands for a modern AI data centre between the two.
+DEFAULT_PUE = 1.2
+# ASSUMPTION: the price of one device-hour, in USD (any currency: costs are in its unit). About
+# 2 USD/h is a typical rental price of an H100-class GPU in 2024-2025; set it per scenario.
+DEFAULT_PRICE_PER_DEVICE_HOUR = 2.0
+
 # Scenario files take bandwidths up to 1 PB/s; the Python API also takes an ideal network of
 # up to 1e30 B/s (the closed-form tests use one), still finite and at least 1 B/s.
 MAX_IDEAL_BANDWIDTH = 1e30
@@ -111,6 +126,32 @@ def _overrides(high: float) -> tuple:
             high=high,
             kind="bandwidth",
         ),
+        Number(
+            "power_per_device_w",
+            "all-in power per device: the chip and its share of the host, NICs and switches "
+            f"(default: the chip's TDP x {DEFAULT_SYSTEM_POWER_FACTOR}, an estimate; presets "
+            "with a published system figure give it)",
+            None,
+            low=0.0,
+            high=1e6,
+            low_open=True,
+            unit="W",
+        ),
+        Number(
+            "pue",
+            "power usage effectiveness of the data centre (facility / IT power; an estimate)",
+            DEFAULT_PUE,
+            low=1.0,
+            high=10.0,
+        ),
+        Number(
+            "price_per_device_hour",
+            "price of one device-hour in USD (an assumption; any currency, costs are in it)",
+            DEFAULT_PRICE_PER_DEVICE_HOUR,
+            low=0.0,
+            high=1e6,
+            unit="USD/h",
+        ),
     )
 
 
@@ -159,6 +200,17 @@ class Cluster:
     forward_efficiency: float = DEFAULT_FORWARD_EFFICIENCY
     name: str = ""
     storage_bandwidth: float | None = None  # checkpoint storage, B/s; None: per-device default
+    power_per_device_w: float | None = None  # all-in W per device; None: TDP x system factor
+    pue: float = DEFAULT_PUE
+    price_per_device_hour: float = DEFAULT_PRICE_PER_DEVICE_HOUR  # USD
+
+    @property
+    def device_power_w(self) -> float:
+        """All-in power per device (W, before PUE): power_per_device_w, or the chip's TDP
+        times DEFAULT_SYSTEM_POWER_FACTOR."""
+        if self.power_per_device_w is not None:
+            return self.power_per_device_w
+        return self.chip.tdp_watts * DEFAULT_SYSTEM_POWER_FACTOR
 
     def __post_init__(self) -> None:
         DEVICES.check(self.devices, "cluster.devices")

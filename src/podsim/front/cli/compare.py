@@ -9,6 +9,7 @@ from podsim.errors import SpecError
 from podsim.front.api import compare, resolve_scenario
 from podsim.front.cli.output import print_json
 from podsim.front.cli.progress import progress_after
+from podsim.front.cli.serve import with_kwh
 from podsim.front.overrides import with_overrides
 from podsim.results.tables import rows_table
 
@@ -41,8 +42,14 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
         ("time to train (days)", "time_to_train_s", "days"),
         ("p50 with failures (days)", "time_to_train_p50_s", "days"),
         ("goodput", "goodput", "{:.1%}"),
+        ("power/dev (W)", "power_per_device_w", "{:,.0f}"),
+        ("energy to train (MWh)", "energy_to_train_mwh", "{:,.0f}"),
+        ("cost to train (USD)", "cost_to_train_usd", "{:,.0f}"),
+        ("kWh / M output tok", "energy_per_million_tokens_kwh", "{:,.3f}"),
+        ("USD / M output tok", "cost_per_million_tokens_usd", "{:,.3f}"),
     ]
     for row in rows:
+        with_kwh(row)
         row["exposed_comm_s"] = row["breakdown"]["exposed_comm_s"]
         row["fits"] = "yes" if row["fits_in_memory"] else "NO"
         mark = "*" if row["precision_fallback"] else ""

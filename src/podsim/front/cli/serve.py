@@ -21,7 +21,20 @@ COLUMNS = [
     ("decode tok/s/dev", "decode_tokens_per_s_per_device", "{:,.0f}"),
     ("memory (GB)", "memory_per_device_bytes", "gb"),
     ("fits", "fits_in_memory", "{}"),
+    ("power/dev (W)", "power_per_device_w", "{:,.0f}"),
+    ("kWh / M output tok", "energy_per_million_tokens_kwh", "{:,.3f}"),
+    ("USD / M output tok", "cost_per_million_tokens_usd", "{:,.3f}"),
+    ("kWh / M prompt tok", "prefill_energy_per_million_tokens_kwh", "{:,.3f}"),
+    ("USD / M prompt tok", "prefill_cost_per_million_tokens_usd", "{:,.3f}"),
 ]
+
+
+def with_kwh(row: dict) -> dict:
+    """The row with its energies per million tokens in kWh too (the keys are in J)."""
+    for key in ("energy_per_million_tokens", "prefill_energy_per_million_tokens"):
+        if f"{key}_j" in row:
+            row[f"{key}_kwh"] = row[f"{key}_j"] / 3.6e6
+    return row
 
 
 def cmd_serve(args: argparse.Namespace, console: Console) -> None:
@@ -33,8 +46,13 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> None:
     if args.json:
         print_json(result.to_dict())
         return
-    row = result.to_dict()
+    row = with_kwh(result.to_dict())
     row["ttft_ms"], row["tpot_ms"] = 1e3 * row["ttft_s"], 1e3 * row["tpot_s"]
     console.print(rows_table(f"{args.scenario}: {result.model} serving", COLUMNS, [row]))
     for note in result.notes:
         console.print(f"note: {note}")
+    console.print(
+        f"energy at {result.energy['power_per_device_w']:,.0f} W per device x PUE "
+        f"{result.energy['pue']:g}, cost at {result.energy['price_per_device_hour']:g} USD per "
+        "device-hour (assumptions: docs/serving.md, 'Energy and cost')"
+    )

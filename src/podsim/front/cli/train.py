@@ -116,6 +116,8 @@ def cmd_scale(args: argparse.Namespace, console: Console) -> None:
         ("p50 with failures (days)", "time_to_train_p50_s", "days"),
         ("p90 (days)", "time_to_train_p90_s", "days"),
         ("goodput", "goodput", "{:.1%}"),
+        ("energy to train (MWh)", "energy_to_train_mwh", "{:,.0f}"),
+        ("cost to train (USD)", "cost_to_train_usd", "{:,.0f}"),
         ("interruptions", "interruptions", "{:,.0f}"),
         ("checkpoint every (min)", "checkpoint_interval_s", "min"),
     ]
@@ -249,6 +251,21 @@ def _step_table(args: argparse.Namespace, r, steps: int) -> Table:
     if r.time_to_train_s:
         rows.append(("time to train (no failures)", f"{r.time_to_train_s / 86400:,.1f} days"))
         rows.append(("device-hours", f"{r.device_hours:,.0f}"))
+    rows.append(
+        (
+            "power per device (all-in) x PUE",
+            f"{r.power_per_device_w:,.0f} W x {r.pue:g}",
+        )
+    )
+    rows.append(("energy per step", f"{r.energy_per_step_j / 3.6e6:,.2f} kWh"))
+    if r.energy_to_train_mwh is not None:
+        rows.append(("energy to train", f"{r.energy_to_train_mwh:,.0f} MWh"))
+        rows.append(
+            (
+                "cost to train",
+                f"{r.cost_to_train_usd:,.0f} USD at {r.price_per_device_hour:g} USD/device-hour",
+            )
+        )
     if r.long_run is not None:  # [failures]: the whole run
         lr = r.long_run
         rows += [
