@@ -67,21 +67,33 @@ def with_overrides(scenario: "str | PathLike[str]", sets: list[str]) -> Scenario
     if len(sets) > MAX_SETS:
         raise SpecError(f"--set is given {len(sets)} times; at most {MAX_SETS}")
     document, source = scenario_document(scenario)
-    parsed = [(text, *parse_set(text)) for text in sets]
+    return overridden(document, source, [(text, *parse_set(text)) for text in sets])
+
+
+def overridden(
+    document: dict[str, Any],
+    source: str,
+    parsed: list[tuple[str, list[str], Any]],
+    flag: str = "--set",
+) -> Scenario:
+    """The scenario of `document` (edited in place) with each (text, key parts, value) of
+    `parsed` applied in order, then checked; an error names the override (its text)."""
     for text, parts, value in parsed:
         table = document
         for depth, part in enumerate(parts[:-1]):
             node = table.setdefault(part, {})
             if not isinstance(node, dict):
                 where = ".".join(parts[: depth + 1])
-                raise SpecError(f"--set {text}: {where} is {shown(node)}, not a table, in {source}")
+                raise SpecError(
+                    f"{flag} {text}: {where} is {shown(node)}, not a table, in {source}"
+                )
             table = node
         table[parts[-1]] = value
-    label = f"{source} with --set " + ", ".join(text for text, _, _ in parsed)
+    label = f"{source} with {flag} " + ", ".join(text for text, _, _ in parsed)
     try:
         return scenario_from_document(document, label)
     except SpecError as error:
         message = str(error).removeprefix(f"{label}: ")
         named = [text for text, parts, _ in parsed if ".".join(parts) in message]
         culprit = named[-1] if named else ", ".join(text for text, _, _ in parsed)
-        raise SpecError(f"--set {culprit}: {message} (in {source})") from error
+        raise SpecError(f"{flag} {culprit}: {message} (in {source})") from error

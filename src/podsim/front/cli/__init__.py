@@ -9,7 +9,7 @@ from rich.console import Console
 
 from podsim.engine.core import NETWORK_MODES
 from podsim.errors import PodsimError
-from podsim.front.cli import catalogs, collective, compare, serve, train, validate
+from podsim.front.cli import catalogs, collective, compare, serve, sweep, train, validate
 from podsim.lowering.collective import OPS
 from podsim.lowering.program import Algorithm
 from podsim.version import __version__
@@ -168,6 +168,39 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
     comp.add_argument("--json", action="store_true", help=_JSON)
     comp.set_defaults(run=compare.cmd_compare)
+    swp = verb(
+        "sweep",
+        "a scenario at every point of the Cartesian product of some keys' values: one row per "
+        "point (train, or serve for a serving scenario); invalid points keep their reason",
+    )
+    swp.add_argument("scenario", help=_SCENARIO)
+    swp.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        required=True,
+        metavar="KEY=V1,V2,...",
+        help="a dotted key and its values, comma-separated, each read as --set reads one "
+        "(train.tp=4,8 or train.schedule=1f1b,dualpipe); repeatable: the points are the "
+        "product of all grids (the first varies slowest), at most 10,000",
+    )
+    swp.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="sets", help=_SET
+    )
+    swp.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="local processes to run points on (1: serially); default: min(points, CPUs)",
+    )
+    swp.add_argument(
+        "--out",
+        metavar="FILE",
+        help="also write the rows to FILE.csv (one column per key) or FILE.json (as --json)",
+    )
+    swp.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
+    swp.add_argument("--json", action="store_true", help=_JSON)
+    swp.set_defaults(run=sweep.cmd_sweep)
     return parser
 
 
