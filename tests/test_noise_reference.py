@@ -81,10 +81,9 @@ def test_noisy_runs_match_the_reference(case, network, noise, iteration):
     np.testing.assert_allclose(ours.end, end, rtol=1e-9, atol=1e-15)
 
 
-@pytest.mark.parametrize("network", ["analytical", "contention"])
-def test_noisy_training_step_matches_the_reference_step_by_step(network):
-    # A lowered step (tensor, pipeline and data parallel, repeated collectives) through a short
-    # Monte Carlo: step k of the C++ run equals the reference run at iteration k.
+def noisy_step():
+    """A lowered step (tensor, pipeline and data parallel, repeated collectives), its cluster and
+    a noise model with every kind of draw."""
     model = Model(name="small", layers=4, hidden=256, heads=8, ffn_hidden=512, vocab=500)
     plan = Plan(seq_len=512, global_batch=8, tp=2, pp=2, dp=2, schedule="1f1b")
     c = cluster(plan.devices, domain_size=4)
@@ -97,6 +96,14 @@ def test_noisy_training_step_matches_the_reference_step_by_step(network):
         straggler_slowdown=1.5,
         straggler_probability=0.5,
     )
+    return program, c, noise
+
+
+@pytest.mark.parametrize("network", ["analytical", "contention"])
+def test_noisy_training_step_matches_the_reference_step_by_step(network):
+    # A lowered step (tensor, pipeline and data parallel, repeated collectives) through a short
+    # Monte Carlo: step k of the C++ run equals the reference run at iteration k.
+    program, c, noise = noisy_step()
     makespans = simulate_steps(program, c, network, noise, 3)
     topology = Topology.from_cluster(c)
     for k in range(3):
@@ -116,18 +123,7 @@ GOLDEN = {
 
 @pytest.mark.parametrize("network", sorted(GOLDEN))
 def test_a_seed_gives_the_same_bits_as_before(network):
-    model = Model(name="small", layers=4, hidden=256, heads=8, ffn_hidden=512, vocab=500)
-    plan = Plan(seq_len=512, global_batch=8, tp=2, pp=2, dp=2, schedule="1f1b")
-    c = cluster(plan.devices, domain_size=4)
-    program = StepBuilder(model, plan, c, 1).lower().program
-    noise = NoiseModel(
-        seed=7,
-        compute_cv=0.2,
-        link_latency_p99=5e-5,
-        straggler_fraction=0.25,
-        straggler_slowdown=1.5,
-        straggler_probability=0.5,
-    )
+    program, c, noise = noisy_step()
     t = simulate(program, c, network, noise=noise, iteration=2)
     digest = hashlib.sha256(t.start.tobytes() + t.end.tobytes()).hexdigest()[:32]
     assert (digest, t.makespan) == GOLDEN[network]

@@ -5,26 +5,14 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from small_models import SMALL_MOE, small_dense
 
 from podsim import PodsimError, make_cluster
 from podsim.front.training import train
 from podsim.plans.training import Plan
-from podsim.specs.models import Model
 
-DENSE = Model(name="fuzz-dense", layers=6, hidden=256, heads=8, ffn_hidden=512, vocab=500)
-MOE = Model(
-    name="fuzz-moe",
-    layers=6,
-    hidden=256,
-    heads=8,
-    ffn_hidden=512,
-    vocab=500,
-    experts=8,
-    top_k=2,
-    expert_ffn_hidden=128,
-    dense_layers=1,
-    mlp="swiglu",
-)
+DENSE = small_dense(layers=6)
+MOE = SMALL_MOE
 
 
 # Share of the drawn plans that train (the rest are refused with a named error). Measured with

@@ -10,6 +10,7 @@ import pytest
 from conftest import cluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from small_models import SMALL_MOE, small_dense
 
 from podsim import PodsimError, _core
 from podsim.engine.core import core_topology, simulate
@@ -17,22 +18,9 @@ from podsim.errors import SpecError
 from podsim.front.training import simulate_lowered, simulate_step
 from podsim.lowering.training import StepBuilder
 from podsim.plans.training import Plan
-from podsim.specs.models import Model
 
-DENSE = Model(name="sym-dense", layers=8, hidden=256, heads=8, ffn_hidden=512, vocab=500)
-MOE = Model(
-    name="sym-moe",
-    layers=6,
-    hidden=256,
-    heads=8,
-    ffn_hidden=512,
-    vocab=500,
-    experts=8,
-    top_k=2,
-    expert_ffn_hidden=128,
-    dense_layers=1,
-    mlp="swiglu",
-)
+DENSE = small_dense(layers=8)
+MOE = SMALL_MOE
 SEEN: Counter = Counter()  # (network, simulation) over the random plans, for the coverage check
 
 
