@@ -9,6 +9,7 @@ from podsim.front.collective import collective
 from podsim.front.grid_sweep import sweep
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
+from podsim.front.showcase import showcase
 from podsim.front.sweep import scale_sweep
 from podsim.lowering.program import Algorithm, Collective, Kind, Program, ProgramBuilder
 from podsim.plans.training import Plan
@@ -60,6 +61,7 @@ __all__ = [
     "resolve_scenario",
     "scale_sweep",
     "serve",
+    "showcase",
     "simulate",
     "sweep",
     "train",
