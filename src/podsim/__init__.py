@@ -6,7 +6,7 @@ from podsim.engine.noise import NoiseModel
 from podsim.errors import DeadlockError, PodsimError, ProgramError, SpecError
 from podsim.front.api import builtin_scenarios, resolve_scenario, serve, train, training_step
 from podsim.front.collective import collective
-from podsim.front.grid_sweep import sweep
+from podsim.front.grid_sweep import sweep, sweep_frame
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
 from podsim.front.showcase import showcase
@@ -64,6 +64,7 @@ __all__ = [
     "showcase",
     "simulate",
     "sweep",
+    "sweep_frame",
     "train",
     "training_step",
     "write_chrome_trace",

@@ -11,6 +11,7 @@ import numpy as np
 
 from podsim.costs.energy import training_energy
 from podsim.costs.flops import flops_per_step
+from podsim.costs.kernels import KernelModel, provenance_summary
 from podsim.engine.core import Timeline
 from podsim.lowering.layout import TemplateOp, group_tables
 from podsim.lowering.program import Kind
@@ -89,6 +90,10 @@ class TrainResult:
     precision_peak_flops_per_s: float | None = None
     mfu_precision_peak: float | None = None
     hfu_precision_peak: float | None = None
+    # Where each kernel class's efficiency comes from on this chip at the GEMM precision
+    # (podsim.costs.kernels.PROVENANCES), and that in one line
+    efficiency_provenance: dict[str, str] | None = None
+    efficiencies: str | None = None
     # Energy and cost (podsim.costs.energy; docs/training.md, "Energy and cost"): the all-in
     # power per device (W, before PUE), the facility energy of a step (J), and with
     # train.tokens the run's energy (J and MWh) and cost (device_hours x price, USD)
@@ -279,6 +284,7 @@ def train_result(
             "steps_simulated": len(steps),
         }
     flops = flops_per_step(model, plan)
+    provenance = KernelModel(cluster.chip, plan.precision).provenance()
     per_device = step * cluster.devices
     peak = cluster.chip.peak("bf16")
     gemm_peak = cluster.chip.peak(plan.precision)
@@ -312,5 +318,7 @@ def train_result(
         precision_peak_flops_per_s=gemm_peak,
         mfu_precision_peak=flops["model"] / per_device / gemm_peak,
         hfu_precision_peak=flops["hardware"] / per_device / gemm_peak,
+        efficiency_provenance=provenance,
+        efficiencies=provenance_summary(provenance),
         **training_energy(cluster, step, device_hours),
     )

@@ -60,3 +60,20 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     for row in rows:
         changed = "; ".join(row["changes"]) or "nothing (the scenario's own chip)"
         console.print(f"{row['chip']}: {changed}")
+    _print_efficiencies(console, rows)
+
+
+def _print_efficiencies(console: Console, rows: list[dict]) -> None:
+    """Where each row's kernel efficiencies come from: a default is not a measurement."""
+    said = [row for row in rows if row.get("efficiencies")]
+    if not said:
+        return
+    console.print("kernel efficiencies:")
+    for row in said:
+        console.print(f"  {row['chip']}: {row['efficiencies']}", markup=False, highlight=False)
+    if any("default" in row["efficiencies"] for row in said):
+        console.print(
+            "  default = podsim's class defaults (podsim.costs.kernels), estimated for NVIDIA "
+            "Hopper-class software, not measured on that chip; calibrated = fitted on "
+            "published runs of the chip by a script in tools/"
+        )

@@ -231,6 +231,7 @@ def _step_table(args: argparse.Namespace, r, steps: int) -> Table:
             )
         )
     rows += [
+        ("kernel efficiencies", r.efficiencies),
         ("model TFLOP/s per device", f"{r.model_tflops_per_device:,.1f}"),
         (
             "memory per device",
