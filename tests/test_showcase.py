@@ -16,11 +16,12 @@ from podsim.errors import SpecError
 from podsim.front.api import serve, train
 from podsim.front.cli import main
 from podsim.front.cli.output import finite_json
+from podsim.front.doc_tables import block
 from podsim.front.scenario import load_scenario
 from podsim.front.showcase import assumptions as a
 from podsim.front.showcase.documents import global_batch, toml_text
 from podsim.front.showcase.plans import budget_devices, per_device
-from podsim.front.showcase.readme import markdown_table
+from podsim.front.showcase.readme import doc_blocks, markdown_table
 from podsim.front.showcase.rows import SERVE_COLUMNS, TRAIN_COLUMNS, serve_row, train_row
 from podsim.front.sweep import scale_sweep
 from podsim.results.tables import cell
@@ -208,3 +209,12 @@ def test_scenario_text_round_trips():
     assert tomllib.loads(text) == document
     with pytest.raises(SpecError, match="finite"):
         toml_text({"t": {"x": math.inf}}, [])
+
+
+def test_the_docs_quote_the_quick_run(shown):
+    text = (Path(__file__).resolve().parents[1] / "docs/showcase.md").read_text(encoding="utf-8")
+    for name, content in doc_blocks(shown[1]).items():
+        assert block(text, name) == content, (
+            f"docs/showcase.md block {name} is stale: run `PYTHONPATH=src python "
+            "tools/gen_docs.py --showcase`"
+        )

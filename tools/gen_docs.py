@@ -1,18 +1,37 @@
 """Regenerate the generated documentation: docs/scenario-reference.md (from the schema) and
 the marked tables of docs/validation.md (DeepEP rows; with --slow, the training cases too,
-which simulate the published runs: a minute or two).
+which simulate the published runs: a minute or two); with --showcase, the tables of
+docs/showcase.md (a `podsim showcase --quick` run: about half a minute).
 
-Run from the repository root: `PYTHONPATH=src python tools/gen_docs.py [--slow]`; the tests
-(tests/test_docs.py, tests/validation/test_published.py) fail while committed text differs."""
+Run from the repository root: `PYTHONPATH=src python tools/gen_docs.py [--slow] [--showcase]`;
+the tests (tests/test_docs.py, tests/validation/test_published.py, tests/test_showcase.py) fail
+while committed text differs."""
 
 import sys
+import tempfile
 from pathlib import Path
 
 from podsim.front.doc_tables import deepep_blocks, validation_blocks, with_block
 from podsim.front.reference_page import PAGE, reference_markdown
+from podsim.front.showcase import showcase
+from podsim.front.showcase.readme import doc_blocks
 from podsim.front.validation import case_names, run_case
 
 VALIDATION = "docs/validation.md"
+SHOWCASE = "docs/showcase.md"
+
+
+def write_blocks(page: str, blocks: dict[str, str]) -> None:
+    text = Path(page).read_text(encoding="utf-8")
+    for name, content in blocks.items():
+        text = with_block(text, name, content)
+    Path(page).write_text(text, encoding="utf-8")
+    print(f"wrote {page}: {', '.join(blocks)}")
+
+
+def showcase_blocks() -> dict[str, str]:
+    with tempfile.TemporaryDirectory() as folder:
+        return doc_blocks(showcase(folder, quick=True))
 
 
 def main(argv: list[str]) -> int:
@@ -21,11 +40,9 @@ def main(argv: list[str]) -> int:
     blocks = deepep_blocks()
     if "--slow" in argv:
         blocks |= validation_blocks([run_case(name) for name in case_names()])
-    text = Path(VALIDATION).read_text(encoding="utf-8")
-    for name, content in blocks.items():
-        text = with_block(text, name, content)
-    Path(VALIDATION).write_text(text, encoding="utf-8")
-    print(f"wrote {VALIDATION}: {', '.join(blocks)}")
+    write_blocks(VALIDATION, blocks)
+    if "--showcase" in argv:
+        write_blocks(SHOWCASE, showcase_blocks())
     return 0
 
 

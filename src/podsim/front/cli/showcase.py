@@ -28,8 +28,8 @@ def add_parser(verb) -> None:
     sub.add_argument(
         "--quick",
         action="store_true",
-        help="reduced size: the R2-class model only, 100 failure runs per scenario, two "
-        "scale-sweep points",
+        help="reduced size: the R2-class model only (not DeepSeek-V3) and two scale-sweep "
+        "points (not four)",
     )
     sub.add_argument(
         "--budget-basis",

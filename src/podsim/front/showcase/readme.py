@@ -73,3 +73,14 @@ def readme_text(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def doc_blocks(report: dict[str, Any]) -> dict[str, str]:
+    """The generated blocks of docs/showcase.md (from `podsim showcase --quick`, whose R2-class
+    and serving rows are the default run's): the R2-class training table, serving, reading."""
+    training = [row for row in report["training"] if row["model"] == "r2-class"]
+    return {
+        "showcase-training": "\n".join(markdown_table(TRAIN_COLUMNS, training)) + "\n",
+        "showcase-serving": "\n".join(markdown_table(SERVE_COLUMNS, report["serving"])) + "\n",
+        "showcase-reading": "".join(f"- {line}\n" for line in report["reading"]),
+    }

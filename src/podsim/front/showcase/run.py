@@ -24,7 +24,7 @@ from podsim.version import __version__
 QUESTION = (
     "Could DeepSeek train its next model on Huawei Ascend, and why does it serve there instead?"
 )
-FULL_RUNS, QUICK_RUNS = 300, 100  # failure Monte Carlo runs per training scenario
+FAILURE_RUNS = 300  # failure Monte Carlo runs per training scenario (--quick too)
 # The R2-class run with instability on more devices (weak scaling, as `--scale`): where goodput
 # collapses. Multiples of each chip's budget fleet.
 FULL_SCALES, QUICK_SCALES = (1, 2, 4, 8), (1, 2)
@@ -40,7 +40,7 @@ def showcase(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the showcase and write its report folder; returns the report (every number).
-    quick: the R2-class model only and fewer failure runs (for tests). budget_basis: "power"
+    quick: the R2-class model only and two scale-sweep points (for tests). budget_basis: "power"
     (equal all-in W) or "spend" (equal USD per hour); budget: the amount (W or USD/h), by
     default what 2,048 H800s draw or cost. ascend_failure_multiple: the
     Ascend failure rate as a multiple of Llama 3's H100 rate (an ASSUMPTION)."""
@@ -55,7 +55,7 @@ def showcase(
     amount = budget if budget is not None else _reference_amount(setups[0], plan_budget)
     devices = {s.chip: budget_devices(s, plan_budget, amount) for s in setups}
     report = Report(Path(out_dir))
-    runs = QUICK_RUNS if quick else FULL_RUNS
+    runs = FAILURE_RUNS
     models = [a.FOCUS_MODEL] if quick else list(a.MODELS)
     training, plans = train_runs(report, models, setups, devices, runs, say)
     scale = scale_runs(report, setups, devices, QUICK_SCALES if quick else FULL_SCALES, say)
