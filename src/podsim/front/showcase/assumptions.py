@@ -25,13 +25,12 @@ BudgetBasis = Literal["power", "spend"]
 
 @dataclass(frozen=True)
 class Budget:
-    """Equal budgets: every chip gets the devices that `amount` buys, in whole blocks.
-    basis "power": amount is all-in IT power in W (each device's all-in power, before PUE);
-    "spend": amount is USD per hour at each chip's price per device-hour. amount None: what
-    the reference fleet (2,048 H800s, or 1,024 with --quick) draws or costs."""
+    """Equal budgets: every chip gets the devices an amount buys, in whole blocks. basis
+    "power": the amount is all-in IT power in W (each device's all-in power, before PUE);
+    "spend": USD per hour at each chip's price per device-hour. By default the amount is what
+    the reference fleet (2,048 H800s) draws or costs."""
 
     basis: BudgetBasis = "power"
-    amount: float | None = None
     block: int = DEVICE_BLOCK
 
 

@@ -49,6 +49,7 @@ class Choice:
     reason: str
     tried: list[dict[str, Any]]
     plan: Candidate | None = None  # a training plan (serving deployments have none)
+    runs: int = 0  # failure Monte Carlo runs of its scenarios with instability
 
 
 def _tried(label: str, run: Callable[[], dict[str, Any]], keys: tuple[str, ...]) -> dict:
@@ -72,7 +73,7 @@ def choose_train_plan(model: str, setup: ChipSetup, devices: int, runs: int) -> 
         raise SpecError(f"no candidate plan of {model} fits on {devices} {setup.chip} devices")
     winner: Candidate = CANDIDATES[best]
     reason = _reason(tried, best, "tokens/s", "tokens_per_s")
-    return Choice(documents[best], winner.label, reason, tried, winner)
+    return Choice(documents[best], winner.label, reason, tried, winner, runs)
 
 
 def choose_serve_plan(setup: ChipSetup, phase: str) -> Choice:

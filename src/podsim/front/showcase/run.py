@@ -51,7 +51,7 @@ def showcase(
         check(finite, "budget", budget, "a positive, finite amount (W or USD per hour)")
     say = progress or (lambda _: None)
     setups = a.chip_setups(ascend_failure_multiple)
-    plan_budget = a.Budget(budget_basis, budget)
+    plan_budget = a.Budget(budget_basis)
     amount = budget if budget is not None else _reference_amount(setups[0], plan_budget)
     devices = {s.chip: budget_devices(s, plan_budget, amount) for s in setups}
     report = Report(Path(out_dir))

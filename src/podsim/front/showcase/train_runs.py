@@ -25,12 +25,13 @@ def train_runs(
     runs: int,
     say: Say,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The training rows (each chip and model, without then with instability) and the plans."""
+    """The training rows (each chip and model, without then with instability) and the plans;
+    per model and state, the rows of all chips as `podsim compare --json` writes them."""
     rows: list[dict[str, Any]] = []
     plans: dict[str, dict[str, Any]] = {}
     for model in models:
         plans[model] = {}
-        compare_rows: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+        compared: dict[str, list[dict[str, Any]]] = {"stable": [], "unstable": []}
         for setup in setups:
             say(f"training {model} on {devices[setup.chip]:,} {setup.chip}")
             choice = choose_train_plan(model, setup, devices[setup.chip], runs)
@@ -41,39 +42,41 @@ def train_runs(
                 "tried": choice.tried,
                 "precision_fallback": fallback,
             }
-            for unstable in (False, True):
-                document = train_document(
-                    model, setup, devices[setup.chip], choice.plan, unstable, runs
-                )
-                stem = f"train-{model}-{setup.chip}-{'unstable' if unstable else 'stable'}"
-                path = report.scenario(
-                    stem, document, train_comments(model, setup, choice, unstable)
-                )
-                result = train(load_scenario(path)).to_dict()
-                row = train_row(model, setup.chip, unstable, result)
-                row["precision_shown"] += "*" if fallback else ""
-                row["plan"] = choice.label
-                row["scenario"] = f"scenarios/{stem}.toml"
-                row["run"] = report.run_json(stem, result)
+            for state in compared:
+                row, result = _train_run(report, model, setup, devices[setup.chip], choice, state)
                 rows.append(row)
                 changes = [
                     f"{devices[setup.chip]:,} devices (equal budget)",
                     f"plan: {choice.label}",
                 ]
                 if fallback:
-                    changes.append(
-                        f"precision {a.TRAIN_BASE['precision']} -> {row['precision']} (no FP8 peak)"
-                    )
-                compare_rows[unstable].append(
-                    compare_row(setup.chip, result, changes, row["precision"], fallback)
-                )
-        for unstable, crows in compare_rows.items():
-            label = "with" if unstable else "without"
-            stem = f"compare-train-{model}-{'unstable' if unstable else 'stable'}"
+                    changes.append(f"precision fp8 -> {row['precision']} (no FP8 peak)")
+                row_of = compare_row(setup.chip, result, changes, row["precision"], fallback)
+                compared[state].append(row_of)
+        for state, chip_rows in compared.items():
+            scenario = f"showcase: {model}, {state}"
             report.run_json(
-                stem, {"scenario": f"showcase: {model} {label} instability", "rows": crows}
+                f"compare-train-{model}-{state}", {"scenario": scenario, "rows": chip_rows}
             )
     return rows, plans
+
+
+def _train_run(
+    report: Report, model: str, setup: a.ChipSetup, devices: int, choice: Choice, state: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One training scenario written to its file and run from it: (its row, its result)."""
+    unstable = state == "unstable"
+    document = train_document(model, setup, devices, choice.plan, unstable, choice.runs)
+    stem = f"train-{model}-{setup.chip}-{state}"
+    path = report.scenario(stem, document, train_comments(model, setup, choice, unstable))
+    result = train(load_scenario(path)).to_dict()
+    row = train_row(model, setup.chip, unstable, result)
+    if row["precision"] != a.TRAIN_BASE["precision"]:
+        row["precision_shown"] += "*"
+    row["plan"] = choice.label
+    row["scenario"] = f"scenarios/{stem}.toml"
+    row["run"] = report.run_json(stem, result)
+    return row, result
 
 
 def scale_runs(
