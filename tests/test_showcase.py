@@ -22,7 +22,14 @@ from podsim.front.showcase import assumptions as a
 from podsim.front.showcase.documents import global_batch, toml_text
 from podsim.front.showcase.plans import budget_devices, per_device
 from podsim.front.showcase.readme import doc_blocks, markdown_table
-from podsim.front.showcase.rows import SERVE_COLUMNS, TRAIN_COLUMNS, serve_row, train_row
+from podsim.front.showcase.rows import (
+    SCALE_COLUMNS,
+    SERVE_COLUMNS,
+    TRAIN_COLUMNS,
+    scale_rows,
+    serve_row,
+    train_row,
+)
 from podsim.front.sweep import scale_sweep
 from podsim.results.tables import cell
 
@@ -82,7 +89,12 @@ def test_the_json_holds_every_number_printed(shown):
     and the README's tables are exactly those cells."""
     _, report, out = shown
     readme = (out / "README.md").read_text()
-    for columns, rows in ((TRAIN_COLUMNS, report["training"]), (SERVE_COLUMNS, report["serving"])):
+    tables = (
+        (TRAIN_COLUMNS, report["training"]),
+        (SERVE_COLUMNS, report["serving"]),
+        (SCALE_COLUMNS, scale_rows(report["scale"])),
+    )
+    for columns, rows in tables:
         for row in rows:
             assert all(key in row and row[key] is not None for _, key, _ in columns)
         for line in markdown_table(columns, rows)[2:]:

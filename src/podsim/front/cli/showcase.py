@@ -7,7 +7,7 @@ from rich.console import Console
 
 from podsim.front.cli.output import print_json
 from podsim.front.showcase import showcase
-from podsim.front.showcase.rows import SERVE_COLUMNS, TRAIN_COLUMNS
+from podsim.front.showcase.rows import SCALE_COLUMNS, SERVE_COLUMNS, TRAIN_COLUMNS, scale_rows
 from podsim.results.tables import rows_table
 
 
@@ -80,6 +80,8 @@ def cmd_showcase(args: argparse.Namespace, console: Console) -> None:
         title = f"Training {model}, {report['budget']['basis']} budget"
         console.print(rows_table(title, TRAIN_COLUMNS, rows))
     console.print("* no FP8 on the chip: trains in BF16")
+    scale = scale_rows(report["scale"])
+    console.print(rows_table("R2-class with instability on larger clusters", SCALE_COLUMNS, scale))
     console.print(rows_table("Serving DeepSeek-R1", SERVE_COLUMNS, report["serving"]))
     for line in report["reading"]:
         console.print(f"- {line}")

@@ -4,7 +4,7 @@ number."""
 
 from typing import Any
 
-from podsim.front.showcase.rows import SERVE_COLUMNS, TRAIN_COLUMNS
+from podsim.front.showcase.rows import SCALE_COLUMNS, SERVE_COLUMNS, TRAIN_COLUMNS, scale_rows
 from podsim.results.tables import cell
 
 
@@ -62,7 +62,17 @@ def readme_text(report: dict[str, Any]) -> str:
     for model, chips in report["plans"].items():
         for chip, plan in chips.items():
             lines.append(f"- {model} on {chip}: {plan['plan']}: {plan['reason']}.")
-    lines += ["", "## Serving", "", *markdown_table(SERVE_COLUMNS, report["serving"]), ""]
+    lines += [
+        "",
+        "## Scale: the R2-class job with instability on larger clusters (weak scaling)",
+        "",
+        *markdown_table(SCALE_COLUMNS, scale_rows(report["scale"])),
+        "",
+        "## Serving",
+        "",
+        *markdown_table(SERVE_COLUMNS, report["serving"]),
+        "",
+    ]
     lines += [
         "## Files",
         "",

@@ -20,6 +20,17 @@ TRAIN_COLUMNS = [
     ("goodput", "goodput", "{:.1%}"),
     ("cost (M USD)", "cost_to_train_musd", "{:,.1f}"),
 ]
+# The scale sweep's rows are `podsim train --scale --json`'s, with the chip added.
+SCALE_COLUMNS = [
+    ("chip", "chip", "{}"),
+    ("devices", "devices", "{:,}"),
+    ("global batch", "global_batch", "{:,}"),
+    ("step time (s)", "step_time_s", "{:,.2f}"),
+    ("days, failure-free", "time_to_train_s", "days"),
+    ("days p50", "time_to_train_p50_s", "days"),
+    ("interruptions", "interruptions", "{:,.0f}"),
+    ("goodput", "goodput", "{:.1%}"),
+]
 SERVE_COLUMNS = [
     ("chip", "chip", "{}"),
     ("precision", "precision", "{}"),
@@ -102,3 +113,8 @@ def serve_row(chip: str, decode: dict[str, Any], prefill: dict[str, Any]) -> dic
         "prefill_cost_per_million_tokens_usd": prefill["prefill_cost_per_million_tokens_usd"],
         "power_per_device_w": decode["power_per_device_w"],
     }
+
+
+def scale_rows(scale: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every chip's scale-sweep rows in one list, each with its chip."""
+    return [{"chip": chip, **row} for chip, rows in scale.items() for row in rows]
