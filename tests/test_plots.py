@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from test_sweep import JOB
 
+import podsim
 from podsim.errors import DependencyError, SpecError
 from podsim.front.cli import main
 from podsim.front.serve import candidates
@@ -212,10 +213,9 @@ def test_grid_keys_are_found_without_the_grid_key(results):
 
 
 def test_same_json_gives_the_same_bytes(results, tmp_path):
-    for kind in ("compare", "serve"):
-        one = plot_result(results[kind], tmp_path / "a", "x")
-        two = plot_result(results[kind], tmp_path / "b", "x")
-        assert [p.read_bytes() for p in one] == [p.read_bytes() for p in two]
+    one = plot_result(results["compare"], tmp_path / "a", "x")
+    two = plot_result(results["compare"], tmp_path / "b", "x")
+    assert [p.read_bytes() for p in one] == [p.read_bytes() for p in two]
 
 
 @pytest.mark.parametrize("bad", [{"a": 1}, [], 3, {"rows": []}, {"rows": [{"x": 1}]}])
@@ -265,10 +265,12 @@ def test_without_matplotlib_plots_say_how_to_install_it(results, monkeypatch, tm
 
 
 def test_podsim_and_its_cli_import_without_matplotlib():
+    """Importing podsim and running a verb never imports matplotlib (so neither needs it)."""
     code = (
-        "import sys; sys.modules['matplotlib'] = None\n"
-        "import podsim, podsim.front.cli as cli, podsim.results.plots\n"
-        "assert cli.main(['chips', '--json']) == 0\n"
+        "import sys\n"
+        "import podsim, podsim.front.cli as cli\n"
+        "assert cli.main(['chips', '--json']) == 0 and podsim.plot_result\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -284,3 +286,21 @@ def test_request_level_and_disaggregated_runs_carry_the_decode_curve(tmp_path):
         result = cli_json("serve", str(path))
         assert result["curve"] and all(p["batch"] <= 96 for p in result["curve"])
         assert any(k.startswith(label) for k in lines(figures_for(result)["decode"].axes[0]))
+
+
+def test_a_result_without_the_breakdown_by_kind_plots_its_exposed_comm_whole(results):
+    old = json.loads(json.dumps(results["train"]))
+    del old["breakdown"]["exposed_comm_by_kind_s"]
+    heights = bars(figures_for(old)["breakdown"])
+    assert heights["exposed comm"] == [pytest.approx(old["breakdown"]["exposed_comm_s"])]
+    assert not any(label.startswith("exposed comm ") for label in heights)
+
+
+def test_the_python_results_plot_as_their_json_does(tmp_path):
+    """A result made in Python (one collective's to_dict()) plots as the CLI's JSON does."""
+    cluster = podsim.preset_cluster("dgx-h100", devices=16)
+    one = podsim.collective(cluster, "all-reduce", 2**20).to_dict()
+    assert result_kind(one) == "collective"
+    ((x, y),) = lines(podsim.figures_for(one)["busbw"].axes[0]).values()
+    assert x == [one["size_bytes"]] and y == [pytest.approx(one["busbw_bytes_per_s"] / 1e9)]
+    assert podsim.plot_result(one, tmp_path, "c", ["svg"]) == [tmp_path / "c-busbw.svg"]

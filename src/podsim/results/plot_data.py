@@ -8,6 +8,7 @@ JSON. `podsim.results.plots` draws them.
 
 import json
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,7 @@ class FigureSpec:
 
 def number(value: Any) -> float:
     """A JSON number as a float; null (podsim's "not defined") and non-numbers as nan."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars too
         return math.nan
     return float(value)
 
@@ -112,6 +113,9 @@ def result_kind(result: Any) -> str:
 
 
 def _is_collective(result: Any) -> bool:
+    """A collective verb's JSON, or one collective's result (CollectiveResult.to_dict())."""
+    if isinstance(result, dict) and "results" not in result:
+        result = {"results": [result]}
     rows = result.get("results") if isinstance(result, dict) else None
     return (
         isinstance(rows, list)
@@ -258,7 +262,7 @@ def _collective_rows(result: Any) -> list[dict[str, Any]]:
     rows = []
     for document in documents:
         header = {k: document.get(k) for k in ("chip", "cluster")}
-        rows += [{**header, **row} for row in document["results"]]
+        rows += [{**header, **row} for row in document.get("results", [document])]
     return rows
 
 
@@ -398,6 +402,8 @@ def sweep_figure(result: Mapping[str, Any]) -> FigureSpec:
         combo = tuple(_cell(row.get(k)) for k in others)
         lines.setdefault(combo, {})[_cell(row.get(first))] = row
     serving = any("decode_tokens_per_s_per_device" in r for r in rows)
+    numeric = all(isinstance(x, float) for x in _axis_values(xs))
+    xlabel = f"{first} (quantities in SI units: s, B, B/s)" if numeric else first
     panels = []
     for title, ylabel, key, factor in SWEEP_COLUMNS["serve" if serving else "train"]:
         series = tuple(
@@ -408,7 +414,7 @@ def sweep_figure(result: Mapping[str, Any]) -> FigureSpec:
             )
             for combo, line in lines.items()
         )
-        panels.append(Panel("lines", title, first, ylabel, series))
+        panels.append(Panel("lines", title, xlabel, ylabel, series))
     invalid = sum("error" in r for r in rows)
     title = f"Sweep of {result.get('scenario', '')}: {len(rows)} points"
     if invalid:
