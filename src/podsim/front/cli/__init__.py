@@ -9,7 +9,7 @@ from rich.console import Console
 
 from podsim.engine.core import NETWORK_MODES
 from podsim.errors import PodsimError
-from podsim.front.cli import catalogs, collective, compare, serve, sweep, train, validate
+from podsim.front.cli import catalogs, collective, compare, plot, serve, sweep, train, validate
 from podsim.lowering.collective import OPS
 from podsim.lowering.program import Algorithm
 from podsim.version import __version__
@@ -215,7 +215,29 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
     swp.add_argument("--json", action="store_true", help=_JSON)
     swp.set_defaults(run=sweep.cmd_sweep)
+    _plot_verb(verb("plot", "figures (PNG, SVG) of results saved with --json; prints the files"))
     return parser
+
+
+def _plot_verb(plt: argparse.ArgumentParser) -> None:
+    plt.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS.json",
+        help="JSON written by podsim train (also --scale), compare, collective, serve or sweep "
+        "with --json (or sweep --out FILE.json); each gives files named after it: "
+        "NAME-breakdown, NAME-scale, NAME-compare, NAME-busbw, NAME-decode or NAME-sweep",
+    )
+    plt.add_argument(
+        "--out", default=".", metavar="DIR", help="folder to write into (created if missing)"
+    )
+    plt.add_argument(
+        "--format",
+        default="png,svg",
+        metavar="FMT[,FMT]",
+        help="file formats, comma-separated: png, svg",
+    )
+    plt.set_defaults(run=plot.cmd_plot)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
