@@ -13,6 +13,7 @@ from podsim.front.cli import (
     catalogs,
     collective,
     compare,
+    plot,
     serve,
     showcase,
     sweep,
@@ -224,8 +225,30 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
     swp.add_argument("--json", action="store_true", help=_JSON)
     swp.set_defaults(run=sweep.cmd_sweep)
+    _plot_verb(verb("plot", "figures (PNG, SVG) of results saved with --json; prints the files"))
     showcase.add_parser(verb)
     return parser
+
+
+def _plot_verb(plt: argparse.ArgumentParser) -> None:
+    plt.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS.json",
+        help="JSON written by podsim train (also --scale), compare, collective, serve or sweep "
+        "with --json (or sweep --out FILE.json); each gives files named after it: "
+        "NAME-breakdown, NAME-scale, NAME-compare, NAME-busbw, NAME-decode or NAME-sweep",
+    )
+    plt.add_argument(
+        "--out", default=".", metavar="DIR", help="folder to write into (created if missing)"
+    )
+    plt.add_argument(
+        "--format",
+        default="png,svg",
+        metavar="FMT[,FMT]",
+        help="file formats, comma-separated: png, svg",
+    )
+    plt.set_defaults(run=plot.cmd_plot)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

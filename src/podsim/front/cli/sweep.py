@@ -51,7 +51,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
     else:
         with progress_after(console, "grid points", total) as advance:
             rows = sweep(args.scenario, grid, progress=advance, **kwargs)
-    document = {"scenario": str(args.scenario), "network": args.network, "rows": rows}
+    document = {"scenario": str(args.scenario), "network": args.network, "grid": grid, "rows": rows}
     if args.out is not None:
         write_rows(Path(args.out), rows, document)
     if args.json:
