@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import podsim
-from podsim.errors import SpecError
+from podsim.errors import DependencyError, SpecError
 from podsim.front.api import serve, train
 from podsim.front.cli import main
 from podsim.front.cli.output import finite_json
@@ -20,6 +20,8 @@ from podsim.front.doc_tables import block
 from podsim.front.scenario import load_scenario
 from podsim.front.showcase import assumptions as a
 from podsim.front.showcase.documents import global_batch, toml_text
+from podsim.front.showcase.figures import write_figures
+from podsim.front.showcase.folder import Report
 from podsim.front.showcase.plans import budget_devices, per_device
 from podsim.front.showcase.readme import doc_blocks, markdown_table
 from podsim.front.showcase.rows import (
@@ -177,10 +179,14 @@ def test_the_reading_is_made_of_the_numbers(shown):
 
 def test_the_table_output_prints_the_reading(shown, capsys, monkeypatch):
     _, report, out = shown
-    monkeypatch.setattr("podsim.front.cli.showcase.showcase", lambda *args, **kw: report)
+    skipped = {"files": [], "skipped": "plots need matplotlib: pip install 'podsim[plot]'"}
+    monkeypatch.setattr(
+        "podsim.front.cli.showcase.showcase", lambda *args, **kw: report | {"plots": skipped}
+    )
     assert main(["showcase", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Serving DeepSeek-R1" in printed and "report:" in printed
+    assert "pip install 'podsim[plot]'" in printed
     row = report["serving"][0]
     assert cell(row["decode_tokens_per_s_per_device"], "{:,.0f}") in printed
 
@@ -230,3 +236,26 @@ def test_the_docs_quote_the_quick_run(shown):
             f"docs/showcase.md block {name} is stale: run `PYTHONPATH=src python "
             "tools/gen_docs.py --showcase`"
         )
+
+
+def test_the_comparisons_are_plotted(shown):
+    pytest.importorskip("matplotlib")
+    _, report, out = shown
+    plotted = {Path(f).name for f in report["plots"]["files"]}
+    for stem in ("compare-train-r2-class-unstable", "compare-serve-deepseek-r1-decode"):
+        assert {f"{stem}-compare.png", f"{stem}-compare.svg"} <= plotted
+    assert all((out / f).stat().st_size > 0 for f in report["plots"]["files"])
+
+
+def test_without_matplotlib_the_report_says_how_to_install_it(tmp_path, monkeypatch):
+    def missing(*args, **kwargs):
+        raise DependencyError("plots need matplotlib: pip install 'podsim[plot]'")
+
+    monkeypatch.setattr("podsim.front.showcase.figures.plot_result", missing)
+    report = Report(tmp_path)
+    report.run_json("compare-train-x-unstable", {"scenario": "x", "rows": []})
+    assert write_figures(report, lambda _: None) == {
+        "files": [],
+        "skipped": "plots need matplotlib: pip install 'podsim[plot]'",
+    }
+    assert report.files == ["runs/compare-train-x-unstable.json"]

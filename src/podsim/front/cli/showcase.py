@@ -28,8 +28,8 @@ def add_parser(verb) -> None:
     sub.add_argument(
         "--quick",
         action="store_true",
-        help="reduced size: the R2-class model only (not DeepSeek-V3) and two scale-sweep "
-        "points (not four)",
+        help="reduced size: the R2-class model only (not DeepSeek-V3) and one scale-sweep point "
+        "(2x each fleet, not 2x, 4x and 8x)",
     )
     sub.add_argument(
         "--budget-basis",
@@ -62,7 +62,7 @@ def add_parser(verb) -> None:
 def cmd_showcase(args: argparse.Namespace, console: Console) -> None:
     def say(message: str) -> None:
         if not args.json:
-            console.print(f"[dim]{message}[/dim]")
+            console.print(message, style="dim", markup=False)
 
     report = showcase(
         args.out,
@@ -84,5 +84,8 @@ def cmd_showcase(args: argparse.Namespace, console: Console) -> None:
     console.print(rows_table("R2-class with instability on larger clusters", SCALE_COLUMNS, scale))
     console.print(rows_table("Serving DeepSeek-R1", SERVE_COLUMNS, report["serving"]))
     for line in report["reading"]:
-        console.print(f"- {line}")
-    console.print(f"report: {args.out}/README.md (every number in {args.out}/showcase.json)")
+        console.print(f"- {line}", markup=False)
+    if "skipped" in report["plots"]:
+        console.print(f"no figures: {report['plots']['skipped']}", markup=False)
+    where = f"report: {args.out}/README.md (every number in {args.out}/showcase.json)"
+    console.print(where, markup=False)

@@ -78,7 +78,16 @@ def readme_text(report: dict[str, Any]) -> str:
         "",
         "- `scenarios/*.toml`: every run; `podsim train FILE --json` / `podsim serve FILE --json` "
         "reproduces `runs/FILE.json`.",
-        "- `runs/compare-*.json`: the rows of each table in the shape of `podsim compare --json`.",
+        "- `runs/compare-*.json`: the rows of each table in the shape of `podsim compare --json`;",
+        "  `runs/scale-*.json` as `podsim train FILE --scale N1,N2,... --json`.",
+        "- `plots/`: figures (PNG, SVG) of the comparisons with instability and of serving; every "
+        "other run (scale sweeps, single runs) plots "
+        "with `podsim plot runs/FILE.json --out plots`."
+        + (
+            f" Not written here: {report['plots']['skipped']}."
+            if "skipped" in report["plots"]
+            else ""
+        ),
         "- `showcase.json`: every number above.",
         "",
     ]

@@ -13,6 +13,7 @@ from typing import Any
 
 from podsim.errors import check
 from podsim.front.showcase import assumptions as a
+from podsim.front.showcase.figures import write_figures
 from podsim.front.showcase.folder import Report
 from podsim.front.showcase.plans import budget_devices, per_device
 from podsim.front.showcase.reading import reading
@@ -26,8 +27,8 @@ QUESTION = (
 )
 FAILURE_RUNS = 300  # failure Monte Carlo runs per training scenario (--quick too)
 # The R2-class run with instability on more devices (weak scaling, as `--scale`): where goodput
-# collapses. Multiples of each chip's budget fleet.
-FULL_SCALES, QUICK_SCALES = (1, 2, 4, 8), (1, 2)
+# collapses. Multiples of each chip's budget fleet (1x is the training table's row).
+FULL_SCALES, QUICK_SCALES = (2, 4, 8), (2,)
 
 
 def showcase(
@@ -40,7 +41,7 @@ def showcase(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the showcase and write its report folder; returns the report (every number).
-    quick: the R2-class model only and two scale-sweep points (for tests). budget_basis: "power"
+    quick: the R2-class model only and one scale-sweep point (for tests). budget_basis: "power"
     (equal all-in W) or "spend" (equal USD per hour); budget: the amount (W or USD/h), by
     default what 2,048 H800s draw or cost. ascend_failure_multiple: the
     Ascend failure rate as a multiple of Llama 3's H100 rate (an ASSUMPTION)."""
@@ -79,6 +80,7 @@ def showcase(
         "serving_plans": serve_plans,
     }
     out["reading"] = reading(out)
+    out["plots"] = write_figures(report, say)
     report.write("README.md", readme_text(out))
     out["files"] = sorted([*report.files, "showcase.json"])
     report.write_json("showcase.json", out)
