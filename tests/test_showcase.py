@@ -22,7 +22,7 @@ from podsim.front.showcase import assumptions as a
 from podsim.front.showcase.documents import global_batch, toml_text
 from podsim.front.showcase.figures import write_figures
 from podsim.front.showcase.folder import Report
-from podsim.front.showcase.plans import budget_devices, per_device
+from podsim.front.showcase.plans import budget_devices, choose_train_plan, per_device
 from podsim.front.showcase.readme import doc_blocks, markdown_table
 from podsim.front.showcase.rows import (
     SCALE_COLUMNS,
@@ -259,3 +259,9 @@ def test_without_matplotlib_the_report_says_how_to_install_it(tmp_path, monkeypa
         "skipped": "plots need matplotlib: pip install 'podsim[plot]'",
     }
     assert report.files == ["runs/compare-train-x-unstable.json"]
+
+
+def test_a_fleet_too_small_for_any_plan_is_a_named_error():
+    """The spend budget's 2,560 910Bs cannot shard the R2-class optimizer states enough."""
+    with pytest.raises(SpecError, match=r"no candidate plan of r2-class fits on 2,560 ascend-910b"):
+        choose_train_plan("r2-class", a.chip_setups()[2], 2560, 10)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from podsim.costs.memory import reserve_bytes
 from podsim.errors import SpecError
 from podsim.front.api import serve, train
 from podsim.front.scenario import scenario_from_document
@@ -18,6 +19,7 @@ from podsim.front.showcase.assumptions import (
     ChipSetup,
 )
 from podsim.front.showcase.documents import Document, cluster_table, serve_document, train_document
+from podsim.specs.chips import get_chip
 from podsim.specs.clusters import cluster_from_table
 
 
@@ -70,7 +72,7 @@ def choose_train_plan(model: str, setup: ChipSetup, devices: int, runs: int) -> 
     ]
     best = _best(tried, "tokens_per_s")
     if best is None:
-        raise SpecError(f"no candidate plan of {model} fits on {devices} {setup.chip} devices")
+        raise SpecError(_none_fits(model, setup.chip, devices, tried))
     winner: Candidate = CANDIDATES[best]
     reason = _reason(tried, best, "tokens/s", "tokens_per_s")
     return Choice(documents[best], winner.label, reason, tried, winner, runs)
@@ -95,6 +97,22 @@ def choose_serve_plan(setup: ChipSetup, phase: str) -> Choice:
         raise SpecError(f"no DeepSeek-R1 {phase} deployment fits on {setup.chip}")
     reason = _reason(tried, best, "tokens/s per device", key)
     return Choice(documents[best], labels[best], reason, tried)
+
+
+def _none_fits(model: str, chip: str, devices: int, tried: list[dict[str, Any]]) -> str:
+    hbm = get_chip(chip).hbm_bytes
+    usable = hbm - reserve_bytes(hbm)
+    valid = [t["memory_per_device_bytes"] for t in tried if t["valid"]]
+    least = (
+        f": the least any needs is {min(valid) / 1e9:,.0f} GB per device, more than the "
+        f"{usable / 1e9:,.0f} GB a {hbm / 1e9:,.0f} GB {chip} leaves for tensors"
+        if valid
+        else ""
+    )
+    return (
+        f"no candidate plan of {model} fits on {devices:,} {chip} devices{least}; the budget "
+        "buys too few devices to shard the optimizer states: give a larger --budget"
+    )
 
 
 def _best(tried: list[dict[str, Any]], key: str) -> int | None:
