@@ -41,7 +41,8 @@ def readme_text(report: dict[str, Any]) -> str:
         )
         + ".",
         f"- Models: DeepSeek-V3 and an R2-class model (ASSUMPTION: V3 with "
-        f"{assumptions['r2_class']['layers']} layers), {assumptions['tokens']:.3g} tokens each.",
+        f"{assumptions['r2_class']['layers']} layers), "
+        f"{assumptions['tokens'] / 1e12:g}T tokens each.",
         "- Plans: the fastest of a fixed candidate list that fits in the chip's memory (below); "
         "chips without FP8 train in BF16 (marked *).",
         f"- Instability: failures ([failures], {assumptions['failure_runs']} Monte Carlo runs) "
