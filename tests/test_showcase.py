@@ -265,3 +265,15 @@ def test_a_fleet_too_small_for_any_plan_is_a_named_error():
     """The spend budget's 2,560 910Bs cannot shard the R2-class optimizer states enough."""
     with pytest.raises(SpecError, match=r"no candidate plan of r2-class fits on 2,560 ascend-910b"):
         choose_train_plan("r2-class", a.chip_setups()[2], 2560, 10)
+
+
+def test_the_docs_budget_table_is_what_the_showcase_buys(shown):
+    """docs/showcase.md quotes each chip's all-in power and the devices the budget buys."""
+    _, report, _ = shown
+    text = (Path(__file__).resolve().parents[1] / "docs/showcase.md").read_text(encoding="utf-8")
+    budget = report["budget"]
+    assert f"{budget['amount'] / 1e6:.2f} MW" in text
+    for chip, devices in budget["devices"].items():
+        power = budget["per_device"][chip]["power_w"]
+        rows = [line for line in text.splitlines() if f"{power:,.0f} W" in line]
+        assert any(f"| {devices:,}" in line for line in rows), (chip, power, devices)
