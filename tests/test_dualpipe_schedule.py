@@ -17,10 +17,11 @@ from podsim import SpecError, make_cluster
 from podsim.engine.core import simulate
 from podsim.engine.reference import Topology
 from podsim.engine.reference import simulate as reference_simulate
-from podsim.front.training import train
+from podsim.front.training import simulate_step, train
 from podsim.lowering.training import StepBuilder, estimate_stage_ops
 from podsim.plans.schedules import dualpipe_slots
 from podsim.plans.training import Plan
+from podsim.results.training import phase_split
 
 SMALL = small_dense(8)
 
@@ -218,3 +219,21 @@ def test_other_schedules_are_unchanged(model, split, expected):
     plan = Plan(seq_len=1024, global_batch=8 * split["dp"], **split)
     result = train(model, plan, make_cluster("h100-sxm", plan.devices, domain_size=4))
     assert (result.step_time_s, result.breakdown.bubble_s) == expected
+
+
+def test_phase_split_adds_up_to_the_step():
+    # podsim.results.training.phase_split: every second of a rank's step in one phase; with
+    # free communication a middle rank's F&B time is its overlapped slots' compute.
+    plan = Plan(seq_len=2048, global_batch=16, pp=4, schedule="dualpipe")
+    cluster = free_network(4)
+    run = simulate_step(TINY_VOCAB, plan, cluster)
+    b = StepBuilder(TINY_VOCAB, plan, cluster, 1)
+    pairs = sum(len(s) == 3 for s in dualpipe_slots(4, 1, 16))
+    for stage in range(4):
+        phases = phase_split(run.lowered, run.timeline, stage)
+        assert sum(phases.values()) == pytest.approx(run.result.step_time_s, rel=1e-12)
+        assert min(phases.values()) >= 0
+    phases = phase_split(run.lowered, run.timeline, 1)
+    expected = [b.forward_s[q] + b.backward_s[3 - q] for q in (1, 2)]  # chunk 0 at 1, 1 at 2
+    assert pairs * min(expected) <= phases["F&B"] * (1 + 1e-12)
+    assert phases["F&B"] <= pairs * max(expected) * (1 + 1e-12)

@@ -331,10 +331,10 @@ class StepBuilder:
         if self.dual:
             for slot in slots:
                 last = self._slot(t, stage, slot, inputs)
-        for kind, chunk, mb in [] if self.dual else order:
-            last = self._pass(
-                t, kind, chunk, self.position(stage, chunk), mb, inputs.get((kind, chunk, mb))
-            )
+        else:
+            for kind, chunk, mb in order:
+                q, recv = self.position(stage, chunk), inputs.get((kind, chunk, mb))
+                last = self._pass(t, kind, chunk, q, mb, recv)
         self._finish_step(t, stage, last)
         return t
 
@@ -344,20 +344,19 @@ class StepBuilder:
         """One DualPipe slot; returns the compute stream's last op. A lone pass runs as 1F1B
         runs it (its collectives and sends on the compute stream, all SMs); a full backward
         is its B then its W; an overlapped F&B slot runs as _overlapped says."""
-        first = slot[0]
         if len(slot) == 3:
             return self._overlapped(t, stage, slot, inputs)
-        kind, chunk, mb = first
+        kind, chunk, mb = slot[0]
         q = self.position(stage, chunk)
         if kind == "W":
             return self._weight(t, q, mb)
-        return self._pass(t, kind, chunk, q, mb, inputs.get(first), weight=len(slot) == 2)
+        return self._pass(t, kind, chunk, q, mb, inputs.get(slot[0]), weight=len(slot) == 2)
 
     def _weight(self, t: Template, q: int, mb: int) -> int:
         """A W pass (weight gradients), then ZeRO-3's reduce-scatter of the gradients."""
         op = TemplateOp(f"W q{q} mb{mb}", Kind.COMPUTE, COMPUTE, duration=self.weight_s[q])
         last = t.add(op)
-        if self.plan.zero == 3 and self.plan.dp > 1:
+        if self._zero3:
             t.add(self._zero3_grads(q, last))
         return last
 
@@ -383,20 +382,13 @@ class StepBuilder:
                 if op.stream == EP_STREAM:
                     comm = [index]
         end = t.add(TemplateOp(f"F&B end mb{fmb}/{bmb}", Kind.WAIT, COMPUTE, deps=comm))
+        sends = []  # (tag, stage offset, name): activations onward, gradients back
         if fq < self.last:
-            tag = self.tag(0, fq + 1, fc)
-            t.add(
-                self._p2p(
-                    Kind.SEND, SEND_STREAM, self.direction(fc), tag, f"send act mb{fmb}", [end]
-                )
-            )
+            sends.append((self.tag(0, fq + 1, fc), self.direction(fc), f"send act mb{fmb}"))
         if bq > 0:
-            tag = self.tag(1, bq, bc)
-            t.add(
-                self._p2p(
-                    Kind.SEND, SEND_STREAM, -self.direction(bc), tag, f"send grad mb{bmb}", [end]
-                )
-            )
+            sends.append((self.tag(1, bq, bc), -self.direction(bc), f"send grad mb{bmb}"))
+        for tag, offset, name in sends:
+            t.add(self._p2p(Kind.SEND, SEND_STREAM, offset, tag, name, [end]))
         if self._zero3:
             t.add(self._zero3_grads(bq, end))
         return end
