@@ -8,9 +8,9 @@ Run from the repository root: `PYTHONPATH=src python tools/gen_docs.py [--slow]`
 import sys
 from pathlib import Path
 
-from podsim.front.doc_tables import deepep_blocks, validation_blocks, with_block
+from podsim.front.doc_tables import deepep_blocks, v3_phase_block, validation_blocks, with_block
 from podsim.front.reference_page import PAGE, reference_markdown
-from podsim.front.validation import case_names, run_case
+from podsim.front.validation import case_names, run_case, v3_phases
 
 VALIDATION = "docs/validation.md"
 
@@ -21,6 +21,7 @@ def main(argv: list[str]) -> int:
     blocks = deepep_blocks()
     if "--slow" in argv:
         blocks |= validation_blocks([run_case(name) for name in case_names()])
+        blocks |= v3_phase_block(v3_phases())
     text = Path(VALIDATION).read_text(encoding="utf-8")
     for name, content in blocks.items():
         text = with_block(text, name, content)
