@@ -554,11 +554,16 @@ class StepBuilder:
         return [("ep dispatch", dispatch), ("ep combine", bf16)]
 
     def _all_to_all_bytes(self, element: float) -> tuple[float, float]:
-        """(bytes each rank sends, bytes of one token) in one expert all-to-all: one copy of
-        each token per distinct rank it is routed to (copies for two experts of one rank are
-        sent once). Node-forwarding sends one copy per node over the fabric (the op's fanout)."""
+        """(bytes of the busiest rank, bytes of one token) in one expert all-to-all: each rank
+        sends one copy of each token per distinct rank it is routed to (copies for two experts
+        of one rank are sent once; node-forwarding sends one copy per node over the fabric:
+        the op's fanout). Senders are balanced, receivers are not: the busiest expert rank
+        receives (dispatch) and returns (combine) its load's share over the mean
+        (podsim.costs.moe.Routing.imbalance, after any capacity drop), and an all-to-all ends
+        when its busiest member does."""
         token = self.model.hidden * element
-        return self.shape.moe_tokens * token * self.routing.ranks, token
+        imbalance = moe_routing(self.model, self.shape).imbalance
+        return self.shape.moe_tokens * token * self.routing.ranks * imbalance, token
 
     def _grad_bytes(self, q: int, part: int | None = None) -> float:
         """Gradient bytes at a position: all, or only the non-expert (part 0) or routed-expert
