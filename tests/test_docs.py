@@ -36,6 +36,7 @@ def test_validation_page_marks_its_generated_tables():
         "validation-held-out",
         "deepep-low-latency",
         "deepep-normal",
+        "serving-validation",
     ]
 
 
