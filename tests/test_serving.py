@@ -332,3 +332,13 @@ def test_ep_all_to_alls_carry_the_training_lowerings_shape():
     )
     assert Algorithm(code).label == "low-latency"
     assert low.deployment.comm_seconds(dispatch) == pytest.approx(seconds)
+
+
+def test_low_latency_kernels_serve_decode_only():
+    # ep_algorithm = "low-latency" names DeepEP's decode kernels: decode steps take them,
+    # prefill steps the normal kernels (the engine's choice), as with "auto".
+    keys = {"ep": 32, "dp": 32, "precision": "fp8", "micro_batches": 2}
+    ll = server("deepseek-v3", "h800-sxm", 32, ep_algorithm="low-latency", **keys)
+    auto = server("deepseek-v3", "h800-sxm", 32, **keys)
+    assert ll.prefill_at(2).step.comm_parts == auto.prefill_at(2).step.comm_parts
+    assert ll.decode_at(64).step.comm_parts != auto.decode_at(64).step.comm_parts

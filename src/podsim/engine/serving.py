@@ -97,6 +97,10 @@ class Deployment:
     def _time(self, comm: Comm) -> float:
         op = int(Collective.parse(comm.op))
         algorithm = self.algorithm if comm.op == "all-to-all" else int(Algorithm.AUTO)
+        if algorithm == Algorithm.LOW_LATENCY and not comm.low_latency:
+            # DeepEP's low-latency kernels serve decode; prefill steps (one copy per distinct
+            # rank) take its normal kernels: the engine's choice.
+            algorithm = int(Algorithm.AUTO)
         ranks = np.arange(comm.group, dtype=np.int32)
         nbytes, message, fanout = comm.bytes_per_rank, comm.message_bytes, comm.fanout
         return float(

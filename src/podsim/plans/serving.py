@@ -166,7 +166,11 @@ SERVE_FIELDS = Table(
         ),
         fraction("memory_reserve", "share of HBM left to the runtime", DEFAULT_MEMORY_RESERVE),
         Integer("redundant_experts", "extra expert replicas (EPLB)", 0, low=0, high=1_000_000),
-        String("ep_algorithm", "all-to-all algorithm of EP dispatch/combine", "auto"),
+        String(
+            "ep_algorithm",
+            "all-to-all algorithm of EP dispatch/combine (low-latency: decode steps only)",
+            "auto",
+        ),
         Boolean("ep_low_latency", "decode dispatch sends every routed copy (no dedup)", True),
         Integer("prefill_devices", "devices of the prefill pool", None, low=1, high=MAX_DEVICES),
         Integer("decode_devices", "devices of the decode pool", None, low=1, high=MAX_DEVICES),
