@@ -37,6 +37,7 @@ def test_validation_page_marks_its_generated_tables():
         "deepep-low-latency",
         "deepep-normal",
         "deepseek-v3-phases",
+        "serving-validation",
     ]
 
 

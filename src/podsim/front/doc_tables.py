@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 
 from podsim.front import deepep
+from podsim.front.serve_validation import ServingCase
 from podsim.front.validation import V3_PUBLISHED_PHASES, Case, mape
 
 HELD_OUT_PREFIX = "megatron_sc21_t2_"
@@ -140,3 +141,33 @@ def v3_phase_block(phases: dict[str, float]) -> dict[str, str]:
         ("step", f"{total[0]:.2f} s", f"{total[1]:.2f} s", f"{total[1] - total[0]:+.2f} s")
     )
     return {"deepseek-v3-phases": text}
+
+
+def serving_block(rows: list[tuple[ServingCase, Case, Case]]) -> dict[str, str]:
+    """docs/validation.md's and docs/serving.md's serving table: each case as podsim gives it
+    (calibrated efficiencies) and at efficiency 1, with mean absolute errors by kind."""
+    head = ("case", "kind", "metric (per device)", "published", "podsim", "error")
+    text = _row((*head, "at efficiency 1", "error")) + _row(("---",) * 8)
+    for case, r, peak in rows:
+        metric = "decode tok/s" if case.metric.startswith("decode") else "prefill tok/s"
+        text += _row(
+            (
+                case.label,
+                case.kind,
+                metric,
+                f"{r.published:,.0f}",
+                f"{r.predicted:,.0f}",
+                f"{r.error:+.1%}",
+                f"{peak.predicted:,.0f}",
+                f"{peak.error:+.1%}",
+            )
+        )
+    text += "\n"
+    for kind in ("calibration", "out-of-sample"):
+        picked = [(r, p) for c, r, p in rows if c.kind == kind]
+        text += (
+            f"{kind}: mean absolute error {mape([r for r, _ in picked]):.1%} "
+            f"({mape([p for _, p in picked]):.1%} at efficiency 1), worst "
+            f"{max(abs(r.error) for r, _ in picked):.1%}.\n"
+        )
+    return {"serving-validation": text}
