@@ -36,6 +36,8 @@ def test_validation_page_marks_its_generated_tables():
         "validation-held-out",
         "deepep-low-latency",
         "deepep-normal",
+        "deepseek-v3-phases",
+        "serving-validation",
     ]
 
 

@@ -1,7 +1,8 @@
 """Regenerate the generated documentation: docs/scenario-reference.md (from the schema) and
-the marked tables of docs/validation.md (DeepEP rows; with --slow, the training cases too,
-which simulate the published runs: a minute or two); with --showcase, the tables of
-docs/showcase.md (a `podsim showcase --quick` run: about half a minute).
+the marked tables of docs/validation.md (DeepEP rows, the serving cases, also in
+docs/serving.md; with --slow, the training cases too, which simulate the published runs: a
+minute or two); with --showcase, the tables of docs/showcase.md (a `podsim showcase --quick`
+run: about half a minute).
 
 Run from the repository root: `PYTHONPATH=src python tools/gen_docs.py [--slow] [--showcase]`;
 the tests (tests/test_docs.py, tests/validation/test_published.py, tests/test_showcase.py) fail
@@ -11,13 +12,21 @@ import sys
 import tempfile
 from pathlib import Path
 
-from podsim.front.doc_tables import deepep_blocks, validation_blocks, with_block
+from podsim.front.doc_tables import (
+    deepep_blocks,
+    serving_block,
+    v3_phase_block,
+    validation_blocks,
+    with_block,
+)
 from podsim.front.reference_page import PAGE, reference_markdown
+from podsim.front.serve_validation import serving_cases
 from podsim.front.showcase import showcase
 from podsim.front.showcase.readme import doc_blocks
-from podsim.front.validation import case_names, run_case
+from podsim.front.validation import case_names, run_case, v3_phases
 
 VALIDATION = "docs/validation.md"
+SERVING = "docs/serving.md"
 SHOWCASE = "docs/showcase.md"
 
 
@@ -37,10 +46,13 @@ def showcase_blocks() -> dict[str, str]:
 def main(argv: list[str]) -> int:
     Path(PAGE).write_text(reference_markdown(), encoding="utf-8")
     print(f"wrote {PAGE}")
-    blocks = deepep_blocks()
+    serving = serving_block(serving_cases())
+    blocks = deepep_blocks() | serving
     if "--slow" in argv:
         blocks |= validation_blocks([run_case(name) for name in case_names()])
+        blocks |= v3_phase_block(v3_phases())
     write_blocks(VALIDATION, blocks)
+    write_blocks(SERVING, serving)
     if "--showcase" in argv:
         write_blocks(SHOWCASE, showcase_blocks())
     return 0

@@ -160,6 +160,22 @@ def layer_backward(
     return backward
 
 
+def weight_gradient(model, layer: int, shape: LayerShape, k: KernelModel) -> float:
+    """The weight-gradient GEMMs of one layer's backward (the W of a zero-bubble split): one
+    per forward GEMM, of the same FLOPs (dW = X^T dY against Y = X W), timed as the forward's.
+    The rest of layer_backward (input-gradient GEMMs, attention, element-wise) is the B part.
+    The router's gating GEMM is left in B (podsim times it with the router's memory-bound
+    kernels)."""
+    gemm = attention_forward(model, shape, k).gemm
+    if not model.is_moe(layer):
+        return gemm + dense_mlp_forward(model, shape, k, model.ffn_hidden).gemm
+    gemm += moe_costs.experts_gemms(model, moe_routing(model, shape), shape.expert_tp, k)
+    if model.shared_experts:
+        width = model.shared_experts * model.expert_ffn_hidden
+        gemm += dense_mlp_forward(model, shape, k, width).gemm
+    return gemm
+
+
 def selective_recompute(
     model, layer: int, shape: LayerShape, k: KernelModel, modules: frozenset[str]
 ) -> PassTimes:

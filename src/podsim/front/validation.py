@@ -7,6 +7,8 @@ from importlib import resources
 
 from podsim.front.api import train
 from podsim.front.scenario import parse_scenario
+from podsim.front.training import simulate_step
+from podsim.results.training import phase_split
 
 
 @dataclass(frozen=True)
@@ -50,3 +52,26 @@ def run_case(name: str, folder_name: str = "") -> Case:
 
 def mape(cases: list[Case]) -> float:
     return sum(abs(c.error) for c in cases) / len(cases)
+
+
+CALIBRATION_V3 = "deepseek_v3_2048_h800"
+# DeepSeek ISCA'25 (arXiv 2505.09343) Table 4: one DeepSeek-V3 step on 2,048 H800s by phase
+# of a pipeline rank, seconds (they add up to 19.90 s, the published step).
+V3_PUBLISHED_PHASES = {
+    "F": 1.13,
+    "B": 1.99,
+    "W": 0.48,
+    "F&B": 13.95,
+    "optimizer": 0.29,
+    "idle": 2.06,
+}
+
+
+def v3_phases() -> dict[str, float]:
+    """podsim's split of the DeepSeek-V3 calibration step for a middle pipeline rank (stage
+    pp / 2), in the phases of V3_PUBLISHED_PHASES (podsim.results.training.phase_split)."""
+    folder = resources.files("podsim").joinpath("data/validation")
+    text = folder.joinpath(f"{CALIBRATION_V3}.toml").read_text(encoding="utf-8")
+    scenario = parse_scenario(text, source=CALIBRATION_V3)
+    run = simulate_step(scenario.model, scenario.train, scenario.cluster)
+    return phase_split(run.lowered, run.timeline, scenario.train.pp // 2)

@@ -113,7 +113,8 @@ TRAIN_FIELDS = Table(
         ),
         Integer(
             "comm_sms",
-            "SMs held by overlapped all-to-all kernels (-1: 20 under DualPipe with ep > 1)",
+            "SMs held by overlapped all-to-all kernels (-1: 20 under DualPipe with ep > 1, "
+            "held in its overlapped F&B chunks only)",
             -1,
             low=-1,
             high=100_000,
@@ -179,6 +180,7 @@ class Plan:
     optimizer_moments: str = "auto"
     # SMs the expert all-to-all kernels hold while compute overlaps them (DeepEP: 20 of 132 on
     # H800, DeepSeek-V3 section 3.2.2); -1 = auto: 20 under DualPipe with ep > 1, else 0.
+    # DualPipe holds them in its overlapped F&B chunks only; other schedules in every kernel.
     comm_sms: int = -1
     # How layers are split over pipeline stages: "even", or "balanced" (the embedding and the
     # loss, i.e. the head and each MTP module, count as a layer each, as Megatron-Core's

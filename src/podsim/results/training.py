@@ -13,7 +13,7 @@ from podsim.costs.energy import training_energy
 from podsim.costs.flops import flops_per_step
 from podsim.costs.kernels import KernelModel, provenance_summary
 from podsim.engine.core import Timeline
-from podsim.lowering.layout import TemplateOp, group_tables
+from podsim.lowering.layout import COMPUTE, TemplateOp, group_tables
 from podsim.lowering.program import Kind
 from podsim.lowering.training import LoweredStep
 from podsim.version import __version__
@@ -265,6 +265,36 @@ def breakdown(lowered: LoweredStep, timeline: Timeline) -> Breakdown:
     compute = min(own, totals.get("compute", 0.0) + optimizer)
     bubble = max(0.0, timeline.makespan - compute - comm)
     return Breakdown(compute, comm, bubble, 0.0, optimizer, by_kind)
+
+
+PHASES = ("F", "B", "W", "F&B", "optimizer", "idle")
+
+
+def phase_split(lowered: LoweredStep, timeline: Timeline, stage: int) -> dict[str, float]:
+    """Seconds the first rank of a stage spends on its compute stream by the kind of slot that
+    runs (the phases of DeepSeek ISCA'25 Table 4): lone forwards (F), lone backwards' input
+    gradients (B), weight gradients (W), overlapped F&B slots, the optimizer, and idle (the
+    bubble, waits for inputs from other stages). The collectives and sends a slot runs on the
+    compute stream, and the waits inside it, count with it; a wait before a slot's first op is
+    idle. The parts add up to the step time."""
+    graph = _StepGraph(lowered, _is_symmetric(lowered, timeline))
+    rank = stage * lowered.layout.stage_size
+    out = dict.fromkeys(PHASES, 0.0)
+    phase, clock = "idle", 0.0
+    for j, op in enumerate(lowered.templates[stage].ops):
+        if op.stream != COMPUTE:
+            continue
+        i = graph.op(rank, j)
+        begins = op.kind == Kind.COMPUTE or op.name.startswith("F&B begin")
+        if begins:
+            phase = op.name.split()[0]
+        waited = max(float(timeline.start[i]) - clock, 0.0)
+        out["idle" if begins else phase] += waited
+        end = max(float(timeline.end[i]), clock)
+        out[phase] += end - clock - waited
+        clock = end
+    out["idle"] += timeline.makespan - clock
+    return out
 
 
 def train_result(
