@@ -99,6 +99,8 @@ class TrainResult:
     energy_to_train_j: float | None = None
     energy_to_train_mwh: float | None = None
     cost_to_train_usd: float | None = None
+    # The software stack that ran the plan (podsim.plans.stack: its preset and every setting)
+    stack: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if v is not None}
@@ -313,4 +315,5 @@ def train_result(
         mfu_precision_peak=flops["model"] / per_device / gemm_peak,
         hfu_precision_peak=flops["hardware"] / per_device / gemm_peak,
         **training_energy(cluster, step, device_hours),
+        stack=plan.stack.to_dict(),
     )
