@@ -374,9 +374,11 @@ class StepBuilder:
             last = t.add(TemplateOp(name, Kind.COMPUTE, COMPUTE, duration=duration, deps=deps))
         done = last
         for op in self._pass_collectives(q, forward, last):
-            done = t.add(op)
+            index = t.add(op)
+            if op.stream != OVERLAP_STREAM:  # overlapped TP / CP comm does not hold the send
+                done = index
             if op.stream == COMPUTE:
-                last = done
+                last = index
         # Megatron's sends block the compute stream; DualPipe overlaps them with compute.
         send_stream = SEND_STREAM if self.dual else COMPUTE
         if forward and q < self.last:
