@@ -187,8 +187,9 @@ def test_dualpipe_programs_run_alike_on_both_engines(model, split, network):
     np.testing.assert_allclose(timeline.end, end, rtol=1e-9, atol=1e-15)
 
 
-# (step time, compute, exposed communication, bubble) of other schedules, recorded on the code
-# before DualPipe's B/W split: lowering them must not have changed by a bit.
+# (step time, bubble) of other schedules, recorded on the code before DualPipe's B/W split
+# (the MoE rows again once expert all-to-alls carried the busiest rank's share): lowering them
+# must not change by a bit.
 UNCHANGED = [
     (SMALL, dict(tp=2, pp=4, dp=2, schedule="1f1b"), (0.0044210739612391865, 0.000991625780844958)),
     (
@@ -204,12 +205,12 @@ UNCHANGED = [
     (
         SMALL_MOE,
         dict(tp=1, pp=2, dp=4, ep=4, schedule="1f1b", comm_sms=24, precision="fp8"),
-        (0.008762697734754275, 0.0020138373112152386),
+        (0.008772649088929317, 0.0020138373112152386),
     ),
     (
         SMALL_MOE,
         dict(tp=2, pp=2, dp=2, ep=2, etp=1, schedule="interleaved", virtual_stages=2, zero=1),
-        (0.009092203111836804, 0.001771575283171221),
+        (0.009093552774581737, 0.00177157528317122),
     ),
 ]
 

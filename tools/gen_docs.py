@@ -1,8 +1,8 @@
 """Regenerate the generated documentation: docs/scenario-reference.md (from the schema) and
 the marked tables of docs/validation.md (DeepEP rows, the serving cases, also in
-docs/serving.md; with --slow, the training cases too, which simulate the published runs: a
-minute or two); with --showcase, the tables of docs/showcase.md (a `podsim showcase --quick`
-run: about half a minute).
+docs/serving.md; with --slow, the training cases, the DeepSeek-V3 phases and the runs of other
+software stacks too, which simulate the published runs: a few minutes); with --showcase, the
+tables of docs/showcase.md (a `podsim showcase --quick` run: about half a minute).
 
 Run from the repository root: `PYTHONPATH=src python tools/gen_docs.py [--slow] [--showcase]`;
 the tests (tests/test_docs.py, tests/validation/test_published.py, tests/test_showcase.py) fail
@@ -13,8 +13,11 @@ import tempfile
 from pathlib import Path
 
 from podsim.front.doc_tables import (
+    A100_ROWS,
     deepep_blocks,
     serving_block,
+    stack_blocks,
+    unfused_blocks,
     v3_phase_block,
     validation_blocks,
     with_block,
@@ -23,7 +26,14 @@ from podsim.front.reference_page import PAGE, reference_markdown
 from podsim.front.serve_validation import serving_cases
 from podsim.front.showcase import showcase
 from podsim.front.showcase.readme import doc_blocks
-from podsim.front.validation import case_names, run_case, v3_phases
+from podsim.front.validation import (
+    SOFTWARE_STACKS,
+    case_names,
+    run_case,
+    unfused_attention,
+    v3_phases,
+    without_stack,
+)
 
 VALIDATION = "docs/validation.md"
 SERVING = "docs/serving.md"
@@ -51,6 +61,12 @@ def main(argv: list[str]) -> int:
     if "--slow" in argv:
         blocks |= validation_blocks([run_case(name) for name in case_names()])
         blocks |= v3_phase_block(v3_phases())
+        names = case_names(SOFTWARE_STACKS)
+        stacks = [run_case(name, SOFTWARE_STACKS) for name in names]
+        baseline = [run_case(name, SOFTWARE_STACKS, without_stack) for name in names]
+        blocks |= stack_blocks(stacks, baseline)
+        a100 = [name for name in case_names() if name.startswith(A100_ROWS)]
+        blocks |= unfused_blocks([run_case(name, "", unfused_attention) for name in a100])
     write_blocks(VALIDATION, blocks)
     write_blocks(SERVING, serving)
     if "--showcase" in argv:

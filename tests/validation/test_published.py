@@ -27,8 +27,8 @@ MAPE_BOUND = 0.10
 
 
 @pytest.fixture(scope="module")
-def cases():
-    return {name: run_case(name) for name in case_names()}
+def cases(published_cases):
+    return published_cases
 
 
 def test_every_published_row_is_reproduced(cases):

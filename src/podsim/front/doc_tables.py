@@ -82,6 +82,34 @@ def validation_blocks(cases: list[Case]) -> dict[str, str]:
     return {"validation-calibration": calib, "validation-held-out": out}
 
 
+def stack_blocks(cases: list[Case], baseline: list[Case]) -> dict[str, str]:
+    """docs/validation.md's runs of other software stacks: published, podsim with the run's
+    [stack] and without it (megatron-core), with both errors."""
+    head = ("case", "published", "with its stack", "error", "megatron-core", "error")
+    text = _row(head) + _row(("---",) * 6)
+    before = {c.name: c for c in baseline}
+    for c in cases:
+        b = before[c.name]
+        cells = (c.name, f"{c.published:,.4g}", f"{c.predicted:,.1f}", f"{c.error:+.1%}")
+        text += _row((*cells, f"{b.predicted:,.1f}", f"{b.error:+.1%}"))
+    text += f"\nMAPE {mape(cases):.1%} with each run's stack, "
+    text += f"{mape(baseline):.1%} with megatron-core.\n"
+    return {"validation-software-stacks": text}
+
+
+A100_ROWS = ("megatron_sc21_t1_", "korthikanti22_")  # the rows the A100 efficiencies fit
+
+
+def unfused_blocks(cases: list[Case]) -> dict[str, str]:
+    """docs/validation.md's A100 calibration rows run with unfused attention costed as such
+    (train.flash_attention = false) at the fitted A100 efficiencies."""
+    text = _row(("case", "published", "unfused, as fitted", "error")) + _row(("---",) * 4)
+    for c in sorted(cases, key=lambda c: _calibration_order(c.name)):
+        text += _row((c.name, f"{c.published:,.4g}", f"{c.predicted:,.4g}", f"{c.error:+.1%}"))
+    text += f"\nMAPE {mape(cases):.1%} over these {len(cases)} rows.\n"
+    return {"validation-unfused-attention": text}
+
+
 def _calibration_order(name: str) -> tuple[int, float]:
     """Korthikanti's rows first, then SC'21 Table 1, each by model size."""
     size = re.search(r"_(\d+)p?(\d*)B", name) or re.search(r"_(\d+)()T", name)

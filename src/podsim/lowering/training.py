@@ -38,9 +38,17 @@ from podsim.lowering.layout import (
     build_symmetric_program,
     symmetry,
 )
+from podsim.lowering.overlap import (
+    OVERLAP_STREAM,
+    PIECES_PER_LAYER,
+    Transfer,
+    scale_collectives,
+    split_pass,
+)
 from podsim.lowering.program import Collective, Kind, Program, check_program_size
 from podsim.lowering.routing import Routing, routing
 from podsim.plans.schedules import Slot, dualpipe_slots, stage_order
+from podsim.plans.stack import UNBOUNDED
 from podsim.plans.training import Plan
 from podsim.specs.clusters import Cluster
 
@@ -158,9 +166,11 @@ class StepBuilder:
         self.dual = plan.schedule == "dualpipe"
         v = 2 if self.dual else v
         self.model, self.plan, self.v = model, plan, v
+        self.stack = plan.stack
+        chip = self.stack.chip(cluster.chip)
         # DualPipe gives SMs to communication only in its overlapped F&B chunks (below).
         held = 0 if self.dual else plan.overlap_sms
-        self.kernels = KernelModel(cluster.chip, plan.precision, held)
+        self.kernels = KernelModel(chip, plan.precision, held)
         # The token-count exchange crosses the fabric when an expert group leaves a domain
         # (expert groups are contiguous ranks, etp fastest, then ep).
         spans = plan.ep * plan.expert_tp > cluster.domain_size
@@ -175,6 +185,7 @@ class StepBuilder:
             capacity_factor=plan.capacity_factor,
             count_latency=cluster.scale_out_latency if spans else cluster.scale_up_latency,
             fp8_recipe=plan.fp8_recipe,
+            flash_attention=plan.flash_attention,
         )
         self.recompute = plan.recompute_set(model)
         positions = plan.pp if self.dual else plan.pp * v
@@ -183,8 +194,12 @@ class StepBuilder:
         # Every pass at a position costs the same: cost each once.
         self.forward_s = [self.forward_time(q) for q in range(positions)]
         self.backward_s = [self.backward_time(q) for q in range(positions)]
+        for q in range(positions):  # the framework's own time per layer and pass
+            extra_forward, extra_backward = self.layer_overhead(q)
+            self.forward_s[q] += extra_forward
+            self.backward_s[q] += extra_backward
         if self.dual:
-            self._cost_dualpipe(KernelModel(cluster.chip, plan.precision, plan.overlap_sms))
+            self._cost_dualpipe(KernelModel(chip, plan.precision, plan.overlap_sms))
         self.split = [self.local_split(q) for q in range(positions)]
         self.params = [sum(split) for split in self.split]
         self.routing = self._routing(cluster)
@@ -199,8 +214,20 @@ class StepBuilder:
         self.input_s = [b - w for b, w in zip(self.backward_s, self.weight_s, strict=True)]
         self.overlap_forward_s, self.overlap_backward_s = self.forward_s, self.backward_s
         if overlapped.reserved_units:
-            self.overlap_forward_s = [self.forward_time(q, overlapped) for q in positions]
-            self.overlap_backward_s = [self.backward_time(q, overlapped) for q in positions]
+            extra = [self.layer_overhead(q) for q in positions]
+            self.overlap_forward_s = [
+                self.forward_time(q, overlapped) + extra[q][0] for q in positions
+            ]
+            self.overlap_backward_s = [
+                self.backward_time(q, overlapped) + extra[q][1] for q in positions
+            ]
+
+    def layer_overhead(self, q: int) -> tuple[float, float]:
+        """The stack's framework time per layer at a position: (forward, backward); a full
+        recompute runs the forward again in backward."""
+        per_pass = self.stack.layer_overhead * len(self.chunks[q])
+        runs = 2 if self.plan.recompute == "full" else 1
+        return per_pass, per_pass * runs
 
     def moe_layers(self, q: int) -> int:
         """MoE layers at a position (asked once per pass: cached per builder)."""
@@ -316,6 +343,8 @@ class StepBuilder:
         else:
             order = stage_order(plan.schedule, plan.pp, stage, plan.microbatches, self.v)
         t = Template()
+        self._grad_ops: list[int] = []  # gradient reductions the optimizer waits for
+        self._ends = _chunk_ends(order)
         inputs = {}
         for kind, chunk, mb in order:  # receives are posted first, in the order used
             q, d = self.position(stage, chunk), self.direction(chunk)
@@ -453,27 +482,39 @@ class StepBuilder:
         the gradient is sent after both, as DeepSeek's backward chunk sends it)."""
         forward, d = kind == "F", self.direction(chunk)
         deps = [] if recv is None else [recv]
-        if self._zero3:  # gather this chunk's weights first
-            deps.append(self._zero3_gather(t, q))
-        duration = self.forward_s[q] if forward else self.backward_s[q]
-        if self.dual and not forward:
-            duration = self.input_s[q]
-        last = t.add(
-            TemplateOp(f"{kind} q{q} mb{mb}", Kind.COMPUTE, COMPUTE, duration=duration, deps=deps)
-        )
+        split = None if self.dual else self._split(kind, chunk, q, mb)
+        if split is not None:  # layer by layer, with the stack's gathers and reductions
+            duration = self.forward_s[q] if forward else self.backward_s[q]
+            pieces = max(1, len(self.chunks[q]) * split.pop("per_layer"))
+            last, reduced = split_pass(t, f"{kind} q{q} mb{mb}", duration, pieces, deps, **split)
+            self._grad_ops += reduced
+        else:
+            if self._zero3:  # gather this chunk's weights first
+                deps.append(self._zero3_gather(t, q))
+            duration = self.forward_s[q] if forward else self.backward_s[q]
+            if self.dual and not forward:
+                duration = self.input_s[q]
+            name = f"{kind} q{q} mb{mb}"
+            last = t.add(TemplateOp(name, Kind.COMPUTE, COMPUTE, duration=duration, deps=deps))
+        done = last
         for op in self._pass_collectives(q, forward, last):
-            last = t.add(op)
+            index = t.add(op)
+            if op.stream != OVERLAP_STREAM:  # overlapped TP / CP comm does not hold the send
+                done = index
+            if op.stream == COMPUTE:
+                last = index
         if weight:
             duration = self.weight_s[q]
-            last = t.add(TemplateOp(f"W q{q} mb{mb}", Kind.COMPUTE, COMPUTE, duration=duration))
-        done = last
+            last = done = t.add(
+                TemplateOp(f"W q{q} mb{mb}", Kind.COMPUTE, COMPUTE, duration=duration)
+            )
         if forward and q < self.last:
             tag = self.tag(0, q + 1, chunk)
-            last = t.add(self._p2p(Kind.SEND, COMPUTE, d, tag, f"send act mb{mb}", [last]))
+            last = t.add(self._p2p(Kind.SEND, COMPUTE, d, tag, f"send act mb{mb}", [done]))
         if not forward and q > 0:
             tag = self.tag(1, q, chunk)
-            last = t.add(self._p2p(Kind.SEND, COMPUTE, -d, tag, f"send grad mb{mb}", [last]))
-        if not forward and self._zero3 and (weight or not self.dual):
+            last = t.add(self._p2p(Kind.SEND, COMPUTE, -d, tag, f"send grad mb{mb}", [done]))
+        if not forward and self._zero3 and split is None and (weight or not self.dual):
             t.add(self._zero3_grads(q, done))
         return last
 
@@ -489,6 +530,8 @@ class StepBuilder:
         activation = self.shape.tokens * model.hidden * self.kernels.activation_bytes
         ops, deps = [], [after]
         moe = sum(model.is_moe(i) for i in self.chunks[q])
+        tp_stream = OVERLAP_STREAM if self.stack.overlap_tp_comm else COMPUTE
+        cp_stream = OVERLAP_STREAM if self.stack.overlap_cp_comm else COMPUTE
         if plan.tp > 1:  # after attention, and after a dense MLP (an MoE layer's experts
             # gather and scatter their tokens over etp instead, below)
             ops.append(
@@ -499,13 +542,23 @@ class StepBuilder:
                     (2 * layers - moe) * passes,
                     deps,
                     "tp all-reduce",
+                    tp_stream,
                 )
             )
         moe = self.moe_layers(q)
         if plan.ep > 1 and moe:  # dispatch and combine per MoE layer
+            # DualPipe's schedule places its all-to-alls (ep_stream); other schedules follow
+            # the stack (Megatron-Core: on the compute stream, exposed)
+            stream = EP_STREAM if self.stack.overlaps_ep(False) else COMPUTE
             for name, element in self._expert_elements(forward):
                 op = self._collective(
-                    "ep", Collective.ALL_TO_ALL, 0.0, moe * passes, deps, name, ep_stream
+                    "ep",
+                    Collective.ALL_TO_ALL,
+                    0.0,
+                    moe * passes,
+                    deps,
+                    name,
+                    ep_stream if self.dual else stream,
                 )
                 op.nbytes, op.message_bytes = self._all_to_all_bytes(element)
                 op.fanout = self.routing.fanout
@@ -529,6 +582,7 @@ class StepBuilder:
                     layers * passes,
                     deps,
                     "cp all-gather kv",
+                    cp_stream,
                 )
             )
         return ops
@@ -572,6 +626,55 @@ class StepBuilder:
         params = self.params[q] if part is None else self.split[q][part]
         return params * (2 if self.plan.precision == "fp16" else 4)
 
+    def _split(self, kind: str, chunk: int, q: int, mb: int) -> dict | None:
+        """How the stack splits this pass (split_pass's arguments, and pieces per layer; 0: the
+        chunk in one piece), or None. Split: every pass under ZeRO-3 gathers per layer or
+        module, with a bounded prefetch or without a backward gather; a chunk's first forward
+        under an overlapped ZeRO-1/2 weight gather; its last backward under an overlapped
+        gradient reduction."""
+        plan, stack, forward = self.plan, self.stack, kind == "F"
+        first, final = self._ends[chunk]
+        if plan.zero == 3 and plan.dp > 1:
+            per_layer = PIECES_PER_LAYER[stack.zero3_granularity]
+            if per_layer or stack.zero3_prefetch != UNBOUNDED or not stack.zero3_regather:
+                weights = Transfer("dp", Collective.ALL_GATHER, self.params[q] * 2, "zero3 gather")
+                grads = Transfer(
+                    "dp", Collective.REDUCE_SCATTER, self._grad_bytes(q), "zero3 grads"
+                )
+                return {
+                    "per_layer": per_layer,
+                    "gathers": (weights,) if forward or stack.zero3_regather else (),
+                    "prefetch": stack.zero3_prefetch,
+                    "reductions": () if forward else (grads,),
+                }
+            return None
+        if forward and mb == first and plan.zero in (1, 2) and stack.overlap_param_gather:
+            gathers = self._dp_transfers(q, Collective.ALL_GATHER)
+            return {"per_layer": 1, "gathers": gathers} if gathers else None
+        if not forward and mb == final and plan.zero < 3 and stack.overlap_grad_reduce:
+            op = Collective.ALL_REDUCE if plan.zero == 0 else Collective.REDUCE_SCATTER
+            reductions = self._dp_transfers(q, op)
+            return {"per_layer": 1, "reductions": reductions} if reductions else None
+        return None
+
+    def _dp_transfers(self, q: int, op: Collective) -> tuple[Transfer, ...]:
+        """A position's weights (all-gather, 2 bytes each) or gradients over dp, and routed
+        experts' over expert dp when they are apart (as _finish_step groups them)."""
+        plan = self.plan
+        apart = bool(self.model.experts) and (plan.ep > 1 or plan.expert_tp != plan.tp)
+        parts = [("dp", plan.dp, 0 if apart else None)]
+        if apart:
+            parts.append(("edp", plan.expert_dp, 1))
+        out = []
+        for role, size, part in parts:
+            if size > 1:
+                params = self.params[q] if part is None else self.split[q][part]
+                gather = op == Collective.ALL_GATHER
+                nbytes = params * 2 if gather else self._grad_bytes(q, part)
+                name = f"{role} {'weights' if gather else 'grads'} q{q}"
+                out.append(Transfer(role, op, nbytes, name))
+        return tuple(out)
+
     def _finish_step(self, t: Template, stage: int, last: int) -> None:
         """Gradient reduction, the optimizer and the ZeRO weight gather. Routed-expert
         gradients and states go over the expert data-parallel group (Megatron-Core's
@@ -587,9 +690,9 @@ class StepBuilder:
         else:
             groups[0] = ("dp", plan.dp, dense + experts, None)
         op = Collective.ALL_REDUCE if plan.zero == 0 else Collective.REDUCE_SCATTER
-        deps = [last]
+        deps = [last, *self._grad_ops]
         for role, size, _, part in groups:
-            if size > 1 and plan.zero < 3:
+            if size > 1 and plan.zero < 3 and not self.stack.overlap_grad_reduce:
                 grads = sum(self._grad_bytes(q, part) for q in stage_chunks)
                 name = "dp grads" if role == "dp" else "expert dp grads"
                 deps.append(t.add(self._collective(role, op, grads, 1, [last], name, DP_STREAM)))
@@ -597,7 +700,7 @@ class StepBuilder:
         update = self.kernels.memory(ADAM_BYTES_PER_PARAM * shard)
         step = t.add(TemplateOp("optimizer", Kind.COMPUTE, COMPUTE, duration=update, deps=deps))
         for role, size, n, _ in groups:
-            if size > 1 and plan.zero in (1, 2):
+            if size > 1 and plan.zero in (1, 2) and not self.stack.overlap_param_gather:
                 name = "zero gather weights" if role == "dp" else "zero gather expert weights"
                 gather = self._collective(role, Collective.ALL_GATHER, n * 2, 1, [step], name)
                 t.add(replace(gather, stream=DP_STREAM))
@@ -605,8 +708,21 @@ class StepBuilder:
     def lower(self) -> LoweredStep:
         plan = self.plan
         templates = [self.template(stage) for stage in range(plan.pp)]
+        scale_collectives(templates, self.stack)
         layout = Layout(plan.tp, plan.cp, plan.dp, plan.pp)
         return LoweredStep(templates, layout, plan.ep, plan.expert_tp)
+
+
+def _chunk_ends(order) -> dict[int, tuple[int, int]]:
+    """Per chunk: the microbatch of its first forward and of its last backward."""
+    first: dict[int, int] = {}
+    final: dict[int, int] = {}
+    for kind, chunk, mb in order:
+        if kind == "F":
+            first.setdefault(chunk, mb)
+        else:
+            final[chunk] = mb
+    return {c: (first.get(c, -1), final.get(c, -1)) for c in first.keys() | final.keys()}
 
 
 def lower_step(model, plan: Plan, cluster: Cluster, v: int) -> LoweredStep:

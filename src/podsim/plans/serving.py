@@ -76,8 +76,8 @@ DEFAULT_REQUESTS = 10_000
 # user), prefill on infer_deepseek_online_h800_prefill (4,026 uncached tokens/s per GPU). What
 # they hold: expert and DP-attention imbalance (DeepSeek's profiles route perfectly evenly),
 # host and scheduling gaps, and, for prefill, load below peak (docs/serving.md).
-DECODE_EFFICIENCY = 0.741
-PREFILL_EFFICIENCY = 0.515
+DECODE_EFFICIENCY = 0.748
+PREFILL_EFFICIENCY = 0.556
 
 
 def _degree(name: str, doc: str) -> Integer:

@@ -104,6 +104,8 @@ class TrainResult:
     energy_to_train_j: float | None = None
     energy_to_train_mwh: float | None = None
     cost_to_train_usd: float | None = None
+    # The software stack that ran the plan (podsim.plans.stack: its preset and every setting)
+    stack: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if v is not None}
@@ -351,4 +353,5 @@ def train_result(
         efficiency_provenance=provenance,
         efficiencies=provenance_summary(provenance),
         **training_energy(cluster, step, device_hours),
+        stack=plan.stack.to_dict(),
     )
