@@ -10,7 +10,7 @@ import pytest
 from podsim import _core
 from podsim.engine.core import collective_time
 from podsim.engine.reference import Topology as ReferenceTopology
-from podsim.errors import SpecError
+from podsim.errors import ProgramError, SpecError
 from podsim.front.api import builtin_scenarios, resolve_scenario, serve
 from podsim.front.chipswap import swap_chip
 from podsim.front.cli import main
@@ -261,3 +261,16 @@ def test_the_cloudmatrix_decode_row_per_die_as_docs_quote_it():
     docs = (Path(__file__).parents[1] / "docs" / "engine.md").read_text(encoding="utf-8")
     for value in (package, die, 2 * die):
         assert f"{value:,.0f}" in docs, value
+
+
+def test_contention_mode_refuses_torus_routes_it_cannot_follow():
+    # An 8x8x8 torus: the torus algorithm's flows are one hop, but direct all-to-all reaches
+    # (4,4,4), 12 hops away: the analytical network prices it, the contention network (8 hops
+    # at most) says why not.
+    cluster = make_cluster(
+        "tpu-v5p", 512, domain_size=512, scale_up_topology="torus", torus_dims=[8, 8, 8]
+    )
+    assert collective(cluster, "all-to-all", 1e6, "direct").time_s > 0
+    assert collective(cluster, "all-reduce", 1e6, "torus", "contention").time_s > 0
+    with pytest.raises(ProgramError, match="analytical"):
+        collective(cluster, "all-to-all", 1e6, "direct", "contention")

@@ -69,7 +69,7 @@ void validate_scale_up(const Topology& t) {
   }
   require(product == t.domain_size, "torus_dims", static_cast<double>(product),
           "dimensions whose product is domain_size");
-  require(diameter <= kMaxPathLinks, "torus_dims", static_cast<double>(diameter),
+  require(diameter <= kMaxTorusDiameter, "torus_dims", static_cast<double>(diameter),
           "a torus whose diameter (sum of floor(k / 2)) is at most 32 hops");
 }
 
@@ -87,19 +87,23 @@ void torus_route(const Topology& t, std::int32_t src, std::int32_t dst, Path& pa
   auto at = t.coords(src);
   const auto to = t.coords(dst);
   const std::int64_t base = extra_base(t);
-  path.size = 0;
+  int hops = 0;
   for (std::size_t dim = 0; dim < 3; ++dim) {
     const std::int64_t k = t.torus_dims[dim];
     for (int step = torus_step(at[dim], to[dim], k); step != 0;
          step = torus_step(at[dim], to[dim], k)) {
       const std::int64_t here = t.at(src, at);
       const auto dir = static_cast<std::int64_t>(2 * dim + (step > 0 ? 0 : 1));
-      path.links[static_cast<std::size_t>(path.size++)] =
-          static_cast<std::int32_t>(base + 6 * here + dir);
+      if (hops < kMaxPathLinks) {
+        path.links[static_cast<std::size_t>(hops)] =
+            static_cast<std::int32_t>(base + 6 * here + dir);
+      }
+      ++hops;
       at[dim] = ((at[dim] + step) % k + k) % k;
     }
   }
-  path.hops = path.size;
+  path.hops = hops;
+  path.size = std::min(hops, kMaxPathLinks);
   path.latency = t.scale_up_latency * path.hops;
   path.bandwidth = t.link_bandwidth;
 }

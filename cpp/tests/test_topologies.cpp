@@ -82,6 +82,18 @@ void torus_routes() {
   expect(minus.links[0] == base + 6 * 1 + 1, "tie from x = 1 goes -x");
   expect(route(t, 0, 3).size == 1 && route(t, 0, 3).links[0] == base + 1, "wrap-around: -x");
   expect(route(t, 0, 0).size == 2, "a device to itself keeps the switch path");
+  // 8x8x8: (0,0,0) -> (4,4,4) is 12 hops, priced in full but longer than the contention
+  // network follows: it refuses the flow with a clear error.
+  const Topology big = torus({8, 8, 8});
+  big.validate();
+  const Path long_route = route(big, 0, static_cast<std::int32_t>(big.at(0, {4, 4, 4})));
+  expect(long_route.hops == 12 && long_route.size == kMaxPathLinks, "a 12-hop route");
+  expect_near(long_route.latency, 12 * kUpLat, "12 hops of latency");
+  FlowNetwork network(big);
+  network.reserve(1);
+  expect_throws<ProgramError>(
+      [&] { network.add(0, 0, static_cast<std::int32_t>(big.at(0, {4, 4, 4})), 1e6); },
+      "the contention network refuses a 12-hop route", "analytical");
 }
 
 void mesh_closed_forms() {

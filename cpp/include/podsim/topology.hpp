@@ -14,9 +14,12 @@ enum class ScaleUp : std::int8_t {
 };
 inline constexpr int kScaleUpKinds = 3;
 
-// The most links one path may cross: 2 NIC links, 2 pod links, or a torus route of this many
-// hops (the diameter of a 16x16x24 torus is 28).
-inline constexpr int kMaxPathLinks = 32;
+// The most links a path the contention network follows may cross: 2 NIC links, 2 pod links,
+// or a torus route of up to 8 hops (the diameter of a 4x4x8 torus; a 4x4x4 cube's is 6). Longer
+// torus routes are priced (latency, bandwidth) but not followed link by link.
+inline constexpr int kMaxPathLinks = 8;
+// The largest torus diameter (sum of floor(k / 2)) a topology may have (16x16x24: 28).
+inline constexpr std::int64_t kMaxTorusDiameter = 32;
 
 struct Topology {
   std::int64_t devices = 1;
@@ -67,7 +70,7 @@ struct Topology {
 // The links a transfer from src to dst crosses, its latency and bandwidth.
 struct Path {
   std::array<std::int32_t, kMaxPathLinks> links{};
-  int size = 0;
+  int size = 0;  // links listed: all of them unless hops > kMaxPathLinks
   int hops = 1;  // torus hops (latency is hops x scale_up_latency); 1 otherwise
   double latency = 0.0;
   double bandwidth = 0.0;  // of the slowest link
