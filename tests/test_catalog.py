@@ -167,6 +167,23 @@ def test_other_spot_values():
     assert "fp8" not in chips["ascend-910c"].peak_flops  # no native FP8
 
 
+def test_the_chips_added_with_scale_up_topologies():
+    # Datasheet figures (chips.toml sources): dense peaks, memory, per-direction scale-up.
+    chips = catalog()
+    gb300, mi325x, mi355x = chips["gb300"], chips["mi325x"], chips["mi355x"]
+    tpu_v4, nvl = chips["tpu-v4"], chips["h100-nvl"]
+    assert gb300.peak("fp4") == pytest.approx(1080e15 / 72) and gb300.domain_size == 72
+    assert gb300.scale_out_bandwidth == pytest.approx(100e9)  # ConnectX-8, 800 Gb/s
+    assert mi325x.peak("bf16") == chips["mi300x"].peak("bf16") and mi325x.hbm_bytes == 256e9
+    assert mi355x.peak("fp8") == pytest.approx(5033.2e12) and mi355x.tdp_watts == 1400
+    assert mi355x.scale_up_bandwidth == pytest.approx(7 * 153.6e9 / 2)
+    assert tpu_v4.hbm_bytes == 32 * 2**30 and tpu_v4.peak("bf16") == 275e12
+    assert nvl.peak("bf16") == pytest.approx(1671e12 / 2) and nvl.domain_size == 2
+    # The 910C is two dies; every other chip one.
+    assert chips["ascend-910c"].dies == 2 and chips["ascend-910c"].die_link_bandwidth > 0
+    assert all(c.dies == 1 for cid, c in chips.items() if cid != "ascend-910c")
+
+
 def test_get_chip_by_id_and_by_table():
     assert get_chip("h100-sxm") is catalog()["h100-sxm"]
     custom = get_chip({"id": "mine", **_valid_table()})

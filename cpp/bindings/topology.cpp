@@ -2,24 +2,49 @@
 #include "podsim/topology.hpp"
 
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <array>
+#include <string>
+
+#include "podsim/errors.hpp"
 #include "register.hpp"
 
 namespace py = pybind11;
+using podsim::ScaleUp;
 using podsim::Topology;
+
+namespace {
+
+ScaleUp scale_up_arg(int kind) {
+  if (kind < 0 || kind >= podsim::kScaleUpKinds) {
+    throw podsim::SpecError("topology.scale_up_topology = " + std::to_string(kind) +
+                            " is not allowed: 0 (switch), 1 (full_mesh) or 2 (torus)");
+  }
+  return static_cast<ScaleUp>(kind);
+}
+
+}  // namespace
 
 void register_topology(py::module_& m) {
   py::class_<Topology>(m, "Topology")
       .def(py::init([](std::int64_t devices, std::int64_t domain_size, std::int64_t pod_size,
                        double su_bw, double su_lat, double so_bw, double so_lat, double oversub,
                        double launch, double message_overhead, double nic_message_rate,
-                       double forward_efficiency) {
+                       double forward_efficiency, int scale_up, double link_bandwidth,
+                       const std::array<std::int64_t, 3>& torus_dims, std::int64_t package_size,
+                       double package_bandwidth) {
              Topology t{devices,          domain_size,
                         pod_size,         su_bw,
                         su_lat,           so_bw,
                         so_lat,           oversub,
                         launch,           message_overhead,
                         nic_message_rate, forward_efficiency};
+             t.scale_up = scale_up_arg(scale_up);
+             t.link_bandwidth = link_bandwidth;
+             t.torus_dims = torus_dims;
+             t.package_size = package_size;
+             t.package_bandwidth = package_bandwidth;
              t.validate();
              return t;
            }),
@@ -28,8 +53,16 @@ void register_topology(py::module_& m) {
            py::arg("scale_out_bandwidth"), py::arg("scale_out_latency"),
            py::arg("oversubscription"), py::arg("launch_latency"),
            py::arg("message_overhead") = 0.0, py::arg("nic_message_rate") = 0.0,
-           py::arg("forward_efficiency") = 1.0)
+           py::arg("forward_efficiency") = 1.0, py::arg("scale_up_topology") = 0,
+           py::arg("link_bandwidth") = 0.0,
+           py::arg("torus_dims") = std::array<std::int64_t, 3>{1, 1, 1},
+           py::arg("package_size") = 1, py::arg("package_bandwidth") = 0.0)
       .def_readonly("devices", &Topology::devices)
       .def_readonly("domain_size", &Topology::domain_size)
-      .def_readonly("pod_size", &Topology::pod_size);
+      .def_readonly("pod_size", &Topology::pod_size)
+      .def_property_readonly("scale_up_topology",
+                             [](const Topology& t) { return static_cast<int>(t.scale_up); })
+      .def_readonly("link_bandwidth", &Topology::link_bandwidth)
+      .def_readonly("torus_dims", &Topology::torus_dims)
+      .def_readonly("package_size", &Topology::package_size);
 }

@@ -4,7 +4,9 @@
 #include <bit>
 #include <cmath>
 #include <string>
+#include <tuple>
 #include <unordered_map>
+#include <utility>
 
 #include "podsim/errors.hpp"
 
@@ -76,6 +78,40 @@ std::vector<std::vector<std::int32_t>> by_domain(const Topology& topology, Membe
 bool balanced(const std::vector<std::vector<std::int32_t>>& domains) {
   return std::all_of(domains.begin(), domains.end(),
                      [&](const auto& d) { return d.size() == domains.front().size(); });
+}
+
+bool one_domain(const Topology& topology, Members members) {
+  return std::all_of(members.begin(), members.end(), [&](std::int32_t r) {
+    return topology.domain(r) == topology.domain(members[0]);
+  });
+}
+
+// Whether the members fill a sub-torus of one torus domain: per dimension either one coordinate
+// or the whole ring (so that every ring of the sub-torus wraps round). `spans`: its extents.
+bool sub_torus(const Topology& topology, Members members, std::array<std::int64_t, 3>& spans) {
+  if (topology.scale_up != ScaleUp::Torus || !one_domain(topology, members)) return false;
+  std::vector<char> seen(static_cast<std::size_t>(topology.domain_size), 0);
+  std::array<std::vector<char>, 3> values;
+  spans = {0, 0, 0};
+  for (std::size_t d = 0; d < 3; ++d)
+    values[d].assign(static_cast<std::size_t>(topology.torus_dims[d]), 0);
+  for (std::int32_t r : members) {
+    auto& once = seen[static_cast<std::size_t>(r % topology.domain_size)];
+    if (once) return false;  // a rank listed twice
+    once = 1;
+    const auto c = topology.coords(r);
+    for (std::size_t d = 0; d < 3; ++d) {
+      auto& v = values[d][static_cast<std::size_t>(c[d])];
+      spans[d] += v ? 0 : 1;
+      v = 1;
+    }
+  }
+  std::int64_t product = 1;
+  for (std::size_t d = 0; d < 3; ++d) {
+    if (spans[d] != 1 && spans[d] != topology.torus_dims[d]) return false;
+    product *= spans[d];
+  }
+  return product == static_cast<std::int64_t>(members.size());
 }
 
 // The same-local-index rings across domains (the "rails"), one per local index.
@@ -173,6 +209,104 @@ void halving_doubling(Plan& plan, Members m, double bytes, bool scatter, bool ga
   }
 }
 
+// Every member sends `bytes` to every other one at once: on a full mesh each over its own link.
+Phase one_shot(Members m, double bytes) {
+  Phase phase;
+  phase.flows.reserve(m.size() * (m.size() - 1));
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    for (std::size_t j = 0; j < m.size(); ++j) {
+      if (i != j) phase.flows.push_back({m[i], m[j], bytes});
+    }
+  }
+  return phase;
+}
+
+// HCCL's mesh algorithms on a full mesh (docs/engine.md): reduce-scatter sends each peer its
+// S/n shard, all-gather each peer our own shard, all in one step over the n - 1 links.
+Plan mesh_plan(CollectiveOp op, Members m, double S) {
+  Plan plan;
+  const double shard = S / n_of(m);
+  if (op == CollectiveOp::AllReduce || op == CollectiveOp::ReduceScatter)
+    push(plan, one_shot(m, shard), 1);
+  if (op == CollectiveOp::AllReduce || op == CollectiveOp::AllGather)
+    push(plan, one_shot(m, shard), 1);
+  return plan;
+}
+
+// One dimension's rings of a sub-torus, each bidirectional: half of the (k-1)/k S a ring moves
+// goes each way round (k = 2: both neighbours are one, a single ring takes it all).
+Phase torus_rings(const Topology& topology, Members m, std::size_t dim, double S) {
+  const std::int64_t k = topology.torus_dims[dim];
+  const double kd = static_cast<double>(k), bytes = (kd - 1) / kd * S;
+  Phase phase;
+  for (std::int32_t r : m) {
+    auto next = topology.coords(r), prev = next;
+    next[dim] = (next[dim] + 1) % k;
+    prev[dim] = (prev[dim] + k - 1) % k;
+    const auto to_next = static_cast<std::int32_t>(topology.at(r, next));
+    const auto to_prev = static_cast<std::int32_t>(topology.at(r, prev));
+    if (k == 2) {
+      phase.flows.push_back({r, to_next, bytes});
+    } else {
+      phase.flows.push_back({r, to_next, bytes / 2});
+      phase.flows.push_back({r, to_prev, bytes / 2});
+    }
+  }
+  return phase;
+}
+
+// Dimension-ordered reduce-scatter and all-gather on a torus, as TPUs run them: a reduce-scatter
+// along x on S leaves S / kx to reduce along y, then S / (kx ky) along z; all-gather runs the
+// dimensions in reverse. So that every dimension's links work at once, the data is cut into one
+// part per dimension of the group and part j takes the dimensions in the order j, j + 1, ...
+// (an assumption: with one part the other dimensions' links would idle). Step t of the plan runs
+// every part's t-th dimension, on links no other part uses in that step.
+Plan torus_plan(const Topology& topology, CollectiveOp op, Members m, double S) {
+  std::array<std::int64_t, 3> spans{};
+  sub_torus(topology, m, spans);
+  std::vector<std::size_t> dims;
+  for (std::size_t d = 0; d < 3; ++d) {
+    if (spans[d] >= 2) dims.push_back(d);
+  }
+  const std::size_t parts = dims.size();
+  // The dimension part j works on at its t-th step, and the bytes it has then.
+  auto dim_of = [&](std::size_t j, std::size_t t) { return dims[(j + t) % parts]; };
+  auto bytes_at = [&](std::size_t j, std::size_t t) {
+    double bytes = S / static_cast<double>(parts);
+    for (std::size_t u = 0; u < t; ++u) bytes /= static_cast<double>(spans[dim_of(j, u)]);
+    return bytes;
+  };
+  auto step = [&](std::size_t t) {
+    Phase phase;
+    double steps = 0.0;
+    for (std::size_t j = 0; j < parts; ++j) {
+      Phase one = torus_rings(topology, m, dim_of(j, t), bytes_at(j, t));
+      phase.flows.insert(phase.flows.end(), one.flows.begin(), one.flows.end());
+      steps = std::max(steps, static_cast<double>(spans[dim_of(j, t)] - 1));
+    }
+    return std::make_pair(std::move(phase), steps);
+  };
+  Plan plan;
+  if (op == CollectiveOp::AllReduce || op == CollectiveOp::ReduceScatter) {
+    for (std::size_t t = 0; t < parts; ++t) {
+      auto [phase, steps] = step(t);
+      push(plan, std::move(phase), steps);
+    }
+  }
+  if (op == CollectiveOp::AllReduce || op == CollectiveOp::AllGather) {
+    for (std::size_t t = parts; t-- > 0;) {
+      auto [phase, steps] = step(t);
+      push(plan, std::move(phase), steps);
+    }
+  }
+  return plan;
+}
+
+Plan topology_plan(const Topology& topology, CollectiveOp op, Algorithm algorithm, Members m,
+                   double S) {
+  return algorithm == Algorithm::Mesh ? mesh_plan(op, m, S) : torus_plan(topology, op, m, S);
+}
+
 Phase chain(Members m, double bytes, bool toward_root) {
   Phase phase;
   for (std::size_t i = 0; i + 1 < m.size(); ++i) {
@@ -219,6 +353,28 @@ struct Hierarchy {
   double g = 1.0, m = 1.0;
 };
 
+// The intra-domain steps of the hierarchical algorithms: a ring of g - 1 steps that sends
+// (g-1)/g of S per member, or on a full mesh HCCL's one step that sends S/g to each peer.
+double intra_steps(const Topology& topology, double g) {
+  return topology.scale_up == ScaleUp::FullMesh ? 1.0 : g - 1;
+}
+
+double intra_share(const Topology& topology, double g) {
+  return topology.scale_up == ScaleUp::FullMesh ? 1.0 / g : (g - 1) / g;
+}
+
+Phase intra_phase(const Topology& topology, const std::vector<std::vector<std::int32_t>>& domains,
+                  double g, double S) {
+  if (topology.scale_up != ScaleUp::FullMesh) return rings(domains, (g - 1) / g * S, 0);
+  Phase phase;
+  for (const auto& domain : domains) {
+    if (domain.size() < 2) continue;
+    Phase one = one_shot(domain, S / g);
+    phase.flows.insert(phase.flows.end(), one.flows.begin(), one.flows.end());
+  }
+  return phase;
+}
+
 Hierarchy hierarchical(const Topology& topology, CollectiveOp op, Members members, double S) {
   const auto domains = by_domain(topology, members);
   Hierarchy h;
@@ -226,15 +382,16 @@ Hierarchy hierarchical(const Topology& topology, CollectiveOp op, Members member
   h.m = static_cast<double>(domains.size());
   const double g = h.g, m = h.m;
   const auto across = rails(domains);
+  const double steps = intra_steps(topology, g);
   if (op == CollectiveOp::AllReduce) {
-    push(h.intra_before, rings(domains, (g - 1) / g * S, 0), g - 1);
+    push(h.intra_before, intra_phase(topology, domains, g, S), steps);
     push(h.inter, rings(across, 2 * (m - 1) / m * S / g, 0), 2 * (m - 1));
-    push(h.intra_after, rings(domains, (g - 1) / g * S, 0), g - 1);
+    push(h.intra_after, intra_phase(topology, domains, g, S), steps);
   } else if (op == CollectiveOp::AllGather) {
     push(h.inter, rings(across, (m - 1) / m * S / g, 0), m - 1);
-    push(h.intra_after, rings(domains, (g - 1) / g * S, 0), g - 1);
+    push(h.intra_after, intra_phase(topology, domains, g, S), steps);
   } else {  // reduce-scatter
-    push(h.intra_before, rings(domains, (g - 1) / g * S, 0), g - 1);
+    push(h.intra_before, intra_phase(topology, domains, g, S), steps);
     push(h.inter, rings(across, (m - 1) / m * S / g, 0), m - 1);
   }
   return h;
@@ -242,6 +399,25 @@ Hierarchy hierarchical(const Topology& topology, CollectiveOp op, Members member
 
 void scale_latencies(Plan& plan, double a) {
   for (std::size_t i = 0; i < plan.phases.size(); ++i) plan.phases[i].latency = plan.steps[i] * a;
+}
+
+// Mesh and torus plans, whose flows in a phase each have links of their own: a phase costs its
+// steps of its slowest path's latency plus its largest flow at that path's bandwidth, exactly
+// what the contention network gives them.
+double plan_time(const Topology& topology, const Plan& plan) {
+  double time = 0.0;
+  for (std::size_t k = 0; k < plan.phases.size(); ++k) {
+    const StepCost c = cost_of(topology, {plan.phases[k]});
+    double most = 0.0;
+    for (const Flow& f : plan.phases[k].flows) most = std::max(most, f.bytes);
+    time += plan.steps[k] * c.a + most * c.b;
+  }
+  return time;
+}
+
+void scale_each(const Topology& topology, Plan& plan) {
+  for (std::size_t k = 0; k < plan.phases.size(); ++k)
+    plan.phases[k].latency = plan.steps[k] * cost_of(topology, {plan.phases[k]}).a;
 }
 
 // Flat (non-hierarchical, non-direct) algorithms as a plan.
@@ -311,8 +487,49 @@ double hierarchical_time(const Topology& topology, CollectiveOp op, Members memb
   const StepCost out = cost_of(topology, h.inter.phases);
   const double g = h.g, m = h.m;
   const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
-  return rounds * ((g - 1) * up.a + (g - 1) / g * S * up.b) +
+  return rounds * (intra_steps(topology, g) * up.a + intra_share(topology, g) * S * up.b) +
          rounds * ((m - 1) * out.a + (m - 1) / m * (S / g) * out.b);
+}
+
+// Direct all-to-all inside the domains of a full mesh or a torus, `per_peer` bytes to each peer:
+// (latency of one step, seconds of the busiest link). A full mesh gives every peer its own
+// link. On a torus, dimension-ordered routing loads the links of a dimension with c members per
+// ring with (n_d / c) x sum of ring distances x per_peer over its c (2 or, for c = 2, 1 per
+// member) links; the group is taken as the sub-torus its coordinates span (an estimate for
+// other shapes).
+std::pair<double, double> mesh_or_torus_all_to_all(
+    const Topology& topology, const std::vector<std::vector<std::int32_t>>& domains,
+    double per_peer) {
+  if (topology.scale_up == ScaleUp::FullMesh)
+    return {topology.scale_up_latency, per_peer / topology.link_bandwidth};
+  double hops = 0.0, load = 0.0;
+  for (const auto& domain : domains) {
+    if (domain.size() < 2) continue;
+    std::array<std::vector<char>, 3> seen;
+    std::array<double, 3> spans{0, 0, 0};
+    for (std::size_t d = 0; d < 3; ++d)
+      seen[d].assign(static_cast<std::size_t>(topology.torus_dims[d]), 0);
+    for (std::int32_t r : domain) {
+      const auto c = topology.coords(r);
+      for (std::size_t d = 0; d < 3; ++d) {
+        auto& v = seen[d][static_cast<std::size_t>(c[d])];
+        spans[d] += v ? 0.0 : 1.0;
+        v = 1;
+      }
+    }
+    double diameter = 0.0;
+    for (std::size_t d = 0; d < 3; ++d) {
+      const auto c = static_cast<std::int64_t>(spans[d]);
+      double distances = 0.0;
+      for (std::int64_t x = 1; x < c; ++x) distances += static_cast<double>(std::min(x, c - x));
+      const double links = c == 2 ? 1.0 : 2.0;
+      const double nd = static_cast<double>(domain.size());
+      load = std::max(load, nd / spans[d] * distances * per_peer / links);
+      diameter += static_cast<double>(c / 2);
+    }
+    hops = std::max(hops, diameter);
+  }
+  return {hops * topology.scale_up_latency, load / topology.link_bandwidth};
 }
 
 double direct_time(const Topology& topology, Members members, double S) {
@@ -327,7 +544,9 @@ double direct_time(const Topology& topology, Members members, double S) {
     smallest = std::min(smallest, d.size());
   }
   double a = 0.0, time = 0.0;
-  if (largest > 1) {  // some pairs share a domain
+  if (largest > 1 && topology.scale_up != ScaleUp::Switch) {
+    std::tie(a, time) = mesh_or_torus_all_to_all(topology, domains, S / n);
+  } else if (largest > 1) {  // some pairs share a domain
     a = topology.scale_up_latency;
     time = static_cast<double>(largest - 1) * S / n / topology.scale_up_bandwidth;
   }
@@ -500,7 +719,17 @@ double channel_time(const Topology& topology, CollectiveOp op, Members members, 
   const auto domains = by_domain(topology, members);
   const std::size_t m = domains.size(), g = domains.front().size();
   StepCost up, out;
-  if (g > 1) up = {topology.scale_up_latency, 1.0 / topology.scale_up_bandwidth};
+  if (g > 1 && topology.scale_up == ScaleUp::Switch) {
+    up = {topology.scale_up_latency, 1.0 / topology.scale_up_bandwidth};
+  } else if (g > 1) {  // a mesh link or a torus route per hop of the ring
+    for (const auto& domain : domains) {
+      for (std::size_t k = 0; k < g; ++k) {
+        const Path path = route(topology, domain[k], domain[(k + 1) % g]);
+        up.a = std::max(up.a, path.latency);
+        up.b = std::max(up.b, 1.0 / path.bandwidth);
+      }
+    }
+  }
   for (std::size_t i = 0; i < m; ++i) {  // channel c leaves domain i at its (c-1)-th member
     for (std::size_t c = 0; c < g; ++c) {
       const Path path = route(topology, domains[i][(c + g - 1) % g], domains[(i + 1) % m][c]);
@@ -534,10 +763,20 @@ bool applicable(const Topology& topology, CollectiveOp op, Algorithm algorithm, 
     case Algorithm::Hierarchical:
       return (all_reduce || gather_scatter) && balanced(by_domain(topology, members));
     case Algorithm::Direct:
-    case Algorithm::LowLatency:
       return op == CollectiveOp::AllToAll;
+    case Algorithm::LowLatency:  // DeepEP's kernels: NVLink through NVSwitch
+      return op == CollectiveOp::AllToAll && topology.scale_up == ScaleUp::Switch;
     case Algorithm::NodeForwarded:
-      return op == CollectiveOp::AllToAll && balanced(by_domain(topology, members));
+      return op == CollectiveOp::AllToAll && topology.scale_up == ScaleUp::Switch &&
+             balanced(by_domain(topology, members));
+    case Algorithm::Mesh:
+      return (all_reduce || gather_scatter) && topology.scale_up == ScaleUp::FullMesh &&
+             members.size() >= 2 && one_domain(topology, members);
+    case Algorithm::Torus: {
+      std::array<std::int64_t, 3> spans{};
+      return (all_reduce || gather_scatter) && members.size() >= 2 &&
+             sub_torus(topology, members, spans);
+    }
     default:
       return false;
   }
@@ -558,6 +797,10 @@ double collective_time(const Topology& topology, CollectiveOp op, Algorithm algo
   }
   if (algorithm == Algorithm::Direct) {
     return topology.launch_latency + direct_time(topology, members, bytes);
+  }
+  if (algorithm == Algorithm::Mesh || algorithm == Algorithm::Torus) {
+    return topology.launch_latency +
+           plan_time(topology, topology_plan(topology, op, algorithm, members, bytes));
   }
   if (ring_family(op, algorithm) && channelled(topology, members)) {
     return topology.launch_latency + channel_time(topology, op, members, bytes);
@@ -585,7 +828,9 @@ Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm
   }
   Algorithm best = Algorithm::Auto;
   double best_time = 0.0;
-  for (int a = 1; a < kAlgorithms; ++a) {
+  // The topology's own algorithms (mesh, torus) first: on a tie the vendor's choice wins.
+  for (int i = 0; i < kAlgorithms - 1; ++i) {
+    const int a = i < 2 ? static_cast<int>(Algorithm::Mesh) + i : i - 1;
     const auto algorithm = static_cast<Algorithm>(a);
     if (!applicable(topology, op, algorithm, members)) continue;
     const double time = analytical_time(topology, op, algorithm, members, bytes, shape);
@@ -607,6 +852,11 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, 
     Phase phase = all_pairs(members, bytes);
     phase.latency = (n_of(members) - 1) * cost_of(topology, {phase}).a;
     return {std::move(phase)};
+  }
+  if (algorithm == Algorithm::Mesh || algorithm == Algorithm::Torus) {
+    Plan plan = topology_plan(topology, op, algorithm, members, bytes);
+    scale_each(topology, plan);
+    return std::move(plan.phases);
   }
   if (algorithm == Algorithm::Hierarchical) {
     Hierarchy h = hierarchical(topology, op, members, bytes);
@@ -709,7 +959,7 @@ std::vector<double> phase_bandwidth(const Topology& topology, CollectiveOp op, A
         topology, h.intra_before.phases.empty() ? h.intra_after.phases : h.intra_before.phases);
     const StepCost across = cost_of(topology, h.inter.phases);
     const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
-    const double inside = (h.g - 1) / h.g * S * up.b;
+    const double inside = intra_share(topology, h.g) * S * up.b;
     const double shard = rounds * (h.m - 1) / h.m * (S / h.g) * across.b;
     if (!h.intra_before.phases.empty()) out.push_back(inside);
     if (!h.inter.phases.empty()) out.push_back(shard);
@@ -802,7 +1052,8 @@ const char* to_string(CollectiveOp op) {
 
 const char* to_string(Algorithm algorithm) {
   static const char* names[] = {"auto",         "ring",   "tree",        "halving-doubling",
-                                "hierarchical", "direct", "low-latency", "node-forwarded"};
+                                "hierarchical", "direct", "low-latency", "node-forwarded",
+                                "mesh",         "torus"};
   return names[static_cast<int>(algorithm)];
 }
 

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <string>
+
+#include "podsim/errors.hpp"
 
 namespace podsim {
 namespace {
@@ -26,7 +29,15 @@ void FlowNetwork::reserve(std::size_t more) {
 
 void FlowNetwork::add(std::int32_t owner, std::int32_t src, std::int32_t dst, double bytes,
                       std::int32_t count) {
-  flows_.push_back({owner, count, route(topology_, src, dst), bytes, 0.0, 0.0});
+  const Path path = route(topology_, src, dst);
+  if (path.hops > path.size) {
+    throw ProgramError("a torus route of " + std::to_string(path.hops) + " hops (" +
+                       std::to_string(src) + " -> " + std::to_string(dst) +
+                       ") is longer than the contention network follows (" +
+                       std::to_string(kMaxPathLinks) +
+                       "): use the analytical network, or algorithms between neighbours");
+  }
+  flows_.push_back({owner, count, path.links, path.size, bytes, 0.0, 0.0});
 }
 
 void FlowNetwork::advance_to(double now) {
@@ -41,8 +52,8 @@ double FlowNetwork::recompute() {
   // Progressive filling: the link with the smallest fair share fixes the rate of its flows.
   touched_links_.clear();
   for (const ActiveFlow& flow : flows_) {
-    for (int i = 0; i < flow.path.size; ++i) {
-      const std::int32_t link = flow.path.links[static_cast<std::size_t>(i)];
+    for (int i = 0; i < flow.size; ++i) {
+      const std::int32_t link = flow.links[static_cast<std::size_t>(i)];
       if (!touched_[link]) {
         touched_[link] = 1;
         touched_links_.push_back(link);
@@ -71,15 +82,15 @@ double FlowNetwork::recompute() {
     for (std::size_t index : unfixed) {
       ActiveFlow& flow = flows_[index];
       bool fixed = false;
-      for (int i = 0; i < flow.path.size && !fixed; ++i)
-        fixed = touched_[flow.path.links[static_cast<std::size_t>(i)]] == 2;
+      for (int i = 0; i < flow.size && !fixed; ++i)
+        fixed = touched_[flow.links[static_cast<std::size_t>(i)]] == 2;
       if (!fixed) {
         unfixed[kept++] = index;
         continue;
       }
       flow.rate = share;
-      for (int i = 0; i < flow.path.size; ++i) {
-        const std::int32_t link = flow.path.links[static_cast<std::size_t>(i)];
+      for (int i = 0; i < flow.size; ++i) {
+        const std::int32_t link = flow.links[static_cast<std::size_t>(i)];
         capacity_left_[link] = std::max(0.0, capacity_left_[link] - share * flow.count);
         unfixed_count_[link] -= flow.count;
       }

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "podsim/engine.hpp"
 #include "podsim/program.hpp"
 #include "podsim/topology.hpp"
 
@@ -170,5 +172,22 @@ struct Builder {
     return static_cast<std::int32_t>(p.num_ops() - 1);
   }
 };
+
+// The makespans {analytical, contention} of `ranks` each running one collective op (`repeat`
+// back-to-back instances) on the group of all of them, with nothing else on the network.
+inline std::array<double, 2> both_modes(const Topology& t, CollectiveOp op, Algorithm algorithm,
+                                        const std::vector<std::int32_t>& ranks, double bytes,
+                                        std::int32_t repeat = 1) {
+  std::array<double, 2> ends{};
+  for (auto mode : {NetworkMode::Analytical, NetworkMode::Contention}) {
+    Builder b;
+    const std::int32_t g = b.group(ranks);
+    for (std::int32_t r : ranks) b.collective(r, op, g, bytes, algorithm, repeat);
+    Engine engine(b.p, t, mode);
+    engine.advance(1'000'000);
+    ends[static_cast<std::size_t>(mode)] = engine.makespan();
+  }
+  return ends;
+}
 
 }  // namespace podsim::test

@@ -180,15 +180,7 @@ void contention_matches_closed_forms() {
       {a2a, Op::AllToAll, A::Direct, 8},
   };
   for (const Case& c : cases) {
-    double ends[2];
-    for (auto mode : {NetworkMode::Analytical, NetworkMode::Contention}) {
-      Builder b;
-      const std::int32_t g = b.group(first(c.n));
-      for (std::int32_t r = 0; r < c.n; ++r) b.collective(r, c.op, g, S, c.a, 2);
-      Engine engine(b.p, c.t, mode);
-      engine.advance(1'000'000);
-      ends[static_cast<int>(mode)] = engine.makespan();
-    }
+    const auto ends = both_modes(c.t, c.op, c.a, first(c.n), S, 2);
     const std::string what = std::string(to_string(c.op)) + " " + to_string(c.a) + " on " +
                              std::to_string(c.n) + ": contention = analytical";
     expect_near(ends[1], ends[0], what, 1e-9);

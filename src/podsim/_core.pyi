@@ -31,6 +31,11 @@ class Topology:
         message_overhead: _Float = 0.0,
         nic_message_rate: _Float = 0.0,
         forward_efficiency: _Float = 1.0,
+        scale_up_topology: _Int = 0,
+        link_bandwidth: _Float = 0.0,
+        torus_dims: tuple[_Int, _Int, _Int] = (1, 1, 1),
+        package_size: _Int = 1,
+        package_bandwidth: _Float = 0.0,
     ) -> None: ...
     @property
     def devices(self) -> int: ...
@@ -38,6 +43,14 @@ class Topology:
     def domain_size(self) -> int: ...
     @property
     def pod_size(self) -> int: ...
+    @property
+    def scale_up_topology(self) -> int: ...
+    @property
+    def link_bandwidth(self) -> float: ...
+    @property
+    def torus_dims(self) -> tuple[int, int, int]: ...
+    @property
+    def package_size(self) -> int: ...
 
 class Noise:
     """Run-to-run variation (podsim/engine.hpp, docs/engine.md "Noise")."""

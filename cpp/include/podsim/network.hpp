@@ -1,6 +1,7 @@
 // Flows sharing links max-min fairly (progressive filling), advanced in time.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -39,7 +40,9 @@ class FlowNetwork {
   struct ActiveFlow {
     std::int32_t owner;
     std::int32_t count;  // identical flows merged into this one
-    Path path;
+    // Its path's links, not the path's costs: a flow stays 72 bytes, as many flows are active.
+    std::array<std::int32_t, kMaxPathLinks> links;
+    std::int32_t size;  // links used
     double remaining;
     double rate;
     double finish_in;

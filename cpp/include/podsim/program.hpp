@@ -27,8 +27,10 @@ enum class Algorithm : std::int8_t {
   Direct = 5,
   LowLatency = 6,     // all-to-all: every peer written at once (DeepEP low-latency)
   NodeForwarded = 7,  // all-to-all: one copy per domain over scale-out, then scale-up forwarding
+  Mesh = 8,           // full mesh: every member writes each peer over its own link at once (HCCL)
+  Torus = 9,          // torus: dimension-ordered bidirectional rings (TPU)
 };
-inline constexpr int kAlgorithms = 8;
+inline constexpr int kAlgorithms = 10;
 
 inline constexpr int kMaxStreams = 64;
 inline constexpr std::int32_t kMaxRepeat = 1 << 20;

@@ -6,12 +6,27 @@
 
 namespace podsim {
 
+// How a scale-up domain is wired (docs/engine.md, "Scale-up topologies").
+enum class ScaleUp : std::int8_t {
+  Switch = 0,    // every device has one up and one down link to a non-blocking switch
+  FullMesh = 1,  // one link per ordered pair of devices of the domain
+  Torus = 2,  // a 3D torus (wrap-around in every dimension), one link per neighbour and direction
+};
+inline constexpr int kScaleUpKinds = 3;
+
+// The most links a path the contention network follows may cross: 2 NIC links, 2 pod links,
+// or a torus route of up to 8 hops (the diameter of a 4x4x8 torus; a 4x4x4 cube's is 6). Longer
+// torus routes are priced (latency, bandwidth) but not followed link by link.
+inline constexpr int kMaxPathLinks = 8;
+// The largest torus diameter (sum of floor(k / 2)) a topology may have (16x16x24: 28).
+inline constexpr std::int64_t kMaxTorusDiameter = 32;
+
 struct Topology {
   std::int64_t devices = 1;
   std::int64_t domain_size = 1;
   std::int64_t pod_size = 1;
   double scale_up_bandwidth = 1.0;   // bytes/s per device per direction
-  double scale_up_latency = 0.0;     // seconds per intra-domain path
+  double scale_up_latency = 0.0;     // seconds per intra-domain path (per hop on a torus)
   double scale_out_bandwidth = 1.0;  // bytes/s per device per direction
   double scale_out_latency = 0.0;    // seconds per inter-domain path
   double oversubscription = 1.0;     // of each pod's uplink
@@ -20,6 +35,14 @@ struct Topology {
   double message_overhead = 0.0;    // seconds per message written over scale-up (low-latency)
   double nic_message_rate = 0.0;    // messages per second a NIC sends; 0: unlimited
   double forward_efficiency = 1.0;  // of scale-up bandwidth, node-forwarded kernels
+  // Scale-up wiring: a switch (the default), a full mesh or a torus of domain_size devices.
+  ScaleUp scale_up = ScaleUp::Switch;
+  double link_bandwidth = 0.0;  // full mesh: per pair link; torus: per link (bytes/s, direction)
+  std::array<std::int64_t, 3> torus_dims{1, 1, 1};  // x fastest; product = domain_size
+  // Multi-die packages: `package_size` consecutive devices are the dies of one package (910C:
+  // 2); two dies of a package talk over their die-to-die link of `package_bandwidth`.
+  std::int64_t package_size = 1;
+  double package_bandwidth = 0.0;  // bytes/s per direction
 
   // Throws SpecError naming the first field that is out of range.
   void validate() const;
@@ -27,14 +50,28 @@ struct Topology {
   std::int64_t domain(std::int64_t device) const { return device / domain_size; }
   std::int64_t pod(std::int64_t device) const { return device / pod_size; }
   std::int64_t num_pods() const { return (devices + pod_size - 1) / pod_size; }
-  std::int64_t num_links() const { return 4 * devices + 2 * num_pods(); }
+  // Scale-up links a device owns beyond its switch links: g - 1 (mesh), 6 (torus), 0 (switch).
+  std::int64_t extra_links_per_device() const;
+  std::int64_t num_links() const {
+    return 4 * devices + 2 * num_pods() + (extra_links_per_device() + package_size - 1) * devices;
+  }
+  std::int64_t package(std::int64_t device) const { return device / package_size; }
   double link_capacity(std::int32_t link) const;
+  // The bandwidth one pair of devices of a domain gets alone (switch: scale_up_bandwidth).
+  double pair_bandwidth() const {
+    return scale_up == ScaleUp::Switch ? scale_up_bandwidth : link_bandwidth;
+  }
+  // A device's torus coordinates in its domain (x fastest).
+  std::array<std::int64_t, 3> coords(std::int64_t device) const;
+  // The device at `c` in `device`'s domain.
+  std::int64_t at(std::int64_t device, const std::array<std::int64_t, 3>& c) const;
 };
 
-// The links a transfer from src to dst crosses (2 or 4), its latency and bandwidth.
+// The links a transfer from src to dst crosses, its latency and bandwidth.
 struct Path {
-  std::array<std::int32_t, 4> links{};
-  int size = 0;
+  std::array<std::int32_t, kMaxPathLinks> links{};
+  int size = 0;  // links listed: all of them unless hops > kMaxPathLinks
+  int hops = 1;  // torus hops (latency is hops x scale_up_latency); 1 otherwise
   double latency = 0.0;
   double bandwidth = 0.0;  // of the slowest link
 };

@@ -1,7 +1,8 @@
 """The same scenario on another chip, changing only what the chip brings (`podsim compare`).
 
 What moves with the chip: its compute peaks, kernel efficiencies, memory (capacity and
-bandwidth) and its own scale-up links (bandwidth and latency per device). What is kept: the
+bandwidth) and its own scale-up links (bandwidth and latency per device, and their wiring: a
+switch unless the chip stays the same on the same domain). What is kept: the
 device count, the scale-up domain size, pods, the scale-out fabric (bandwidth, latency,
 oversubscription) and every efficiency of the cluster table, unless the chip cannot do it: a
 domain larger than the chip's own scale-up domain shrinks to it. The plan keeps its precision
@@ -44,6 +45,22 @@ def _pod(old: Cluster, domain: int) -> int:
     return -(-old.devices // domain) * domain
 
 
+def _wiring(old: Cluster, chip_id: str, domain: int, changes: list[str]) -> dict:
+    """The scale-up wiring (switch, full mesh, torus) is the chip's system's: the same chip on
+    the same domain keeps it, another chip brings its own (a switch)."""
+    if old.scale_up_topology == "switch":
+        return {}
+    if chip_id == old.chip.id and domain == old.domain_size:
+        wiring = {
+            "scale_up_topology": old.scale_up_topology,
+            "scale_up_link_bandwidth": old.scale_up_link_bandwidth,
+            "torus_dims": old.torus_dims,
+        }
+        return {k: v for k, v in wiring.items() if v is not None}
+    changes.append(f"scale-up {old.scale_up_topology} -> switch ({chip_id}'s own links)")
+    return {}
+
+
 def swap_chip(scenario: Scenario, chip_id: str) -> ChipSwap:
     """`scenario` on `chip_id`, keeping the fabric (see the module docstring)."""
     chip = get_chip(chip_id)
@@ -68,6 +85,7 @@ def swap_chip(scenario: Scenario, chip_id: str) -> ChipSwap:
     }
     if old.name:
         kept["name"] = old.name
+    kept.update(_wiring(old, chip.id, domain, changes))
     cluster = make_cluster(chip, old.devices, **kept)
     if cluster.scale_up_bandwidth != old.scale_up_bandwidth:
         changes.append(

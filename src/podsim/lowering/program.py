@@ -71,6 +71,8 @@ class Algorithm(_Named):
     DIRECT = 5
     LOW_LATENCY = 6
     NODE_FORWARDED = 7
+    MESH = 8  # full mesh: one step over every pair link (HCCL's mesh algorithms)
+    TORUS = 9  # torus: dimension-ordered bidirectional rings (TPU)
 
 
 Collective._field = "op"

@@ -1,7 +1,7 @@
 """Chips: the catalog shipped with podsim (data/chips.toml, every value sourced) and user chips."""
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
@@ -25,6 +25,7 @@ PRECISIONS = ("bf16", "fp16", "fp8", "int8", "fp32", "tf32", "fp4")
 # Kernel classes, and FP8 GEMM entries that fall back to their class (costs/kernels.py).
 KERNEL_CLASSES = ("gemm", "grouped_gemm", "attention", "memory", "gemm_fp8", "grouped_gemm_fp8")
 MAX_DOMAIN = 2**31 - 1
+MAX_DIES = 16
 
 # Bounds shared by chips and clusters: a bandwidth in [1 B/s, 1 PB/s], a latency below 1 s.
 MAX_BANDWIDTH = 1e15
@@ -79,6 +80,21 @@ CHIP_FIELDS = Table(
             low=0,
             high=1_000_000,
         ),
+        Integer(
+            "dies",
+            "compute dies in the package that the software sees as devices (910C: 2)",
+            1,
+            low=1,
+            high=MAX_DIES,
+        ),
+        Quantity(
+            "die_link_bandwidth",
+            "bandwidth between two dies of one package, per direction (multi-die chips)",
+            None,
+            low=1.0,
+            high=MAX_BANDWIDTH,
+            kind="bandwidth",
+        ),
         *provenance_fields(),
     ),
 )
@@ -115,14 +131,17 @@ class Chip:
     tdp_watts: float
     kernel_efficiency: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     compute_units: int = 0  # SMs / CUs / cube cores, for wave quantization; 0 = unknown
+    dies: int = 1  # compute dies per package that the software sees as devices
+    die_link_bandwidth: float | None = None  # B/s per direction between two dies of a package
     sources: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     notes: str = ""
+    package: str = ""  # one die of this package chip (one_die); "" for a whole package
 
     def __post_init__(self) -> None:
         where = f"chip {self.id!r}: "
         _FIELDS["id"].check(self.id, f"{where}id")
         values = {name: getattr(self, name) for name in _FIELDS if name != "id"}
-        check_all(values, _FIELDS, where)
+        check_all({k: v for k, v in values.items() if v is not None}, _FIELDS, where)
         if "bf16" not in self.peak_flops:
             raise SpecError(f"{where}peak_flops must give at least bf16")
 
@@ -146,7 +165,8 @@ def chip_from_dict(chip_id: str, table: dict[str, Any]) -> Chip:
     _FIELDS["id"].check(chip_id, f"{where}id")
     values = CHIP_FIELDS.check({k: v for k, v in table.items()}, where)
     values.pop("id", None)
-    optional = {"kernel_efficiency", "sources", "notes", "compute_units"}
+    optional = {"kernel_efficiency", "sources", "notes", "compute_units", "dies"}
+    optional |= {"die_link_bandwidth"}
     missing = sorted(set(_FIELDS) - {"id"} - set(values) - optional)
     if missing:
         raise SpecError(f"chip {chip_id!r}: missing key(s) {missing}")
@@ -174,3 +194,29 @@ def get_chip(chip: "str | Chip | dict") -> Chip:
             f"chip = {shown(chip)} is not in the catalog; known: {', '.join(catalog())}"
         )
     return catalog()[chip]
+
+
+def one_die(chip: Chip) -> Chip:
+    """One die of a multi-die chip as the software sees it (docs/engine.md, "Multi-die chips"):
+    the package's peaks, memory, bandwidths, compute units and power split evenly over its dies,
+    and a domain of as many dies as the package's domain holds. An even split is an assumption:
+    the dies of the chips in the catalog are identical."""
+    if chip.package:
+        return chip
+    d = chip.dies
+    if d < 2:
+        raise SpecError(f"chip {chip.id!r} has one die: per_die needs a multi-die chip (dies >= 2)")
+    return replace(
+        chip,
+        id=f"{chip.id}-die",
+        name=f"{chip.name}, one of its {d} dies",
+        peak_flops=MappingProxyType({k: v / d for k, v in chip.peak_flops.items()}),
+        hbm_bytes=chip.hbm_bytes / d,
+        hbm_bandwidth=chip.hbm_bandwidth / d,
+        scale_up_bandwidth=chip.scale_up_bandwidth / d,
+        scale_out_bandwidth=chip.scale_out_bandwidth / d,
+        domain_size=min(MAX_DOMAIN, chip.domain_size * d),
+        tdp_watts=chip.tdp_watts / d,
+        compute_units=chip.compute_units // d,
+        package=chip.id,
+    )

@@ -13,8 +13,28 @@ from types import MappingProxyType
 from typing import Any
 
 from podsim.errors import SpecError, check, shown
-from podsim.fields import Integer, Number, OneOf, Quantity, String, Table, check_all, fraction
-from podsim.specs.chips import CHIP_FIELDS, MAX_BANDWIDTH, Chip, bandwidth, get_chip, latency
+from podsim.fields import (
+    Boolean,
+    Choice,
+    Integer,
+    IntList,
+    Number,
+    OneOf,
+    Quantity,
+    String,
+    Table,
+    check_all,
+    fraction,
+)
+from podsim.specs.chips import (
+    CHIP_FIELDS,
+    MAX_BANDWIDTH,
+    Chip,
+    bandwidth,
+    get_chip,
+    latency,
+    one_die,
+)
 
 # The engine numbers links with int32 ids, six per device at most: 357,913,941 devices keep
 # every id in range for any pod size (the C++ topology refuses more, too).
@@ -64,6 +84,13 @@ DEFAULT_PRICE_PER_DEVICE_HOUR = 2.0
 MAX_IDEAL_BANDWIDTH = 1e30
 
 
+# How a scale-up domain is wired (docs/engine.md, "Scale-up topologies"), in the order of the
+# engine's codes: one non-blocking switch, a link per pair of devices, a 3D wrap-around torus.
+SCALE_UP_TOPOLOGIES = ("switch", "full_mesh", "torus")
+# The longest torus route the engine follows: the sum of floor(k / 2) over the dimensions.
+MAX_TORUS_DIAMETER = 32
+
+
 def _overrides(high: float) -> tuple:
     """The keys make_cluster takes as overrides (fields not given come from the chip)."""
     return (
@@ -83,7 +110,46 @@ def _overrides(high: float) -> tuple:
         ),
         Number("oversubscription", "oversubscription of each pod's uplink", 1.0, low=1.0, high=1e6),
         bandwidth("scale_up_bandwidth", "scale-up bandwidth per device and direction", high),
-        latency("scale_up_latency", "scale-up hop latency"),
+        latency("scale_up_latency", "scale-up hop latency (per hop on a torus)"),
+        Choice(
+            "scale_up_topology",
+            "how a scale-up domain is wired: 'switch' (one non-blocking switch), 'full_mesh' "
+            "(a link per pair of devices) or 'torus' (3D, wrap-around, torus_dims)",
+            "switch",
+            choices=SCALE_UP_TOPOLOGIES,
+        ),
+        Quantity(
+            "scale_up_link_bandwidth",
+            "full_mesh: bandwidth of each pair link; torus: of each link (per direction; "
+            "default: scale_up_bandwidth over the device's domain_size - 1 or 6 links)",
+            None,
+            low=1.0,
+            high=high,
+            kind="bandwidth",
+        ),
+        Boolean(
+            "per_die",
+            "a multi-die chip (910C) as one rank per die, as the software sees it: devices, "
+            "domain_size and pod_size count dies, per-device figures are per die",
+            False,
+        ),
+        Quantity(
+            "die_link_bandwidth",
+            "per_die: bandwidth between the two dies of a package, per direction (default: "
+            "the chip's)",
+            None,
+            low=1.0,
+            high=high,
+            kind="bandwidth",
+        ),
+        IntList(
+            "torus_dims",
+            "torus: the domain's 3 dimensions (x fastest), whose product is domain_size",
+            None,
+            low=1,
+            high=MAX_DEVICES,
+            max_length=3,
+        ),
         bandwidth("scale_out_bandwidth", "scale-out bandwidth per device and direction", high),
         latency("scale_out_latency", "scale-out hop latency"),
         latency("launch_latency", "launch and protocol set-up per collective or transfer"),
@@ -203,6 +269,11 @@ class Cluster:
     power_per_device_w: float | None = None  # all-in W per device; None: TDP x system factor
     pue: float = DEFAULT_PUE
     price_per_device_hour: float = DEFAULT_PRICE_PER_DEVICE_HOUR  # USD
+    scale_up_topology: str = "switch"  # "switch" | "full_mesh" | "torus"
+    scale_up_link_bandwidth: float | None = None  # per link and direction; None: the default
+    torus_dims: tuple[int, ...] | None = None  # torus only: 3 dimensions, x fastest
+    per_die: bool = False  # ranks are the dies of a multi-die chip (chip is one_die's)
+    die_link_bandwidth: float | None = None  # per_die: B/s per direction; None: the chip's
 
     @property
     def device_power_w(self) -> float:
@@ -223,6 +294,30 @@ class Cluster:
             self.pod_size,
             f"a multiple of domain_size ({self.domain_size})",
         )
+        _check_scale_up(self)
+        _check_dies(self)
+
+    @property
+    def link_bandwidth(self) -> float:
+        """Nominal bandwidth of one scale-up link per direction (B/s): a full mesh's pair link
+        or a torus link; scale_up_link_bandwidth, or scale_up_bandwidth over the device's links.
+        A switch's device link is scale_up_bandwidth itself."""
+        if self.scale_up_link_bandwidth is not None:
+            return self.scale_up_link_bandwidth
+        links = {"switch": 1, "full_mesh": max(1, self.domain_size - 1), "torus": 6}
+        return self.scale_up_bandwidth / links[self.scale_up_topology]
+
+    @property
+    def package_size(self) -> int:
+        """Ranks per package: the chip's dies when per_die, else 1."""
+        return self.chip.dies if self.per_die else 1
+
+    @property
+    def die_link(self) -> float:
+        """Nominal die-to-die bandwidth per direction (B/s) of a per_die cluster."""
+        if self.die_link_bandwidth is not None:
+            return self.die_link_bandwidth
+        return self.chip.die_link_bandwidth or 0.0
 
     @property
     def domains(self) -> int:
@@ -252,6 +347,13 @@ class Cluster:
             self.message_overhead,
             self.nic_message_rate,
             self.forward_efficiency,
+            SCALE_UP_TOPOLOGIES.index(self.scale_up_topology),
+            0.0
+            if self.scale_up_topology == "switch"
+            else self.link_bandwidth * self.scale_up_efficiency,
+            self.torus_dims or (1, 1, 1),
+            self.package_size,
+            self.die_link * self.scale_up_efficiency if self.per_die else 0.0,
         )
 
     def with_devices(self, devices: int) -> "Cluster":
@@ -275,6 +377,62 @@ class Cluster:
         return out
 
 
+def _check_dies(cluster: Cluster) -> None:
+    """A per-die cluster holds whole packages, in whole domains, with a die-to-die link."""
+    if not cluster.per_die:
+        return
+    check(
+        bool(cluster.chip.package),
+        "cluster.per_die",
+        True,
+        f"a chip of several dies seen as one die each (chip {cluster.chip.id!r} is not)",
+    )
+    dies = cluster.chip.dies
+    for name in ("devices", "domain_size"):
+        value = getattr(cluster, name)
+        check(value % dies == 0, f"cluster.{name}", value, f"whole packages: a multiple of {dies}")
+    check(
+        cluster.die_link > 0,
+        "cluster.die_link_bandwidth",
+        cluster.die_link_bandwidth,
+        "a bandwidth > 0 (the chip gives none)",
+    )
+
+
+def _check_scale_up(cluster: Cluster) -> None:
+    """A full mesh or a torus is wired inside each domain; a torus needs its dimensions."""
+    kind, dims = cluster.scale_up_topology, cluster.torus_dims
+    if kind != "torus":
+        check(
+            dims is None, "cluster.torus_dims", dims, "left out unless scale_up_topology = 'torus'"
+        )
+        return
+    check(
+        dims is not None and len(dims) == 3,
+        "cluster.torus_dims",
+        dims,
+        "3 integers whose product is domain_size (scale_up_topology = 'torus')",
+    )
+    check(
+        dims[0] * dims[1] * dims[2] == cluster.domain_size,
+        "cluster.torus_dims",
+        list(dims),
+        f"3 integers whose product is domain_size ({cluster.domain_size})",
+    )
+    check(
+        sum(k // 2 for k in dims) <= MAX_TORUS_DIAMETER,
+        "cluster.torus_dims",
+        list(dims),
+        f"a torus whose diameter (sum of k // 2) is at most {MAX_TORUS_DIAMETER} hops",
+    )
+    check(
+        cluster.devices % cluster.domain_size == 0,
+        "cluster.devices",
+        cluster.devices,
+        f"whole tori: a multiple of domain_size ({cluster.domain_size})",
+    )
+
+
 def _default_pod(cluster: "Cluster | None", devices: int, domain: int = 0) -> int:
     domain = domain or cluster.domain_size
     return max(domain, -(-devices // domain) * domain)
@@ -287,6 +445,8 @@ def make_cluster(chip: "str | Chip | dict", devices: int, **overrides: Any) -> C
     (numbers in SI or unit strings such as "400 Gb/s", "2 us"). Unknown keys are errors.
     """
     chip = get_chip(chip)
+    if overrides.get("per_die") is True:  # every default below is then one die's
+        chip = one_die(chip)
     values: dict[str, Any] = {
         "scale_up_bandwidth": chip.scale_up_bandwidth,
         "scale_up_latency": chip.scale_up_latency,
@@ -326,10 +486,29 @@ def preset_cluster(preset: str, devices: int | None = None, **overrides: Any) ->
         for k, v in presets()[preset].items()
         if k not in ("description", "sources", "devices", "chip")
     }
+    size = presets()[preset]["devices"]
+    if overrides.get("per_die") is True:  # the preset's figures are per package
+        dies = get_chip(presets()[preset]["chip"]).dies
+        table, size = _per_die_table(table, dies), size * dies
     table.update(overrides)
     table.setdefault("name", preset)
-    size = presets()[preset]["devices"] if devices is None else devices
-    return make_cluster(presets()[preset]["chip"], size, **table)
+    return make_cluster(presets()[preset]["chip"], size if devices is None else devices, **table)
+
+
+# A preset's per-device figures, which describe a package, and its counts of packages.
+_PER_PACKAGE = ("scale_up_bandwidth", "scale_out_bandwidth", "power_per_device_w")
+_PACKAGE_COUNTS = ("domain_size", "pod_size")
+
+
+def _per_die_table(table: dict[str, Any], dies: int) -> dict[str, Any]:
+    """A preset's overrides for one rank per die: per-package figures split over the dies,
+    package counts multiplied by them."""
+    out = dict(table)
+    for name in _PER_PACKAGE + _PACKAGE_COUNTS:
+        if name in out:
+            value = OVERRIDE_FIELDS.check({name: out[name]}, "cluster")[name]
+            out[name] = value / dies if name in _PER_PACKAGE else value * dies
+    return out
 
 
 def cluster_from_table(table: dict[str, Any]) -> Cluster:

@@ -37,8 +37,26 @@ class Topology:
     message_overhead: float = 0.0  # s per message written over scale-up (low-latency)
     nic_message_rate: float = 0.0  # messages/s per NIC; 0: unlimited
     forward_efficiency: float = 1.0  # of scale-up bandwidth, node-forwarded kernels
+    # Scale-up wiring (0 switch, 1 full mesh, 2 torus): this oracle models switches only.
+    scale_up_topology: int = 0
+    link_bandwidth: float = 0.0
+    torus_dims: tuple = (1, 1, 1)
+    package_size: int = 1  # dies per package (a die-to-die link): not in this oracle either
+    package_bandwidth: float = 0.0
 
     def __post_init__(self) -> None:
+        check(
+            self.scale_up_topology == 0,
+            "topology.scale_up_topology",
+            self.scale_up_topology,
+            "0 (switch): the reference engine models switched domains only",
+        )
+        check(
+            self.package_size == 1,
+            "topology.package_size",
+            self.package_size,
+            "1: the reference engine models single-die devices only",
+        )
         for name in ("devices", "domain_size", "pod_size"):
             value = getattr(self, name)
             check(
@@ -84,7 +102,7 @@ class Topology:
 
     @classmethod
     def of(cls, value: "Topology | tuple | Any") -> "Topology":
-        """A Topology from a Topology, a 9- to 12-tuple or anything with a `.topology()`."""
+        """A Topology from a Topology, a 9- to 17-tuple or anything with a `.topology()`."""
         if isinstance(value, Topology):
             return value
         if hasattr(value, "topology"):
