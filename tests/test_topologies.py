@@ -251,8 +251,8 @@ def test_the_readme_quotes_these_atlas_times():
 
 
 def test_the_cloudmatrix_decode_row_per_die_as_docs_quote_it():
-    # docs/engine.md, "Multi-die chips": 2,794 tokens/s per package as EP160 of packages,
-    # 2 x 1,103 = 2,207 per package as the paper's EP320 of dies (published: 1,943).
+    # docs/engine.md, "Multi-die chips": 1,834 tokens/s per package as EP160 of packages,
+    # 2 x 626 = 1,252 per package as the paper's EP320 of dies (published: 1,943).
     text = builtin_scenarios()["deepseek-r1-decode-cloudmatrix384"]
     package = serve(parse_scenario(text)).decode_tokens_per_s_per_device
     per_die = text.replace("devices = 160", "devices = 320\nper_die = true")
