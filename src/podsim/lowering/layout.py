@@ -159,6 +159,28 @@ def build_symmetric_program(
     return _assemble(templates, stages, layout, local, group_base, sizes, members)
 
 
+def symmetric_copies(layout: Layout, ep: int, etp: int = 0) -> dict[str, np.ndarray]:
+    """What the representatives of build_symmetric_program stand for (podsim._core.Engine's
+    `copies`), so that the analytical network charges pod links the traffic of every copy: each
+    representative group of a role (role-major, then stage) stands for all the groups of that role
+    in its stage, its own first (a stage's groups of a role cover its ranks once, in key order);
+    each representative rank for its stage's ranks, in order (copy j of a send from stage a to
+    stage b runs between the j-th ranks of the two stages, as build_program wires peers)."""
+    tables = group_tables(layout, ep, etp)
+    size, devices = layout.stage_size, layout.devices
+    group_ranks = np.concatenate([tables[role][2] for role in ROLES]).astype(np.int32)
+    group_offsets = np.arange(len(ROLES) * layout.pp + 1, dtype=np.int64) * size
+    counts = np.where(np.arange(devices) % size == 0, size, 0)
+    rank_offsets = np.zeros(devices + 1, np.int64)
+    np.cumsum(counts, out=rank_offsets[1:])
+    return {
+        "group_offsets": group_offsets,
+        "group_ranks": group_ranks,
+        "rank_offsets": rank_offsets,
+        "ranks": np.arange(devices, dtype=np.int32),
+    }
+
+
 def symmetry(
     templates: list[Template],
     layout: Layout,

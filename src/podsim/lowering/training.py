@@ -35,6 +35,7 @@ from podsim.lowering.layout import (
     TemplateOp,
     build_program,
     build_symmetric_program,
+    symmetric_copies,
     symmetry,
 )
 from podsim.lowering.program import Collective, Kind, Program, check_program_size
@@ -69,6 +70,10 @@ class LoweredStep:
         """Each stage's template on its first rank, groups at full size (exact only where
         `symmetry` allows it)."""
         return build_symmetric_program(self.templates, self.layout, self.ep, self.etp)
+
+    def symmetric_copies(self) -> dict[str, np.ndarray]:
+        """What the symmetric program's groups and ranks stand for (the engine's `copies`)."""
+        return symmetric_copies(self.layout, self.ep, self.etp)
 
     def symmetry(self, cluster: Cluster) -> tuple[str | None, bool]:
         """The reason a symmetric run would not be exact on this cluster (None if none), and
@@ -387,7 +392,7 @@ class StepBuilder:
         passes = 1 if forward else (2 if plan.recompute == "full" else 1)
         activation = self.shape.tokens * model.hidden * self.kernels.activation_bytes
         ops, deps = [], [after]
-        moe = sum(model.is_moe(i) for i in self.chunks[q])
+        moe = self.moe_layers(q)
         if plan.tp > 1:  # after attention, and after a dense MLP (an MoE layer's experts
             # gather and scatter their tokens over etp instead, below)
             ops.append(
@@ -400,7 +405,6 @@ class StepBuilder:
                     "tp all-reduce",
                 )
             )
-        moe = self.moe_layers(q)
         if plan.ep > 1 and moe:  # dispatch and combine per MoE layer
             stream = EP_STREAM if self.dual else COMPUTE
             for name, element in self._expert_elements(forward):
