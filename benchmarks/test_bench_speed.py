@@ -86,18 +86,21 @@ def test_405b_step_noise_free(benchmark):
     run = benchmark.pedantic(simulate_step, (model, plan, cluster), rounds=3, iterations=1)
     assert run.result.simulation == "symmetric" and run.result.devices == 16384
     assert 0.2 < run.result.mfu < 0.8
-    # The chosen plan alone: lower and run symmetric, against a full run of the same program.
+    # The chosen plan alone: lower and run symmetric (across the 1:7 pods, every copy's traffic
+    # charged), against a full run of the same program. CPU seconds of this process (the
+    # machine is shared): the ratio is the assertion, the figures go to extra_info.
     planned = replace(plan, virtual_stages=run.result.virtual_stages)
-    t = time.perf_counter()
+    t = time.process_time()
     lowered = lower_step(model, planned, cluster, planned.virtual_stages)
     sym = simulate_lowered(lowered, cluster, "analytical")
-    one_plan = time.perf_counter() - t
-    t = time.perf_counter()
+    one_plan = time.process_time() - t
+    t = time.process_time()
     full = simulate_lowered(lowered, cluster, "analytical", "full")
-    full_s = time.perf_counter() - t
-    assert sym.timeline.makespan == full.timeline.makespan
-    benchmark.extra_info.update(one_plan_s=one_plan, full_run_s=full_s)
-    assert full_s > 10 * one_plan  # with the full program's build and run
+    full_s = time.process_time() - t
+    assert sym.simulation == "symmetric" and full.simulation == "full"
+    assert sym.timeline.makespan == pytest.approx(full.timeline.makespan, rel=1e-12, abs=0)
+    benchmark.extra_info.update(one_plan_cpu_s=one_plan, full_run_cpu_s=full_s)
+    assert full_s > 50 * one_plan  # with the full program's build and run
 
 
 def test_405b_step_with_jitter_every_rank(benchmark):

@@ -98,7 +98,7 @@ struct Engine::State {
   // numbers, and events are handled in the same order as in program order: nothing else changes.
   Program program;
   std::vector<std::int8_t> op_kind;
-  std::vector<double> op_duration;
+  std::vector<double> op_duration;  // compute: its duration; send: its pod-link seconds (or 0)
   std::vector<std::int32_t> op_rank;
   Topology topology;
   NetworkMode mode;
@@ -119,8 +119,9 @@ struct Engine::State {
   // Analytical mode over several pods (docs/engine.md, "Pod links"): the time of each collective
   // instance, and the pod-link seconds of each send, whose traffic crosses pods, counting every
   // concurrent copy of it (its wave).
-  std::unordered_map<std::int32_t, double> pod_instance_time;
-  std::unordered_map<std::int64_t, double> pod_transfer_seconds;
+  // NaN: the instance's own closed form (no pod links). A send's pod-link seconds are kept in
+  // op_duration, which sends do not otherwise use (their duration is 0).
+  std::vector<double> pod_instance_time;
   Copies copies;              // what a symmetric program's groups and ranks stand for
   std::string symmetry_note;  // the first copy that would not run as its representative
 
@@ -196,6 +197,8 @@ struct Engine::State {
     };
     std::vector<Pending> spanning;
     std::vector<std::int32_t> seen(program.num_groups(), 0);
+    pod_instance_time.assign(graph.instance_groups.size(),
+                             std::numeric_limits<double>::quiet_NaN());
     for (std::size_t i = 0; i < graph.instance_groups.size(); ++i) {
       const std::int32_t group = graph.instance_groups[i];
       const std::int32_t k = seen[static_cast<std::size_t>(group)]++;
@@ -243,7 +246,10 @@ struct Engine::State {
         }
         const double time = analytical_time(topology, c, algorithm, p.copies[j],
                                             program.bytes[p.op], shape_of(p.op), seconds);
-        if (j == 0) representative = pod_instance_time[p.instance] = time;
+        if (j == 0) {
+          representative = time;
+          pod_instance_time[static_cast<std::size_t>(p.instance)] = time;
+        }
         compare_copy(time, representative,
                      "collective op " + std::to_string(p.op) + " on the copy of group " +
                          std::to_string(group) + " led by rank " + std::to_string(p.copies[j][0]));
@@ -260,48 +266,69 @@ struct Engine::State {
     std::vector<std::int64_t> internal(original.size());
     for (std::size_t op = 0; op < original.size(); ++op)
       internal[static_cast<std::size_t>(original[op])] = static_cast<std::int64_t>(op);
+    // Per (src, dst): the copies' paths and, per tag, the sends seen so far (k). Channels whose
+    // copies all stay in their pods are skipped before anything else.
+    struct Channel {
+      std::vector<CopyPaths> paths;
+      bool crosses = false;
+      std::vector<std::pair<std::int8_t, std::int32_t>> seen;  // (tag, sends so far)
+    };
+    std::unordered_map<std::uint64_t, Channel> channels;
     using SendWave = std::tuple<double, std::int8_t, std::int32_t>;
-    std::map<std::tuple<std::int32_t, std::int32_t, std::int8_t>, std::int32_t> channel_count;
-    std::map<std::pair<std::int32_t, std::int32_t>, std::vector<CopyPaths>> channel_paths;
-    std::map<std::pair<SendWave, std::int32_t>, double> link_bytes;
-    std::vector<std::tuple<std::int64_t, SendWave, const std::vector<CopyPaths>*>> sends;
+    std::map<SendWave, std::size_t> waves;
+    std::vector<std::vector<double>> link_bytes;  // per wave, per pod link: bytes
+    const std::int64_t first_pod_link = 4 * topology.devices;
+    const auto pod_index = [&](std::int32_t link) {
+      return static_cast<std::size_t>(link - first_pod_link);
+    };
+    std::vector<std::tuple<std::int64_t, std::size_t, const Channel*>> sends;
     for (std::size_t i = 0; i < program.num_ops(); ++i) {
       if (program.kind[i] != static_cast<std::int8_t>(Kind::Send) ||
           graph.partner[static_cast<std::size_t>(internal[i])] < 0) {
         continue;
       }
       const std::int32_t src = program.rank[i], dst = program.peer[i];
-      const std::int8_t tag = program.collective[i];
-      const std::int32_t k = channel_count[{src, dst, tag}]++;
-      auto found = channel_paths.find({src, dst});
-      if (found == channel_paths.end())
-        found = channel_paths.emplace(std::pair{src, dst}, copy_paths(i)).first;
-      const std::vector<CopyPaths>& paths = found->second;
-      if (std::none_of(paths.begin(), paths.end(), [](const CopyPaths& c) { return c.up >= 0; }))
-        continue;
-      const SendWave key{program.bytes[i], tag, k};
-      for (const CopyPaths& c : paths) {
-        if (c.up < 0) continue;
-        link_bytes[{key, c.up}] += static_cast<double>(c.count) * program.bytes[i];
-        link_bytes[{key, c.down}] += static_cast<double>(c.count) * program.bytes[i];
+      const auto key = (static_cast<std::uint64_t>(src) << 32) | static_cast<std::uint32_t>(dst);
+      auto [found, added] = channels.try_emplace(key);
+      Channel& channel = found->second;
+      if (added) {
+        channel.paths = copy_paths(i);
+        channel.crosses = std::any_of(channel.paths.begin(), channel.paths.end(),
+                                      [](const CopyPaths& c) { return c.up >= 0; });
       }
-      sends.emplace_back(static_cast<std::int64_t>(i), key, &paths);
+      if (!channel.crosses) continue;
+      const std::int8_t tag = program.collective[i];
+      auto seen = std::find_if(channel.seen.begin(), channel.seen.end(),
+                               [&](const auto& entry) { return entry.first == tag; });
+      if (seen == channel.seen.end()) seen = channel.seen.insert(seen, {tag, 0});
+      const std::int32_t k = seen->second++;
+      const auto wave = waves.try_emplace({program.bytes[i], tag, k}, waves.size()).first->second;
+      if (wave == link_bytes.size())
+        link_bytes.emplace_back(static_cast<std::size_t>(2 * topology.num_pods()), 0.0);
+      for (const CopyPaths& c : channel.paths) {
+        if (c.up < 0) continue;
+        link_bytes[wave][pod_index(c.up)] += static_cast<double>(c.count) * program.bytes[i];
+        link_bytes[wave][pod_index(c.down)] += static_cast<double>(c.count) * program.bytes[i];
+      }
+      sends.emplace_back(static_cast<std::int64_t>(i), wave, &channel);
     }
-    for (const auto& [send, key, paths] : sends) {
+    for (const auto& [send, wave, channel] : sends) {
       const double bytes = program.bytes[static_cast<std::size_t>(send)];
+      const std::vector<double>& loads = link_bytes[wave];
       double representative = 0.0;
-      for (std::size_t j = 0; j < paths->size(); ++j) {
-        const CopyPaths& c = (*paths)[j];
+      for (std::size_t j = 0; j < channel->paths.size(); ++j) {
+        const CopyPaths& c = channel->paths[j];
         double seconds = 0.0;
         if (c.up >= 0) {
-          seconds = std::max(link_bytes[{key, c.up}] / topology.link_capacity(c.up),
-                             link_bytes[{key, c.down}] / topology.link_capacity(c.down));
+          seconds = std::max(loads[pod_index(c.up)] / topology.link_capacity(c.up),
+                             loads[pod_index(c.down)] / topology.link_capacity(c.down));
         }
         // The transfer's time but its launch: path latency and bandwidth term.
         const double time = c.latency + std::max(bytes / c.bandwidth, seconds);
         if (j == 0) {
           representative = time;
-          if (c.up >= 0) pod_transfer_seconds[send] = seconds;
+          // A send has no duration: its slot holds its pod-link seconds (start_transfer).
+          op_duration[static_cast<std::size_t>(internal[static_cast<std::size_t>(send)])] = seconds;
         }
         compare_copy(time, representative,
                      "send op " + std::to_string(send) + " from rank " + std::to_string(c.src));
@@ -498,8 +525,10 @@ struct Engine::State {
     }
     const std::int32_t repeat = program.repeat[op];
     if (mode == NetworkMode::Analytical) {
-      const auto pod = pod_instance_time.find(index);
-      double time = (pod == pod_instance_time.end() ? c.time : pod->second) * repeat;
+      const double pod = pod_instance_time.empty()
+                             ? std::numeric_limits<double>::quiet_NaN()
+                             : pod_instance_time[static_cast<std::size_t>(index)];
+      double time = (std::isnan(pod) ? c.time : pod) * repeat;
       for (std::int32_t r = 0; noise.latency_sigma > 0 && r < repeat; ++r) {
         const auto key = (static_cast<std::uint64_t>(index) << 20) | static_cast<std::uint64_t>(r);
         time += c.latency * (latency_factor(key, hops) - 1.0);
@@ -544,8 +573,7 @@ struct Engine::State {
     const double bytes = program.bytes[at(send)];
     if (mode == NetworkMode::Analytical) {
       double bandwidth_term = bytes / path.bandwidth;
-      const auto pod = pod_transfer_seconds.find(static_cast<std::int64_t>(at(send)));
-      if (pod != pod_transfer_seconds.end()) bandwidth_term = std::max(bandwidth_term, pod->second);
+      bandwidth_term = std::max(bandwidth_term, op_duration[send]);  // pod links (or 0)
       push(t + topology.launch_latency + latency + bandwidth_term, 2, EventType::TransferDone,
            send);
       return;

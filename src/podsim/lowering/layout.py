@@ -272,15 +272,16 @@ def _fill_stage(
     n_ranks, length = len(ranks), len(ops)
     if length == 0:
         raise SpecError(f"pipeline stage {stage} has no work: give it at least one layer")
+    # Each label parsed once (a template repeats a few labels thousands of times).
+    labels = {op.algorithm for op in ops if op.collective is not None}
+    algorithms = {label: int(Algorithm.parse(label)) for label in labels}
     per_op = {
         "stream": [op.stream for op in ops],
         "kind": [int(op.kind) for op in ops],
         "duration": [op.duration for op in ops],
         "bytes": [op.nbytes for op in ops],
         "collective": [int(op.collective) if op.collective is not None else op.tag for op in ops],
-        "algorithm": [
-            int(Algorithm.parse(op.algorithm)) if op.collective is not None else -1 for op in ops
-        ],
+        "algorithm": [algorithms[op.algorithm] if op.collective is not None else -1 for op in ops],
         "repeat": [op.repeat for op in ops],
         "message_bytes": [op.message_bytes for op in ops],
         "fanout": [op.fanout for op in ops],
@@ -307,8 +308,9 @@ def _fill_stage(
             for op in ops
         ]
     )
-    table = np.stack(candidates).astype(np.int32)  # [candidate, rank]
-    block["peer"].reshape(n_ranks, length)[:] = table[choice].T  # [rank, op]
+    table = np.stack(candidates, axis=1).astype(np.int32)  # [rank, candidate]
+    # [rank, op], written in place row by row (a transposed copy would stride through memory).
+    np.take(table, choice, axis=1, out=block["peer"].reshape(n_ranks, length))
 
 
 def _copies(row: np.ndarray, times: int) -> np.ndarray:

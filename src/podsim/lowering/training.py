@@ -213,9 +213,18 @@ class StepBuilder:
 
     # -- what one pass at a position costs ----------------------------------------------------
 
+    def _layer_forward(self, layer: int) -> PassTimes:
+        """layer_forward, which depends on the layer only through whether it is an MoE layer:
+        computed once per kind (PassTimes is immutable, so sharing it is safe)."""
+        cache = self.__dict__.setdefault("_forward_cache", {})
+        key = self.model.is_moe(layer)
+        if key not in cache:
+            cache[key] = layer_forward(self.model, layer, self.shape, self.kernels)
+        return cache[key]
+
     def forward_time(self, q: int) -> float:
         k, shape = self.kernels, self.shape
-        times = sum((layer_forward(self.model, i, shape, k) for i in self.chunks[q]), PassTimes())
+        times = sum((self._layer_forward(i) for i in self.chunks[q]), PassTimes())
         if q == 0:
             times += embedding_forward(self.model, shape, k)
         if q == self.last:  # the output head, and each multi-token-prediction module's block
@@ -234,11 +243,17 @@ class StepBuilder:
         return PassTimes(gemm=gemm, memory=k.memory(6 * tokens * h * k.activation_bytes))
 
     def _layer_backward(self, layer: int, recompute: str) -> float:
-        k, shape = self.kernels, self.shape
-        forward = layer_forward(self.model, layer, shape, k)
-        attention = attention_forward(self.model, shape, k).attention
-        selective = selective_recompute(self.model, layer, shape, k, self.recompute)
-        return layer_backward(forward, attention, recompute, selective).total
+        """Depends on the layer only through whether it is an MoE layer (as layer_forward and
+        selective_recompute do): computed once per (kind, recompute)."""
+        cache = self.__dict__.setdefault("_backward_cache", {})
+        key = (self.model.is_moe(layer), recompute)
+        if key not in cache:
+            k, shape = self.kernels, self.shape
+            forward = self._layer_forward(layer)
+            attention = attention_forward(self.model, shape, k).attention
+            selective = selective_recompute(self.model, layer, shape, k, self.recompute)
+            cache[key] = layer_backward(forward, attention, recompute, selective).total
+        return cache[key]
 
     def _recompute_of(self, q: int, index: int) -> str:
         """Full recompute of only the first recompute_layers layers of each chunk (Megatron's
