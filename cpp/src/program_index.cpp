@@ -351,13 +351,22 @@ ProgramIndex permute(const ProgramIndex& index, const std::vector<std::int64_t>&
   out.instance_of = gather(index.instance_of, to_original);
   out.partner = gather(index.partner, to_original);
   for (std::int64_t& op : out.partner) op = rename(op);
+  // Dependents, scattered in program order: each op's list is read in place and its entries
+  // (ops of the same rank, close by in program order) renamed with nearby reads, where reading
+  // the lists in internal order would jump across the program for each op.
   out.dependent_offsets.assign(n + 1, 0);
-  out.dependent_ops.reserve(index.dependent_ops.size());
-  for (std::size_t x = 0; x < n; ++x) {
-    for (std::int64_t next : index.dependents(to_original[x])) {
-      out.dependent_ops.push_back(rename(next));
+  for (std::size_t i = 0; i < n; ++i) {
+    out.dependent_offsets[static_cast<std::size_t>(to_internal[i]) + 1] =
+        index.dependent_offsets[i + 1] - index.dependent_offsets[i];
+  }
+  for (std::size_t x = 0; x < n; ++x) out.dependent_offsets[x + 1] += out.dependent_offsets[x];
+  out.dependent_ops.resize(index.dependent_ops.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    auto at =
+        static_cast<std::size_t>(out.dependent_offsets[static_cast<std::size_t>(to_internal[i])]);
+    for (std::int64_t next : index.dependents(static_cast<std::int64_t>(i))) {
+      out.dependent_ops[at++] = rename(next);
     }
-    out.dependent_offsets[x + 1] = static_cast<std::int64_t>(out.dependent_ops.size());
   }
   out.instance_groups = index.instance_groups;
   out.instance_offsets = index.instance_offsets;
