@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <tuple>
 #include <unordered_map>
 
@@ -52,6 +53,10 @@ void check_offsets(const std::vector<std::int64_t>& offsets, std::size_t rows, s
 
 void check_columns(const Program& p) {
   const std::size_t n = p.num_ops();
+  // Ops are numbered in int32 (deps, and the engine's dependents lists).
+  if (n > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+    throw ProgramError("program has " + std::to_string(n) + " ops; at most 2147483647");
+  }
   require_size(p.stream, n, "stream");
   require_size(p.kind, n, "kind");
   require_size(p.duration, n, "duration");
@@ -190,9 +195,10 @@ void link_dependencies(const Program& p, ProgramIndex& index) {
   index.dependent_ops.assign(static_cast<std::size_t>(count[n]), 0);
   for (std::size_t i = 0; i < n; ++i) {
     for (std::int64_t d = p.dep_offsets[i]; d < p.dep_offsets[i + 1]; ++d) {
-      index.dependent_ops[count[p.dep_ops[d]]++] = static_cast<std::int64_t>(i);
+      index.dependent_ops[count[p.dep_ops[d]]++] = static_cast<std::int32_t>(i);
     }
-    if (successor[i] >= 0) index.dependent_ops[count[i]++] = successor[i];
+    if (successor[i] >= 0)
+      index.dependent_ops[count[i]++] = static_cast<std::int32_t>(successor[i]);
   }
 }
 
@@ -365,7 +371,7 @@ ProgramIndex permute(const ProgramIndex& index, const std::vector<std::int64_t>&
     auto at =
         static_cast<std::size_t>(out.dependent_offsets[static_cast<std::size_t>(to_internal[i])]);
     for (std::int64_t next : index.dependents(static_cast<std::int64_t>(i))) {
-      out.dependent_ops[at++] = rename(next);
+      out.dependent_ops[at++] = static_cast<std::int32_t>(rename(next));
     }
   }
   out.instance_groups = index.instance_groups;
