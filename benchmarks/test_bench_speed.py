@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import podsim
-from podsim.engine.core import simulate_steps
+from podsim.engine.core import MAX_MONTE_CARLO_OPS, simulate_steps
 from podsim.engine.noise import NoiseModel
 from podsim.front.api import parse_scenario, resolve_scenario
 from podsim.front.training import simulate_lowered, simulate_step
@@ -116,14 +116,25 @@ def test_405b_step_with_jitter_every_rank(benchmark):
     assert makespan > clean.timeline.makespan  # synchronous collectives wait for the slowest
 
 
-def test_100_noisy_steps_of_405b(benchmark):
+def test_noisy_steps_of_405b_up_to_the_monte_carlo_cap(benchmark):
+    # 100 steps of the 405B's 8.4M ops exceed what one Monte Carlo may simulate
+    # (MAX_MONTE_CARLO_OPS): run as many as it allows and report the time per step (the 100-step
+    # figure in docs/engine.md is set-up plus 100 of these).
     model, plan, cluster = llama405b()
     program = lower_step(model, replace(plan, virtual_stages=4), cluster, 4).program
+    steps = MAX_MONTE_CARLO_OPS // program.num_ops
+    t = time.process_time()
     times = benchmark.pedantic(
-        simulate_steps, (program, cluster, "analytical", JITTER, 100), rounds=1, iterations=1
+        simulate_steps, (program, cluster, "analytical", JITTER, steps), rounds=1, iterations=1
     )
-    assert len(set(times.tolist())) == 100 and np.all(times > 0)
-    benchmark.extra_info["p99_over_p50"] = float(np.percentile(times, 99) / np.median(times))
+    cpu = time.process_time() - t
+    assert steps >= 10 and len(set(times.tolist())) == steps and np.all(times > 0)
+    benchmark.extra_info.update(
+        steps=steps,
+        cpu_s=cpu,
+        cpu_s_per_step=cpu / steps,
+        p99_over_p50=float(np.percentile(times, 99) / np.median(times)),
+    )
 
 
 GPT3_6144 = """

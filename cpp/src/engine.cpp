@@ -229,7 +229,7 @@ struct Engine::State {
         entry.loads.push_back(std::move(loads));
       }
       spanning.push_back(std::move(entry));
-      check_interrupt();
+      if (spanning.size() % 4096 == 0) check_interrupt();  // the poll takes the GIL
     }
     for (const Pending& p : spanning) {
       const std::int32_t group = graph.instance_groups[static_cast<std::size_t>(p.instance)];
