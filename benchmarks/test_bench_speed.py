@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import podsim
-from podsim.engine.core import simulate_steps
+from podsim.engine.core import MAX_MONTE_CARLO_OPS, simulate_steps
 from podsim.engine.noise import NoiseModel
 from podsim.front.api import parse_scenario, resolve_scenario
 from podsim.front.training import simulate_lowered, simulate_step
@@ -61,11 +61,10 @@ def test_symmetric_equals_full(benchmark, name):
     fast = benchmark.pedantic(
         simulate_step, (s.model, s.train, s.cluster), rounds=1, iterations=1
     ).result
-    # Traffic across pods runs every rank (pod uplinks are shared by a stage's groups, which
-    # one representative does not see): that is the fallback, and it must say so.
-    crosses_pods = s.cluster.pod_size < s.cluster.devices
-    expected = "full" if crosses_pods else "symmetric"
-    assert fast.simulation == expected, fast.simulation_note
+    # Across pods too (the engine charges pod links every copy's traffic; the built-in 405B's
+    # 1:7 pods among them): docs/engine.md, "Symmetric runs".
+    assert fast.simulation == "symmetric", fast.simulation_note
+    benchmark.extra_info["crosses_pods"] = s.cluster.pod_size < s.cluster.devices
     t = time.perf_counter()
     full = simulate_step(s.model, s.train, s.cluster, simulation="full").result
     benchmark.extra_info["full_s"] = time.perf_counter() - t
@@ -74,11 +73,11 @@ def test_symmetric_equals_full(benchmark, name):
 
 
 def llama405b():
-    """The built-in 405B step on one non-blocking fabric: its own 1:7 pods make traffic cross
-    pods, which runs every rank (docs/engine.md, "Symmetric runs")."""
+    """The built-in 405B step: 16,384 H100s in pods of 3,072 at 1:7 (its pipeline sends cross
+    pods at five stage boundaries)."""
     s = resolve_scenario("llama3-405b-h100")
-    cluster = replace(s.cluster, pod_size=s.cluster.devices, oversubscription=1.0)
-    return s.model, s.train, cluster
+    assert s.cluster.pod_size < s.cluster.devices and s.cluster.oversubscription == 7
+    return s.model, s.train, s.cluster
 
 
 def test_405b_step_noise_free(benchmark):
@@ -87,18 +86,21 @@ def test_405b_step_noise_free(benchmark):
     run = benchmark.pedantic(simulate_step, (model, plan, cluster), rounds=3, iterations=1)
     assert run.result.simulation == "symmetric" and run.result.devices == 16384
     assert 0.2 < run.result.mfu < 0.8
-    # The chosen plan alone: lower and run symmetric, against a full run of the same program.
+    # The chosen plan alone: lower and run symmetric (across the 1:7 pods, every copy's traffic
+    # charged), against a full run of the same program. CPU seconds of this process (the
+    # machine is shared): the ratio is the assertion, the figures go to extra_info.
     planned = replace(plan, virtual_stages=run.result.virtual_stages)
-    t = time.perf_counter()
+    t = time.process_time()
     lowered = lower_step(model, planned, cluster, planned.virtual_stages)
     sym = simulate_lowered(lowered, cluster, "analytical")
-    one_plan = time.perf_counter() - t
-    t = time.perf_counter()
+    one_plan = time.process_time() - t
+    t = time.process_time()
     full = simulate_lowered(lowered, cluster, "analytical", "full")
-    full_s = time.perf_counter() - t
-    assert sym.timeline.makespan == full.timeline.makespan
-    benchmark.extra_info.update(one_plan_s=one_plan, full_run_s=full_s)
-    assert full_s > 10 * one_plan  # with the full program's build and run
+    full_s = time.process_time() - t
+    assert sym.simulation == "symmetric" and full.simulation == "full"
+    assert sym.timeline.makespan == pytest.approx(full.timeline.makespan, rel=1e-12, abs=0)
+    benchmark.extra_info.update(one_plan_cpu_s=one_plan, full_run_cpu_s=full_s)
+    assert full_s > 50 * one_plan  # with the full program's build and run
 
 
 def test_405b_step_with_jitter_every_rank(benchmark):
@@ -114,14 +116,25 @@ def test_405b_step_with_jitter_every_rank(benchmark):
     assert makespan > clean.timeline.makespan  # synchronous collectives wait for the slowest
 
 
-def test_100_noisy_steps_of_405b(benchmark):
+def test_noisy_steps_of_405b_up_to_the_monte_carlo_cap(benchmark):
+    # 100 steps of the 405B's 8.4M ops exceed what one Monte Carlo may simulate
+    # (MAX_MONTE_CARLO_OPS): run as many as it allows and report the time per step (the 100-step
+    # figure in docs/engine.md is set-up plus 100 of these).
     model, plan, cluster = llama405b()
     program = lower_step(model, replace(plan, virtual_stages=4), cluster, 4).program
+    steps = MAX_MONTE_CARLO_OPS // program.num_ops
+    t = time.process_time()
     times = benchmark.pedantic(
-        simulate_steps, (program, cluster, "analytical", JITTER, 100), rounds=1, iterations=1
+        simulate_steps, (program, cluster, "analytical", JITTER, steps), rounds=1, iterations=1
     )
-    assert len(set(times.tolist())) == 100 and np.all(times > 0)
-    benchmark.extra_info["p99_over_p50"] = float(np.percentile(times, 99) / np.median(times))
+    cpu = time.process_time() - t
+    assert steps >= 10 and len(set(times.tolist())) == steps and np.all(times > 0)
+    benchmark.extra_info.update(
+        steps=steps,
+        cpu_s=cpu,
+        cpu_s_per_step=cpu / steps,
+        p99_over_p50=float(np.percentile(times, 99) / np.median(times)),
+    )
 
 
 GPT3_6144 = """

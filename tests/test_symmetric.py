@@ -48,6 +48,8 @@ def check(model, plan, c, network, v):
     full = simulate(lowered.program, c, network)
     run = simulate_lowered(lowered, c, network)
     SEEN[network, run.simulation] += 1
+    if lowered.symmetry(c)[1]:  # traffic crosses pods
+        SEEN[network, run.simulation, "pods"] += 1
     if run.simulation == "full":
         assert run.reason  # it says why
         return None
@@ -123,6 +125,8 @@ def test_random_plans_exercised_both_simulations_in_both_modes():
     for network in ("analytical", "contention"):
         assert SEEN[network, "symmetric"] >= 10, SEEN
     assert SEEN["analytical", "full"] + SEEN["contention", "full"] >= 1, SEEN
+    # Analytical runs stay symmetric across pods (the engine charges every copy's traffic).
+    assert SEEN["analytical", "symmetric", "pods"] >= 5, SEEN
 
 
 SPLITS = [
@@ -158,22 +162,69 @@ def test_uneven_domains_fall_back_to_every_rank():
         simulate_lowered(lowered, c, "analytical", "symmetric")
 
 
-def test_traffic_across_pods_falls_back_to_every_rank():
-    # Both modes: contention shares the pod uplinks between a stage's groups, and the analytical
-    # mode charges each collective the wave of all its concurrent copies (docs/engine.md, "Pod
-    # links"), of which a symmetric program holds only the representatives': here its step
-    # would come out shorter than the full run's.
+def test_traffic_across_pods_is_symmetric_in_the_analytical_mode_only():
+    # The analytical mode charges each collective and send the wave of all its concurrent
+    # copies (docs/engine.md, "Pod links"): the engine is told what each representative stands
+    # for and charges their traffic too. Without that, the representatives' waves alone make the
+    # step shorter than the full run's. Contention shares the pod uplinks between a stage's
+    # groups, which the representatives alone do not see: it runs every rank.
     plan = Plan(seq_len=512, global_batch=8, tp=2, pp=2, dp=4)
     c = cluster(plan.devices, domain_size=2, pod_size=4, oversubscription=4.0)
     lowered = StepBuilder(DENSE, plan, c, 1).lower()
-    for network in ("analytical", "contention"):
-        run = simulate_lowered(lowered, c, network)
-        assert run.simulation == "full" and "pods" in run.reason
-        with pytest.raises(SpecError, match="not be exact"):
-            simulate_lowered(lowered, c, network, "symmetric")
-    full = simulate_lowered(lowered, c, "analytical").timeline.makespan
+    assert lowered.symmetry(c) == (None, True)
+    run = check(DENSE, plan, c, "analytical", 1)
+    assert run is not None and run.simulation == "symmetric"
+    full = simulate(lowered.program, c, "analytical").makespan
     representatives = simulate(lowered.symmetric_program, c, "analytical", symmetric=True)
     assert representatives.makespan < full * 0.99
+    run = simulate_lowered(lowered, c, "contention")
+    assert run.simulation == "full" and "pods" in run.reason
+    with pytest.raises(SpecError, match="not be exact"):
+        simulate_lowered(lowered, c, "contention", "symmetric")
+
+
+def test_unevenly_loaded_pod_links_fall_back_to_every_rank():
+    # Pods of 3 under stages of 4: stage 0 (ranks 0-3) sends to stage 1 (4-7) over pod links
+    # that carry 3 sends (pod 0 up) and 1 (pod 1 up), so the copies of one send do not all take
+    # the representative's time: the engine notes it and the step runs every rank.
+    plan = Plan(seq_len=512, global_batch=8, tp=1, pp=2, dp=4)
+    c = cluster(plan.devices, domain_size=1, pod_size=3, oversubscription=4.0)
+    lowered = StepBuilder(DENSE, plan, c, 1).lower()
+    assert lowered.symmetry(c) == (None, True)  # the layout alone does not see it
+    run = simulate_lowered(lowered, c, "analytical")
+    assert run.simulation == "full" and "unevenly" in run.reason
+    assert run.timeline.makespan == simulate(lowered.program, c, "analytical").makespan
+    with pytest.raises(SpecError, match="unevenly"):
+        simulate_lowered(lowered, c, "analytical", "symmetric")
+
+
+def test_the_engine_checks_copies():
+    plan = Plan(seq_len=512, global_batch=8, tp=2, pp=2, dp=4)
+    c = cluster(plan.devices, domain_size=2, pod_size=4, oversubscription=4.0)
+    lowered = StepBuilder(DENSE, plan, c, 1).lower()
+    program, copies = lowered.symmetric_program, lowered.symmetric_copies()
+    columns = {name: getattr(program, name) for name in program.__dataclass_fields__}
+    topology = core_topology(c)
+    with pytest.raises(SpecError, match="only for a symmetric program"):
+        _core.Engine(columns, topology, 0, _core.Noise(), False, copies)
+    bad = dict(copies, group_ranks=copies["group_ranks"][::-1].copy())
+    with pytest.raises(SpecError, match=r"copies\.group_ranks of group 0 .* itself first"):
+        _core.Engine(columns, topology, 0, _core.Noise(), True, bad)
+    bad = dict(copies, ranks=np.full_like(copies["ranks"], 99))
+    with pytest.raises(SpecError, match=r"copies\.ranks\[0\] = 99 is not a rank in \[0, 16\)"):
+        _core.Engine(columns, topology, 0, _core.Noise(), True, bad)
+    bad = dict(copies, rank_offsets=copies["rank_offsets"][:-1].copy())
+    with pytest.raises(SpecError, match=r"copies\.rank_offsets has 16 entries; expected 17"):
+        _core.Engine(columns, topology, 0, _core.Noise(), True, bad)
+    bad = dict(copies, rank_offsets=copies["rank_offsets"].astype(np.int32))
+    with pytest.raises(PodsimError, match=r"copies\.rank_offsets must be a 1-D array of int64"):
+        _core.Engine(columns, topology, 0, _core.Noise(), True, bad)
+    # A representative standing for fewer ranks than its pipeline peer: its sends cannot pair.
+    offsets = copies["rank_offsets"].copy()
+    offsets[1:] -= 1  # rank 0 stands for 7 ranks, rank 8 still for 8
+    bad = dict(copies, rank_offsets=offsets, ranks=np.delete(copies["ranks"], 7))
+    with pytest.raises(SpecError, match="standing for 7 ranks"):
+        _core.Engine(columns, topology, 0, _core.Noise(), True, bad)
 
 
 def test_results_say_how_they_ran():

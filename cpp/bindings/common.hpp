@@ -14,11 +14,12 @@ namespace podsim::bindings {
 
 namespace py = pybind11;
 
-// Copies a 1-D numpy column of exactly dtype T; anything else is a ProgramError naming it.
+// Copies a 1-D numpy column of exactly dtype T; anything else is a ProgramError naming it
+// (`prefix` + name: "program.rank", "copies.ranks").
 template <class T>
-std::vector<T> column(const py::array& array, const char* name) {
+std::vector<T> column(const py::array& array, const char* name, const char* prefix = "program.") {
   if (!array.dtype().is(py::dtype::of<T>()) || array.ndim() != 1) {
-    throw ProgramError(std::string("program.") + name + " must be a 1-D array of " +
+    throw ProgramError(std::string(prefix) + name + " must be a 1-D array of " +
                        std::string(py::str(py::dtype::of<T>())) + ", got " +
                        std::string(py::str(array.dtype())) + " with " +
                        std::to_string(array.ndim()) + " dimension(s)");

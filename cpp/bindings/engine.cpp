@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -29,6 +30,23 @@ void check_signals() {
   if (PyErr_CheckSignals() != 0) throw py::error_already_set();
 }
 
+// What a symmetric program's groups and ranks stand for: a dict of the four CSR columns of
+// podsim::Copies by name, any of them left out (None: no copies).
+podsim::Copies make_copies(const py::object& columns) {
+  podsim::Copies copies;
+  if (columns.is_none()) return copies;
+  const auto c = columns.cast<py::dict>();
+  const auto take = [&](const char* name, auto& target) {
+    using T = typename std::decay_t<decltype(target)>::value_type;
+    if (c.contains(name)) target = podsim::bindings::column<T>(c[name], name, "copies.");
+  };
+  take("group_offsets", copies.group_offsets);
+  take("group_ranks", copies.group_ranks);
+  take("rank_offsets", copies.rank_offsets);
+  take("ranks", copies.ranks);
+  return copies;
+}
+
 }  // namespace
 
 void register_engine(py::module_& m) {
@@ -51,16 +69,18 @@ void register_engine(py::module_& m) {
 
   py::class_<Engine>(m, "Engine")
       .def(py::init([](const py::dict& columns, const Topology& topology, int mode,
-                       const Noise& noise, bool symmetric) {
+                       const Noise& noise, bool symmetric, const py::object& copy_columns) {
              auto program = make_program(columns);
+             auto copies = make_copies(copy_columns);
              const auto network = enum_arg<NetworkMode>(mode, 2, "network mode");
              py::gil_scoped_release release;
              // Indexing millions of ops takes seconds: let Ctrl-C stop it.
              const podsim::InterruptScope interrupt(&check_signals);
-             return Engine(std::move(program), topology, network, noise, symmetric);
+             return Engine(std::move(program), topology, network, noise, symmetric,
+                           std::move(copies));
            }),
            py::arg("columns"), py::arg("topology"), py::arg("mode"), py::arg("noise") = Noise{},
-           py::arg("symmetric") = false)
+           py::arg("symmetric") = false, py::arg("copies") = py::none())
       .def("restart", &Engine::restart, py::arg("iteration"),
            py::call_guard<py::gil_scoped_release>(),
            "Run the step again as iteration `iteration` (fresh noise draws).")
@@ -73,5 +93,6 @@ void register_engine(py::module_& m) {
       .def_property_readonly("resolved_algorithm",
                              [](const Engine& e) { return to_numpy(e.resolved_algorithm()); })
       .def_property_readonly("events_processed", &Engine::events_processed)
-      .def_property_readonly("makespan", &Engine::makespan);
+      .def_property_readonly("makespan", &Engine::makespan)
+      .def_property_readonly("symmetry_note", &Engine::symmetry_note);
 }

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "podsim/collectives.hpp"
+#include "podsim/copies.hpp"
 #include "podsim/errors.hpp"
 #include "podsim/interrupt.hpp"
 #include "podsim/network.hpp"
@@ -73,6 +74,14 @@ using CostKey = std::tuple<std::int32_t, std::int8_t, std::int8_t, double, doubl
 // Draw streams of the noise model.
 enum Stream : std::uint64_t { ComputeJitter = 1, SlowRank = 2, SlowStep = 3, HopLatency = 4 };
 
+// The copies of a send that cross the same pod links (-1: none) over the same kind of path.
+struct CopyPaths {
+  std::int32_t up, down;
+  double latency, bandwidth;
+  std::int32_t src;  // one of them (the first)
+  std::int64_t count;
+};
+
 struct Cost {
   Algorithm algorithm;
   double time;     // closed form, launch included
@@ -89,7 +98,7 @@ struct Engine::State {
   // numbers, and events are handled in the same order as in program order: nothing else changes.
   Program program;
   std::vector<std::int8_t> op_kind;
-  std::vector<double> op_duration;
+  std::vector<double> op_duration;  // compute: its duration; send: its pod-link seconds (or 0)
   std::vector<std::int32_t> op_rank;
   Topology topology;
   NetworkMode mode;
@@ -110,8 +119,11 @@ struct Engine::State {
   // Analytical mode over several pods (docs/engine.md, "Pod links"): the time of each collective
   // instance, and the pod-link seconds of each send, whose traffic crosses pods, counting every
   // concurrent copy of it (its wave).
-  std::unordered_map<std::int32_t, double> pod_instance_time;
-  std::unordered_map<std::int64_t, double> pod_transfer_seconds;
+  // NaN: the instance's own closed form (no pod links). A send's pod-link seconds are kept in
+  // op_duration, which sends do not otherwise use (their duration is 0).
+  std::vector<double> pod_instance_time;
+  Copies copies;              // what a symmetric program's groups and ranks stand for
+  std::string symmetry_note;  // the first copy that would not run as its representative
 
   std::priority_queue<Event, std::vector<Event>, std::greater<>> queue;
   std::uint64_t seq = 0, events = 0, generation = 0;
@@ -121,11 +133,17 @@ struct Engine::State {
   bool dirty = false;
   std::vector<std::int32_t> finished_owners;
 
-  State(Program p, Topology t, NetworkMode m, Noise n, bool sym)
-      : topology(t), mode(m), symmetric(sym), noise(std::move(n)), network(topology) {
+  State(Program p, Topology t, NetworkMode m, Noise n, bool sym, Copies c)
+      : topology(t),
+        mode(m),
+        symmetric(sym),
+        noise(std::move(n)),
+        copies(std::move(c)),
+        network(topology) {
     std::sort(noise.straggler_ranks.begin(), noise.straggler_ranks.end());
     {
       const ProgramIndex index = index_program(p, topology);  // checks, in program order
+      copies.validate(p, topology);
       original = locality_order(p);
       check_interrupt();
       graph = permute(index, original);
@@ -148,10 +166,25 @@ struct Engine::State {
   // k-th send of every channel with the same tag and bytes likewise (as a pipeline stage's ranks
   // do). A wave's traffic over each pod link, per phase, is what each of its members' phases must
   // get through. Instances and sends are counted in program order and keyed by the program's op
-  // numbers (`at`), not the internal ones. A symmetric program holds one representative per
-  // stage, so its waves count only the copies it holds: podsim.front.training runs every rank
-  // where traffic crosses pods (docs/engine.md, "Pod links").
+  // numbers (`at`), not the internal ones. A symmetric program's groups and ranks stand for
+  // their copies (`copies`), whose traffic joins the waves as in the full program; every copy
+  // must then take its representative's time, or the run is not exact (`symmetry_note`).
   void prepare_pod_links() {
+    prepare_instance_waves();
+    prepare_send_waves();
+  }
+
+  // Notes the first copy whose time differs from its representative's (beyond rounding).
+  void compare_copy(double copy, double representative, const std::string& what) {
+    if (!symmetry_note.empty() ||
+        std::abs(copy - representative) <= 1e-12 * std::abs(representative)) {
+      return;
+    }
+    symmetry_note = what + " takes " + std::to_string(copy) + " s where its representative takes " +
+                    std::to_string(representative) + " s: pod links are loaded unevenly";
+  }
+
+  void prepare_instance_waves() {
     using WaveKey = std::tuple<std::size_t, std::int8_t, std::int8_t, double, double, double,
                                std::int32_t, std::int32_t>;
     std::map<WaveKey, std::int32_t> waves;
@@ -159,15 +192,20 @@ struct Engine::State {
     struct Pending {
       std::int32_t instance, wave;
       std::size_t op;  // the program's op
-      std::vector<std::vector<PodLoad>> loads;
+      std::vector<std::span<const std::int32_t>> copies;
+      std::vector<std::vector<std::vector<PodLoad>>> loads;  // per copy, per phase
     };
     std::vector<Pending> spanning;
     std::vector<std::int32_t> seen(program.num_groups(), 0);
+    pod_instance_time.assign(graph.instance_groups.size(),
+                             std::numeric_limits<double>::quiet_NaN());
     for (std::size_t i = 0; i < graph.instance_groups.size(); ++i) {
       const std::int32_t group = graph.instance_groups[i];
       const std::int32_t k = seen[static_cast<std::size_t>(group)]++;
       const auto m = members(group);
-      if (m.size() < 2 || !spans_pods(topology, m)) continue;
+      auto copies_of = copies.of_group(group, m);
+      const auto spans = [&](std::span<const std::int32_t> c) { return spans_pods(topology, c); };
+      if (m.size() < 2 || std::none_of(copies_of.begin(), copies_of.end(), spans)) continue;
       const std::size_t op = at(graph.instance_ops(static_cast<std::int32_t>(i))[0]);
       const Algorithm algorithm = cost(group, op).algorithm;
       const Shape shape = shape_of(op);
@@ -181,60 +219,146 @@ struct Engine::State {
                         k};
       const auto wave =
           waves.try_emplace(key, static_cast<std::int32_t>(waves.size())).first->second;
-      auto loads = pod_loads(topology, static_cast<CollectiveOp>(program.collective[op]), algorithm,
-                             m, program.bytes[op], shape);
-      for (std::size_t phase = 0; phase < loads.size(); ++phase) {
-        for (const PodLoad& load : loads[phase]) totals[{wave, phase, load.link}] += load.bytes;
+      Pending entry{static_cast<std::int32_t>(i), wave, op, std::move(copies_of), {}};
+      for (const auto& c : entry.copies) {
+        auto loads = pod_loads(topology, static_cast<CollectiveOp>(program.collective[op]),
+                               algorithm, c, program.bytes[op], shape);
+        for (std::size_t phase = 0; phase < loads.size(); ++phase) {
+          for (const PodLoad& load : loads[phase]) totals[{wave, phase, load.link}] += load.bytes;
+        }
+        entry.loads.push_back(std::move(loads));
       }
-      spanning.push_back({static_cast<std::int32_t>(i), wave, op, std::move(loads)});
+      spanning.push_back(std::move(entry));
+      if (spanning.size() % 4096 == 0) check_interrupt();  // the poll takes the GIL
     }
     for (const Pending& p : spanning) {
-      std::vector<double> seconds(p.loads.size(), 0.0);
-      for (std::size_t phase = 0; phase < p.loads.size(); ++phase) {
-        for (const PodLoad& load : p.loads[phase]) {
-          seconds[phase] = std::max(seconds[phase], totals[{p.wave, phase, load.link}] /
-                                                        topology.link_capacity(load.link));
-        }
-      }
       const std::int32_t group = graph.instance_groups[static_cast<std::size_t>(p.instance)];
-      pod_instance_time[p.instance] =
-          analytical_time(topology, static_cast<CollectiveOp>(program.collective[p.op]),
-                          cost(group, p.op).algorithm, members(group), program.bytes[p.op],
-                          shape_of(p.op), seconds);
+      const auto c = static_cast<CollectiveOp>(program.collective[p.op]);
+      const Algorithm algorithm = cost(group, p.op).algorithm;
+      double representative = 0.0;
+      for (std::size_t j = 0; j < p.copies.size(); ++j) {
+        std::vector<double> seconds(p.loads[j].size(), 0.0);
+        for (std::size_t phase = 0; phase < p.loads[j].size(); ++phase) {
+          for (const PodLoad& load : p.loads[j][phase]) {
+            seconds[phase] = std::max(seconds[phase], totals[{p.wave, phase, load.link}] /
+                                                          topology.link_capacity(load.link));
+          }
+        }
+        const double time = analytical_time(topology, c, algorithm, p.copies[j],
+                                            program.bytes[p.op], shape_of(p.op), seconds);
+        if (j == 0) {
+          representative = time;
+          pod_instance_time[static_cast<std::size_t>(p.instance)] = time;
+        }
+        compare_copy(time, representative,
+                     "collective op " + std::to_string(p.op) + " on the copy of group " +
+                         std::to_string(group) + " led by rank " + std::to_string(p.copies[j][0]));
+      }
     }
-    // Sends, in program order: the k-th on each (src, dst, tag) channel; its wave is keyed by
-    // bytes, tag and k. Keyed by the program's op (start_transfer looks it up through `at`).
+  }
+
+  // Sends, in program order: the k-th on each (src, dst, tag) channel; its wave is keyed by bytes,
+  // tag and k. Keyed by the program's op (start_transfer looks it up through `at`). A send of a
+  // symmetric program stands for one send from each rank its sender stands for (copy j: from
+  // copies.of_rank(src)[j] to copies.of_rank(dst)[j]); the copies of a channel are grouped by the
+  // pod links they cross (and their path), so that a send costs O(distinct paths), not O(copies).
+  void prepare_send_waves() {
     std::vector<std::int64_t> internal(original.size());
     for (std::size_t op = 0; op < original.size(); ++op)
       internal[static_cast<std::size_t>(original[op])] = static_cast<std::int64_t>(op);
+    // Per (src, dst): the copies' paths and, per tag, the sends seen so far (k). Channels whose
+    // copies all stay in their pods are skipped before anything else.
+    struct Channel {
+      std::vector<CopyPaths> paths;
+      bool crosses = false;
+      std::vector<std::pair<std::int8_t, std::int32_t>> seen;  // (tag, sends so far)
+    };
+    std::unordered_map<std::uint64_t, Channel> channels;
     using SendWave = std::tuple<double, std::int8_t, std::int32_t>;
-    std::map<std::tuple<std::int32_t, std::int32_t, std::int8_t>, std::int32_t> channel_count;
-    std::map<std::pair<SendWave, std::int32_t>, double> link_bytes;
-    std::vector<std::pair<std::int64_t, SendWave>> sends;
+    std::map<SendWave, std::size_t> waves;
+    std::vector<std::vector<double>> link_bytes;  // per wave, per pod link: bytes
+    const std::int64_t first_pod_link = 4 * topology.devices;
+    const auto pod_index = [&](std::int32_t link) {
+      return static_cast<std::size_t>(link - first_pod_link);
+    };
+    std::vector<std::tuple<std::int64_t, std::size_t, const Channel*>> sends;
     for (std::size_t i = 0; i < program.num_ops(); ++i) {
       if (program.kind[i] != static_cast<std::int8_t>(Kind::Send) ||
           graph.partner[static_cast<std::size_t>(internal[i])] < 0) {
         continue;
       }
       const std::int32_t src = program.rank[i], dst = program.peer[i];
-      const std::int8_t tag = program.collective[i];
-      const std::int32_t k = channel_count[{src, dst, tag}]++;
-      if (topology.pod(src) == topology.pod(dst)) continue;
-      const SendWave key{program.bytes[i], tag, k};
-      const Path path = route(topology, src, dst);
-      link_bytes[{key, path.links[1]}] += program.bytes[i];
-      link_bytes[{key, path.links[2]}] += program.bytes[i];
-      sends.emplace_back(static_cast<std::int64_t>(i), key);
-    }
-    for (const auto& [send, key] : sends) {
-      const Path path = route(topology, program.rank[send], program.peer[send]);
-      double seconds = 0.0;
-      for (int l = 1; l <= 2; ++l) {
-        const std::int32_t link = path.links[static_cast<std::size_t>(l)];
-        seconds = std::max(seconds, link_bytes[{key, link}] / topology.link_capacity(link));
+      const auto key = (static_cast<std::uint64_t>(src) << 32) | static_cast<std::uint32_t>(dst);
+      auto [found, added] = channels.try_emplace(key);
+      Channel& channel = found->second;
+      if (added) {
+        channel.paths = copy_paths(i);
+        channel.crosses = std::any_of(channel.paths.begin(), channel.paths.end(),
+                                      [](const CopyPaths& c) { return c.up >= 0; });
       }
-      pod_transfer_seconds[send] = seconds;
+      if (!channel.crosses) continue;
+      const std::int8_t tag = program.collective[i];
+      auto seen = std::find_if(channel.seen.begin(), channel.seen.end(),
+                               [&](const auto& entry) { return entry.first == tag; });
+      if (seen == channel.seen.end()) seen = channel.seen.insert(seen, {tag, 0});
+      const std::int32_t k = seen->second++;
+      const auto wave = waves.try_emplace({program.bytes[i], tag, k}, waves.size()).first->second;
+      if (wave == link_bytes.size())
+        link_bytes.emplace_back(static_cast<std::size_t>(2 * topology.num_pods()), 0.0);
+      for (const CopyPaths& c : channel.paths) {
+        if (c.up < 0) continue;
+        link_bytes[wave][pod_index(c.up)] += static_cast<double>(c.count) * program.bytes[i];
+        link_bytes[wave][pod_index(c.down)] += static_cast<double>(c.count) * program.bytes[i];
+      }
+      sends.emplace_back(static_cast<std::int64_t>(i), wave, &channel);
     }
+    for (const auto& [send, wave, channel] : sends) {
+      const double bytes = program.bytes[static_cast<std::size_t>(send)];
+      const std::vector<double>& loads = link_bytes[wave];
+      double representative = 0.0;
+      for (std::size_t j = 0; j < channel->paths.size(); ++j) {
+        const CopyPaths& c = channel->paths[j];
+        double seconds = 0.0;
+        if (c.up >= 0) {
+          seconds = std::max(loads[pod_index(c.up)] / topology.link_capacity(c.up),
+                             loads[pod_index(c.down)] / topology.link_capacity(c.down));
+        }
+        // The transfer's time but its launch: path latency and bandwidth term.
+        const double time = c.latency + std::max(bytes / c.bandwidth, seconds);
+        if (j == 0) {
+          representative = time;
+          // A send has no duration: its slot holds its pod-link seconds (start_transfer).
+          op_duration[static_cast<std::size_t>(internal[static_cast<std::size_t>(send)])] = seconds;
+        }
+        compare_copy(time, representative,
+                     "send op " + std::to_string(send) + " from rank " + std::to_string(c.src));
+      }
+    }
+  }
+
+  // The copies of the send at program op `send`, grouped by the pod links they cross and their
+  // path (latency, bandwidth); the representative's own path first.
+  std::vector<CopyPaths> copy_paths(std::size_t send) const {
+    const std::int32_t src = program.rank[send], dst = program.peer[send];
+    const auto from = copies.of_rank(src), to = copies.of_rank(dst);
+    if (from.size() != to.size() || from.empty()) {
+      throw SpecError("copies.ranks: send op " + std::to_string(send) + " from rank " +
+                      std::to_string(src) + " (standing for " + std::to_string(from.size()) +
+                      " ranks) to rank " + std::to_string(dst) + " (standing for " +
+                      std::to_string(to.size()) + "): both must stand for as many ranks, >= 1");
+    }
+    std::vector<CopyPaths> out;
+    std::map<std::tuple<std::int32_t, std::int32_t, double, double>, std::size_t> where;
+    for (std::size_t j = 0; j < from.size(); ++j) {
+      const Path path = route(topology, from[j], to[j]);
+      const bool crosses = topology.pod(from[j]) != topology.pod(to[j]);
+      const std::int32_t up = crosses ? path.links[1] : -1, down = crosses ? path.links[2] : -1;
+      const auto [it, added] =
+          where.try_emplace({up, down, path.latency, path.bandwidth}, out.size());
+      if (added) out.push_back({up, down, path.latency, path.bandwidth, from[j], 0});
+      ++out[it->second].count;
+    }
+    return out;
   }
 
   // A per-op vector in program order.
@@ -401,8 +525,10 @@ struct Engine::State {
     }
     const std::int32_t repeat = program.repeat[op];
     if (mode == NetworkMode::Analytical) {
-      const auto pod = pod_instance_time.find(index);
-      double time = (pod == pod_instance_time.end() ? c.time : pod->second) * repeat;
+      const double pod = pod_instance_time.empty()
+                             ? std::numeric_limits<double>::quiet_NaN()
+                             : pod_instance_time[static_cast<std::size_t>(index)];
+      double time = (std::isnan(pod) ? c.time : pod) * repeat;
       for (std::int32_t r = 0; noise.latency_sigma > 0 && r < repeat; ++r) {
         const auto key = (static_cast<std::uint64_t>(index) << 20) | static_cast<std::uint64_t>(r);
         time += c.latency * (latency_factor(key, hops) - 1.0);
@@ -447,8 +573,7 @@ struct Engine::State {
     const double bytes = program.bytes[at(send)];
     if (mode == NetworkMode::Analytical) {
       double bandwidth_term = bytes / path.bandwidth;
-      const auto pod = pod_transfer_seconds.find(static_cast<std::int64_t>(at(send)));
-      if (pod != pod_transfer_seconds.end()) bandwidth_term = std::max(bandwidth_term, pod->second);
+      bandwidth_term = std::max(bandwidth_term, op_duration[send]);  // pod links (or 0)
       push(t + topology.launch_latency + latency + bandwidth_term, 2, EventType::TransferDone,
            send);
       return;
@@ -572,7 +697,8 @@ void Noise::validate(std::int64_t devices) const {
   }
 }
 
-Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise, bool symmetric) {
+Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise, bool symmetric,
+               Copies copies) {
   topology.validate();
   // The contention network keeps state per link (four per device): bound its memory.
   constexpr std::int64_t kMaxContentionDevices = std::int64_t{1} << 24;
@@ -587,7 +713,12 @@ Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise
         "a symmetric program (one representative per class of ranks) cannot carry noise: noise "
         "breaks the symmetry; simulate every rank");
   }
-  state_ = std::make_unique<State>(std::move(program), topology, mode, std::move(noise), symmetric);
+  if (!symmetric && !copies.empty()) {
+    throw SpecError(
+        "copies are only for a symmetric program (one representative per class of ranks)");
+  }
+  state_ = std::make_unique<State>(std::move(program), topology, mode, std::move(noise), symmetric,
+                                   std::move(copies));
   state_->init();
 }
 
@@ -619,5 +750,6 @@ std::vector<std::int8_t> Engine::resolved_algorithm() const {
 }
 std::uint64_t Engine::events_processed() const { return state_->events; }
 double Engine::makespan() const { return state_->makespan; }
+const std::string& Engine::symmetry_note() const { return state_->symmetry_note; }
 
 }  // namespace podsim

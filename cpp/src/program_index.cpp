@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <tuple>
 #include <unordered_map>
 
@@ -52,6 +53,10 @@ void check_offsets(const std::vector<std::int64_t>& offsets, std::size_t rows, s
 
 void check_columns(const Program& p) {
   const std::size_t n = p.num_ops();
+  // Ops are numbered in int32 (deps, and the engine's dependents lists).
+  if (n > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+    throw ProgramError("program has " + std::to_string(n) + " ops; at most 2147483647");
+  }
   require_size(p.stream, n, "stream");
   require_size(p.kind, n, "kind");
   require_size(p.duration, n, "duration");
@@ -190,9 +195,10 @@ void link_dependencies(const Program& p, ProgramIndex& index) {
   index.dependent_ops.assign(static_cast<std::size_t>(count[n]), 0);
   for (std::size_t i = 0; i < n; ++i) {
     for (std::int64_t d = p.dep_offsets[i]; d < p.dep_offsets[i + 1]; ++d) {
-      index.dependent_ops[count[p.dep_ops[d]]++] = static_cast<std::int64_t>(i);
+      index.dependent_ops[count[p.dep_ops[d]]++] = static_cast<std::int32_t>(i);
     }
-    if (successor[i] >= 0) index.dependent_ops[count[i]++] = successor[i];
+    if (successor[i] >= 0)
+      index.dependent_ops[count[i]++] = static_cast<std::int32_t>(successor[i]);
   }
 }
 
@@ -351,13 +357,22 @@ ProgramIndex permute(const ProgramIndex& index, const std::vector<std::int64_t>&
   out.instance_of = gather(index.instance_of, to_original);
   out.partner = gather(index.partner, to_original);
   for (std::int64_t& op : out.partner) op = rename(op);
+  // Dependents, scattered in program order: each op's list is read in place and its entries
+  // (ops of the same rank, close by in program order) renamed with nearby reads, where reading
+  // the lists in internal order would jump across the program for each op.
   out.dependent_offsets.assign(n + 1, 0);
-  out.dependent_ops.reserve(index.dependent_ops.size());
-  for (std::size_t x = 0; x < n; ++x) {
-    for (std::int64_t next : index.dependents(to_original[x])) {
-      out.dependent_ops.push_back(rename(next));
+  for (std::size_t i = 0; i < n; ++i) {
+    out.dependent_offsets[static_cast<std::size_t>(to_internal[i]) + 1] =
+        index.dependent_offsets[i + 1] - index.dependent_offsets[i];
+  }
+  for (std::size_t x = 0; x < n; ++x) out.dependent_offsets[x + 1] += out.dependent_offsets[x];
+  out.dependent_ops.resize(index.dependent_ops.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    auto at =
+        static_cast<std::size_t>(out.dependent_offsets[static_cast<std::size_t>(to_internal[i])]);
+    for (std::int64_t next : index.dependents(static_cast<std::int64_t>(i))) {
+      out.dependent_ops[at++] = static_cast<std::int32_t>(rename(next));
     }
-    out.dependent_offsets[x + 1] = static_cast<std::int64_t>(out.dependent_ops.size());
   }
   out.instance_groups = index.instance_groups;
   out.instance_offsets = index.instance_offsets;

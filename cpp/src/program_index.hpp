@@ -17,7 +17,7 @@ struct ProgramIndex {
   std::vector<std::int32_t> initial_pending;
   // CSR: ops that wait for each op (its deps' dependents and its stream successor).
   std::vector<std::int64_t> dependent_offsets;
-  std::vector<std::int64_t> dependent_ops;
+  std::vector<std::int32_t> dependent_ops;  // int32: a cache line holds twice as many
   // Per op: its collective instance, or -1. Per instance: group, and its ops (CSR).
   std::vector<std::int32_t> instance_of;
   std::vector<std::int32_t> instance_groups;
@@ -26,7 +26,7 @@ struct ProgramIndex {
   // Per send or recv: the matching recv or send, or -1 if none.
   std::vector<std::int64_t> partner;
 
-  std::span<const std::int64_t> dependents(std::int64_t op) const {
+  std::span<const std::int32_t> dependents(std::int64_t op) const {
     return {dependent_ops.data() + dependent_offsets[op],
             static_cast<std::size_t>(dependent_offsets[op + 1] - dependent_offsets[op])};
   }

@@ -334,6 +334,63 @@ void set_up_can_be_interrupted() {
   expect(e.advance(1'000) && polls == 2, "without a poll the set-up runs through");
 }
 
+void symmetric_copies_charge_pod_links() {
+  // 8 devices, pods of 2, 1:4: a pod link carries C = 2 x 50 GB/s / 4 = 25 GB/s.
+  const Topology t = topology(8, 1, 2, 4.0);
+  const double C = 2 * kOutBw / 4.0, S = 1e8;
+  // Full program: ranks 0 and 1 (pod 0) run ring all-reduces with ranks 2 and 3 (pod 1), groups
+  // {0, 2} and {1, 3}, concurrent copies of one wave.
+  Builder full;
+  const auto g0 = full.group({0, 2});
+  const auto g1 = full.group({1, 3});
+  std::int32_t full_op = 0;
+  for (std::int32_t r : {0, 2}) full_op = full.collective(r, CollectiveOp::AllReduce, g0, S);
+  for (std::int32_t r : {1, 3}) full.collective(r, CollectiveOp::AllReduce, g1, S);
+  Engine whole(full.p, t, NetworkMode::Analytical);
+  whole.advance(1'000);
+  // Symmetric: group {0, 2} stands for itself and {1, 3}; its end must be the full run's.
+  Builder sym;
+  const auto g = sym.group({0, 2});
+  for (std::int32_t r : {0, 2}) sym.collective(r, CollectiveOp::AllReduce, g, S);
+  Copies copies;
+  copies.group_offsets = {0, 4};
+  copies.group_ranks = {0, 2, 1, 3};
+  Engine with(sym.p, t, NetworkMode::Analytical, {}, true, copies);
+  with.advance(1'000);
+  expect_near(with.end()[0], whole.end()[full_op], "copies: the full run's wave, exactly");
+  Engine alone(sym.p, t, NetworkMode::Analytical, {}, true);
+  alone.advance(1'000);
+  expect(alone.end()[0] < with.end()[0], "without copies the wave is the representative's only");
+  expect(with.symmetry_note().empty(), "every copy takes its representative's time");
+
+  // A send 0 -> 2 standing for 0 -> 2 and 1 -> 3: both cross pod 0's uplink and pod 1's
+  // downlink, 2 S over C: L + a + 2 S / C (the NIC's S / 50 GB/s is less).
+  Builder s;
+  s.send(0, 2, S);
+  s.recv(2, 0, S);
+  Copies pairs;
+  pairs.rank_offsets = {0, 2, 2, 4, 4, 4, 4, 4, 4};
+  pairs.ranks = {0, 1, 2, 3};
+  Engine e(s.p, t, NetworkMode::Analytical, {}, true, pairs);
+  e.advance(1'000);
+  expect_near(e.end()[0], kLaunch + kOutLat + 2 * S / C, "a send's copies share the uplink");
+  // Three copies {0, 1, 2} -> {4, 5, 6}: pod 0's uplink carries 2 S, pod 1's carries S, so the
+  // copy 2 -> 6 would end before its representative: not exact, and the engine says so.
+  pairs.rank_offsets = {0, 3, 3, 3, 3, 6, 6, 6, 6};
+  pairs.ranks = {0, 1, 2, 4, 5, 6};
+  Builder uneven;
+  uneven.send(0, 4, S);
+  uneven.recv(4, 0, S);
+  Engine u(uneven.p, t, NetworkMode::Analytical, {}, true, pairs);
+  expect(u.symmetry_note().find("send op 0 from rank 2") != std::string::npos,
+         "unevenly loaded pod links are noted: " + u.symmetry_note());
+  expect_throws<SpecError>([&] { Engine(uneven.p, t, NetworkMode::Analytical, {}, false, pairs); },
+                           "copies without a symmetric program", "only for a symmetric program");
+  pairs.ranks[3] = 9;
+  expect_throws<SpecError>([&] { Engine(uneven.p, t, NetworkMode::Analytical, {}, true, pairs); },
+                           "copies name ranks of the cluster", "copies.ranks[3] = 9");
+}
+
 }  // namespace
 
 int main() {
@@ -347,5 +404,6 @@ int main() {
   memory_proportional_to_the_program();
   restart_is_deterministic();
   set_up_can_be_interrupted();
+  symmetric_copies_charge_pod_links();
   return summary();
 }

@@ -78,6 +78,7 @@ class Engine:
         mode: _Int,
         noise: Noise = ...,
         symmetric: bool = ...,
+        copies: dict[str, npt.NDArray[Any]] | None = ...,
     ) -> None: ...
     def restart(self, iteration: _Int) -> None:
         """Run the step again as iteration `iteration` (fresh noise draws)."""
@@ -96,6 +97,10 @@ class Engine:
     def events_processed(self) -> int: ...
     @property
     def makespan(self) -> float: ...
+    @property
+    def symmetry_note(self) -> str:
+        """Why a copy of a symmetric program's collective or send would not take its
+        representative's time over pod links (the run is then not exact); empty if none."""
 
 def max_of_normals(n: _Float, u: _Float) -> float:
     """The largest of n standard normals at probability u (order statistic)."""

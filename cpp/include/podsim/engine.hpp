@@ -3,8 +3,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "podsim/copies.hpp"
 #include "podsim/program.hpp"
 #include "podsim/topology.hpp"
 
@@ -39,8 +41,12 @@ class Engine {
   // (and, in contention mode, runs its flows) over its group's full membership. Without noise
   // only (SpecError otherwise): the caller guarantees that the ranks left out behave exactly as
   // their representative.
+  //
+  // `copies` (symmetric only, SpecError otherwise): what the representatives' groups and ranks
+  // stand for, so that the analytical network charges pod links every copy's traffic, as the
+  // full program's waves would (docs/engine.md, "Pod links").
   Engine(Program program, Topology topology, NetworkMode mode, Noise noise = {},
-         bool symmetric = false);
+         bool symmetric = false, Copies copies = {});
 
   // Starts the run again as step `iteration` (new noise draws), reusing the checked program.
   void restart(std::uint64_t iteration);
@@ -60,6 +66,9 @@ class Engine {
   std::vector<std::int8_t> resolved_algorithm() const;
   std::uint64_t events_processed() const;
   double makespan() const;
+  // Analytical symmetric runs with copies over several pods: why some copy of a collective or
+  // send would not take its representative's time (then the run is not exact); empty if none.
+  const std::string& symmetry_note() const;
 
  private:
   struct State;

@@ -50,6 +50,9 @@ class Timeline:
     resolved_algorithm: np.ndarray  # per op: the algorithm a collective ran, -1 otherwise
     events: int
     makespan: float
+    # A symmetric analytical run with copies: why some copy would not take its representative's
+    # time over pod links (the run is then not exact; docs/engine.md, "Symmetric runs").
+    symmetry_note: str = ""
 
 
 def network_mode(network: str) -> int:
@@ -79,13 +82,18 @@ def collective_time(
 
 
 def _engine(
-    program: Program, cluster: Cluster, network: str, noise, symmetric: bool = False
+    program: Program,
+    cluster: Cluster,
+    network: str,
+    noise,
+    symmetric: bool = False,
+    copies: dict[str, np.ndarray] | None = None,
 ) -> "_core.Engine":
     check_program_size(program.num_ops, "the program")
     columns = {name: getattr(program, name) for name in program.__dataclass_fields__}
     core_noise = noise.to_core(cluster) if noise is not None else _core.Noise()
     return _core.Engine(
-        columns, core_topology(cluster), network_mode(network), core_noise, symmetric
+        columns, core_topology(cluster), network_mode(network), core_noise, symmetric, copies
     )
 
 
@@ -102,13 +110,15 @@ def simulate(
     noise: "NoiseModel | None" = None,
     iteration: int = 0,
     symmetric: bool = False,
+    copies: dict[str, np.ndarray] | None = None,
 ) -> Timeline:
     """Run every rank's program on the cluster; raises DeadlockError if it cannot finish.
     With noise, `iteration` picks the step whose draws are used. `symmetric`: the program holds
     one representative per class of identical ranks, its collectives' groups at full size
-    (docs/engine.md, "Symmetric runs"); no noise then."""
+    (docs/engine.md, "Symmetric runs"); no noise then. `copies`: what its groups and ranks stand
+    for (podsim.lowering.layout.symmetric_copies), so that pod links see every copy's traffic."""
     chunk_events = _check_chunk_events(chunk_events)
-    engine = _engine(program, cluster, network, noise, symmetric)
+    engine = _engine(program, cluster, network, noise, symmetric, copies)
     if iteration:
         engine.restart(iteration)
     _run(engine, chunk_events)
@@ -118,6 +128,7 @@ def simulate(
         engine.resolved_algorithm,
         int(engine.events_processed),
         float(engine.makespan),
+        engine.symmetry_note,
     )
 
 

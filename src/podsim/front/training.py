@@ -55,13 +55,16 @@ def simulate_lowered(
     if simulation != "full":
         reason, crosses_pods = lowered.symmetry(cluster)
         # Traffic across pods: contention shares the pod uplinks between the groups of a stage,
-        # and the analytical mode charges them the waves of all their concurrent copies
-        # (docs/engine.md, "Pod links"), which a representative alone does not see.
-        if reason is None and crosses_pods:
+        # which a representative alone does not see; the analytical mode charges them the waves
+        # of all concurrent copies (docs/engine.md, "Pod links"), which the engine is told of
+        # (`copies`) and checks: every copy must take its representative's time.
+        if reason is None and crosses_pods and network == "contention":
             reason = "traffic crosses pods, whose uplinks the groups of a stage share"
         if reason is None:
             program = lowered.symmetric_program
-            timeline = simulate(program, cluster, network, symmetric=True)
+            copies = lowered.symmetric_copies() if crosses_pods else None
+            timeline = simulate(program, cluster, network, symmetric=True, copies=copies)
+            reason = timeline.symmetry_note or None
             if network == "contention":
                 reason = shared_links(program, timeline, cluster.domain_size)
             if reason is None:

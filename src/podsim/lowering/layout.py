@@ -159,6 +159,28 @@ def build_symmetric_program(
     return _assemble(templates, stages, layout, local, group_base, sizes, members)
 
 
+def symmetric_copies(layout: Layout, ep: int, etp: int = 0) -> dict[str, np.ndarray]:
+    """What the representatives of build_symmetric_program stand for (podsim._core.Engine's
+    `copies`), so that the analytical network charges pod links the traffic of every copy: each
+    representative group of a role (role-major, then stage) stands for all the groups of that role
+    in its stage, its own first (a stage's groups of a role cover its ranks once, in key order);
+    each representative rank for its stage's ranks, in order (copy j of a send from stage a to
+    stage b runs between the j-th ranks of the two stages, as build_program wires peers)."""
+    tables = group_tables(layout, ep, etp)
+    size, devices = layout.stage_size, layout.devices
+    group_ranks = np.concatenate([tables[role][2] for role in ROLES]).astype(np.int32)
+    group_offsets = np.arange(len(ROLES) * layout.pp + 1, dtype=np.int64) * size
+    counts = np.where(np.arange(devices) % size == 0, size, 0)
+    rank_offsets = np.zeros(devices + 1, np.int64)
+    np.cumsum(counts, out=rank_offsets[1:])
+    return {
+        "group_offsets": group_offsets,
+        "group_ranks": group_ranks,
+        "rank_offsets": rank_offsets,
+        "ranks": np.arange(devices, dtype=np.int32),
+    }
+
+
 def symmetry(
     templates: list[Template],
     layout: Layout,
@@ -250,15 +272,16 @@ def _fill_stage(
     n_ranks, length = len(ranks), len(ops)
     if length == 0:
         raise SpecError(f"pipeline stage {stage} has no work: give it at least one layer")
+    # Each label parsed once (a template repeats a few labels thousands of times).
+    labels = {op.algorithm for op in ops if op.collective is not None}
+    algorithms = {label: int(Algorithm.parse(label)) for label in labels}
     per_op = {
         "stream": [op.stream for op in ops],
         "kind": [int(op.kind) for op in ops],
         "duration": [op.duration for op in ops],
         "bytes": [op.nbytes for op in ops],
         "collective": [int(op.collective) if op.collective is not None else op.tag for op in ops],
-        "algorithm": [
-            int(Algorithm.parse(op.algorithm)) if op.collective is not None else -1 for op in ops
-        ],
+        "algorithm": [algorithms[op.algorithm] if op.collective is not None else -1 for op in ops],
         "repeat": [op.repeat for op in ops],
         "message_bytes": [op.message_bytes for op in ops],
         "fanout": [op.fanout for op in ops],
@@ -285,8 +308,9 @@ def _fill_stage(
             for op in ops
         ]
     )
-    table = np.stack(candidates).astype(np.int32)  # [candidate, rank]
-    block["peer"].reshape(n_ranks, length)[:] = table[choice].T  # [rank, op]
+    table = np.stack(candidates, axis=1).astype(np.int32)  # [rank, candidate]
+    # [rank, op], written in place row by row (a transposed copy would stride through memory).
+    np.take(table, choice, axis=1, out=block["peer"].reshape(n_ranks, length))
 
 
 def _copies(row: np.ndarray, times: int) -> np.ndarray:

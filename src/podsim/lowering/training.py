@@ -36,6 +36,7 @@ from podsim.lowering.layout import (
     TemplateOp,
     build_program,
     build_symmetric_program,
+    symmetric_copies,
     symmetry,
 )
 from podsim.lowering.overlap import (
@@ -78,6 +79,10 @@ class LoweredStep:
         """Each stage's template on its first rank, groups at full size (exact only where
         `symmetry` allows it)."""
         return build_symmetric_program(self.templates, self.layout, self.ep, self.etp)
+
+    def symmetric_copies(self) -> dict[str, np.ndarray]:
+        """What the symmetric program's groups and ranks stand for (the engine's `copies`)."""
+        return symmetric_copies(self.layout, self.ep, self.etp)
 
     def symmetry(self, cluster: Cluster) -> tuple[str | None, bool]:
         """The reason a symmetric run would not be exact on this cluster (None if none), and
@@ -253,9 +258,19 @@ class StepBuilder:
 
     # -- what one pass at a position costs ----------------------------------------------------
 
+    def _layer_forward(self, layer: int, k: KernelModel) -> PassTimes:
+        """layer_forward, which depends on the layer only through whether it is an MoE layer:
+        computed once per kind and kernel model (PassTimes is immutable, so sharing it is
+        safe; the kernel models of one builder differ only in the SMs they leave)."""
+        cache = self.__dict__.setdefault("_forward_cache", {})
+        key = (self.model.is_moe(layer), k.reserved_units)
+        if key not in cache:
+            cache[key] = layer_forward(self.model, layer, self.shape, k)
+        return cache[key]
+
     def forward_time(self, q: int, kernels: KernelModel | None = None) -> float:
         k, shape = kernels or self.kernels, self.shape
-        times = sum((layer_forward(self.model, i, shape, k) for i in self.chunks[q]), PassTimes())
+        times = sum((self._layer_forward(i, k) for i in self.chunks[q]), PassTimes())
         if q == 0:
             times += embedding_forward(self.model, shape, k)
         if q == self.last:  # the output head, and each multi-token-prediction module's block
@@ -274,11 +289,17 @@ class StepBuilder:
         return PassTimes(gemm=gemm, memory=k.memory(6 * tokens * h * k.activation_bytes))
 
     def _layer_backward(self, layer: int, recompute: str, k: KernelModel) -> float:
-        shape = self.shape
-        forward = layer_forward(self.model, layer, shape, k)
-        attention = attention_forward(self.model, shape, k).attention
-        selective = selective_recompute(self.model, layer, shape, k, self.recompute)
-        return layer_backward(forward, attention, recompute, selective).total
+        """Depends on the layer only through whether it is an MoE layer (as layer_forward and
+        selective_recompute do): computed once per (kind, recompute, kernel model)."""
+        cache = self.__dict__.setdefault("_backward_cache", {})
+        key = (self.model.is_moe(layer), recompute, k.reserved_units)
+        if key not in cache:
+            shape = self.shape
+            forward = self._layer_forward(layer, k)
+            attention = attention_forward(self.model, shape, k).attention
+            selective = selective_recompute(self.model, layer, shape, k, self.recompute)
+            cache[key] = layer_backward(forward, attention, recompute, selective).total
+        return cache[key]
 
     def _recompute_of(self, q: int, index: int) -> str:
         """Full recompute of only the first recompute_layers layers of each chunk (Megatron's
@@ -529,7 +550,7 @@ class StepBuilder:
         passes = 1 if forward else (2 if plan.recompute == "full" else 1)
         activation = self.shape.tokens * model.hidden * self.kernels.activation_bytes
         ops, deps = [], [after]
-        moe = sum(model.is_moe(i) for i in self.chunks[q])
+        moe = self.moe_layers(q)
         tp_stream = OVERLAP_STREAM if self.stack.overlap_tp_comm else COMPUTE
         cp_stream = OVERLAP_STREAM if self.stack.overlap_cp_comm else COMPUTE
         if plan.tp > 1:  # after attention, and after a dense MLP (an MoE layer's experts
@@ -545,7 +566,6 @@ class StepBuilder:
                     tp_stream,
                 )
             )
-        moe = self.moe_layers(q)
         if plan.ep > 1 and moe:  # dispatch and combine per MoE layer
             # DualPipe's schedule places its all-to-alls (ep_stream); other schedules follow
             # the stack (Megatron-Core: on the compute stream, exposed)
