@@ -9,6 +9,7 @@ from podsim.front.collective import collective
 from podsim.front.grid_sweep import sweep
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
+from podsim.front.search import SearchResult, search
 from podsim.front.sweep import scale_sweep
 from podsim.lowering.program import Algorithm, Collective, Kind, Program, ProgramBuilder
 from podsim.plans.training import Plan
@@ -40,6 +41,7 @@ __all__ = [
     "ProgramBuilder",
     "ProgramError",
     "Scenario",
+    "SearchResult",
     "ServeResult",
     "SpecError",
     "Timeline",
@@ -59,6 +61,7 @@ __all__ = [
     "presets",
     "resolve_scenario",
     "scale_sweep",
+    "search",
     "serve",
     "simulate",
     "sweep",

@@ -208,13 +208,22 @@ class StepBuilder:
 
     # -- what one pass at a position costs ----------------------------------------------------
 
+    def _layer_forward(self, layer: int) -> PassTimes:
+        """One layer's forward kernels: they differ between layers only in whether the layer
+        is an MoE one, so each kind is costed once per builder."""
+        cached = self.__dict__.setdefault("_forward_by_kind", {})
+        kind = self.model.is_moe(layer)
+        if kind not in cached:
+            cached[kind] = layer_forward(self.model, layer, self.shape, self.kernels)
+        return cached[kind]
+
     def forward_time(self, q: int) -> float:
         k, shape = self.kernels, self.shape
-        times = sum((layer_forward(self.model, i, shape, k) for i in self.chunks[q]), PassTimes())
+        times = sum((self._layer_forward(i) for i in self.chunks[q]), PassTimes())
         if q == 0:
             times += embedding_forward(self.model, shape, k)
         if q == self.last:  # the output head, and each multi-token-prediction module's block
-            extra = layer_forward(self.model, self.model.layers - 1, shape, k)
+            extra = self._layer_forward(self.model.layers - 1)
             extra += self._mtp_projection()
             times += logits_forward(self.model, shape, k)
             for _ in range(self.model.mtp_depth):
@@ -229,11 +238,16 @@ class StepBuilder:
         return PassTimes(gemm=gemm, memory=k.memory(6 * tokens * h * k.activation_bytes))
 
     def _layer_backward(self, layer: int, recompute: str) -> float:
-        k, shape = self.kernels, self.shape
-        forward = layer_forward(self.model, layer, shape, k)
-        attention = attention_forward(self.model, shape, k).attention
-        selective = selective_recompute(self.model, layer, shape, k, self.recompute)
-        return layer_backward(forward, attention, recompute, selective).total
+        """One layer's backward (and what it recomputes), once per layer kind and mode."""
+        cached = self.__dict__.setdefault("_backward_by_kind", {})
+        key = (self.model.is_moe(layer), recompute)
+        if key not in cached:
+            k, shape = self.kernels, self.shape
+            forward = self._layer_forward(layer)
+            attention = attention_forward(self.model, shape, k).attention
+            selective = selective_recompute(self.model, layer, shape, k, self.recompute)
+            cached[key] = layer_backward(forward, attention, recompute, selective).total
+        return cached[key]
 
     def _recompute_of(self, q: int, index: int) -> str:
         """Full recompute of only the first recompute_layers layers of each chunk (Megatron's
@@ -377,6 +391,11 @@ class StepBuilder:
                 )
             )
         return last if not self.dual else done
+
+    def pass_collectives(self, q: int, forward: bool) -> list[TemplateOp]:
+        """The collectives one pass at position q runs (see _pass_collectives), for callers
+        that price them without a template (plan screening)."""
+        return self._pass_collectives(q, forward, 0)
 
     def _pass_collectives(self, q: int, forward: bool, after: int) -> list[TemplateOp]:
         """Tensor-, expert- and context-parallel collectives of one pass, each kind as one op

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from podsim.engine.core import NETWORK_MODES
 from podsim.errors import PodsimError
-from podsim.front.cli import catalogs, collective, compare, serve, sweep, train, validate
+from podsim.front.cli import catalogs, collective, compare, search, serve, sweep, train, validate
 from podsim.lowering.collective import OPS
 from podsim.lowering.program import Algorithm
 from podsim.version import __version__
@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
     swp.add_argument("--json", action="store_true", help=_JSON)
     swp.set_defaults(run=sweep.cmd_sweep)
+    search.add_parser(verb, _SCENARIO, _SET, _JSON, _NETWORK)
     return parser
 
 

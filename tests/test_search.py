@@ -1,0 +1,224 @@
+"""`podsim search` / podsim.search: the same best plans as simulating every plan of a small
+space, the scenario's plan beaten on GPT-3 175B, pruning counted by reason, invalid input
+refused with named errors, and the CLI's table and JSON."""
+
+import itertools
+import json
+from dataclasses import replace
+
+import pytest
+
+import podsim
+from podsim.errors import SpecError
+from podsim.front.api import resolve_scenario
+from podsim.front.cli import main
+from podsim.front.plan_screen import Screener
+from podsim.front.plan_space import parse_space, reason_of
+from podsim.front.search import search
+from podsim.front.training import simulate_step
+
+SMALL = """
+[cluster]
+chip = "h100-sxm"
+devices = 16
+
+[model]
+layers = 8
+hidden = 1024
+heads = 8
+ffn_hidden = 4096
+vocab = 32000
+
+[train]
+seq_len = 2048
+global_batch = 32
+tp = 2
+pp = 2
+tokens = 1e9
+"""
+SPACE = {
+    "tp": [1, 2, 4],
+    "pp": [1, 2, 4],
+    "micro_batch": [1, 2],
+    "zero": [0, 1],
+    "recompute": ["none", "full"],
+    "schedule": ["1f1b", "interleaved", "dualpipe"],
+    "virtual_stages": [2],
+}
+TOP = 5
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    path = tmp_path_factory.mktemp("search") / "small.toml"
+    path.write_text(SMALL)
+    return path
+
+
+def _key(plan: dict) -> tuple:
+    return tuple(plan[k] for k in ("tp", "pp", "micro_batch", "zero", "recompute", "schedule"))
+
+
+def _exhaustive(path) -> list[tuple[float, tuple]]:
+    """Every plan of SPACE simulated on its own (the oracle): (step time, plan) of those that
+    run and fit, fastest first."""
+    scenario = resolve_scenario(path)
+    out = []
+    variants = [("1f1b", 0), ("interleaved", 2), ("dualpipe", 0)]
+    for tp, pp, mb, zero, recompute, (schedule, v) in itertools.product(
+        SPACE["tp"], SPACE["pp"], SPACE["micro_batch"], SPACE["zero"], SPACE["recompute"], variants
+    ):
+        if 16 % (tp * pp):
+            continue
+        try:
+            plan = replace(
+                scenario.train,
+                tp=tp,
+                pp=pp,
+                dp=16 // (tp * pp),
+                micro_batch=mb,
+                zero=zero,
+                recompute=recompute,
+                schedule=schedule,
+                virtual_stages=v,
+            )
+            result = simulate_step(scenario.model, plan, scenario.cluster).result
+        except SpecError:
+            continue
+        if result.fits_in_memory:
+            out.append((result.step_time_s, (tp, pp, mb, zero, recompute, schedule)))
+    return sorted(out)
+
+
+def test_top_plans_equal_exhaustive_simulation(small):
+    result = search(small, top=TOP, space=SPACE, jobs=1)
+    oracle = _exhaustive(small)
+    assert result.simulated < len(oracle) / 4  # the screening did prune the simulations
+    found = [(p["step_time_s"], _key(p["plan"])) for p in result.plans]
+    assert [t for t, _ in found] == pytest.approx([t for t, _ in oracle[:TOP]], rel=1e-12)
+    assert [k for _, k in found] == [k for _, k in oracle[:TOP]]  # no ties in this space
+    assert result.best["rank"] == 1 and result.best["step_time_s"] == oracle[0][0]
+
+
+def test_estimate_is_exact_where_its_assumptions_hold(small):
+    """Equal stages, 1F1B, no ZeRO-3: the closed form is the simulated step (to rounding)."""
+    scenario = resolve_scenario(small)
+    screener = Screener(scenario.model, scenario.cluster)
+    plan = replace(scenario.train, tp=2, pp=1, dp=8, schedule="1f1b")
+    simulated = simulate_step(scenario.model, plan, scenario.cluster).result.step_time_s
+    assert screener.estimate(plan).step_time_s == pytest.approx(simulated, rel=1e-3)
+
+
+def test_space_and_pruning_are_reported(small):
+    space = {**SPACE, "tp": [1, 2, 3]}  # 3 divides neither the heads nor the devices
+    result = search(small, top=2, space=space, jobs=1).to_dict()
+    assert result["candidates"] == result["pruned_total"] + result["screened"]
+    assert result["pruned"]["train.tp x pp x cp: a divisor of cluster.devices"] > 0
+    assert result["pruned"]["train.virtual_stages: 1 when pp = 1"] > 0
+    assert result["simulated"] >= 2 and len(result["plans"]) == 2
+    assert result["space"]["tp"] == [1, 2, 3]
+    for plan in result["plans"]:
+        assert plan["estimate"]["step_time_s"] > 0 and "why" in plan
+    assert result["scenario_plan"]["plan"]["tp"] == 2  # the file's own plan, simulated
+    assert result["plans"][0]["step_time_s"] <= result["scenario_plan"]["step_time_s"]
+
+
+def test_values_of_the_wrong_kind_are_pruned_not_crashed(small):
+    result = search(small, top=1, space={**SPACE, "tp": [1, 0, "x"], "zero": [1, 7]}, jobs=1)
+    reasons = " | ".join(result.pruned)
+    assert "train.tp, pp, cp: whole numbers >= 1" in reasons
+    assert "train.zero" in reasons  # 7 is outside [0, 3]
+    assert result.best is not None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"top": 0}, "--top"),
+        ({"objective": "speed"}, "--objective"),
+        ({"margin": 1.5}, "--margin"),
+        ({"max_simulations": 2, "top": 3}, "--max-simulations"),
+        ({"space": {"foo": [1]}}, "search key 'foo'"),
+        ({"jobs": 0}, "--jobs"),
+    ],
+)
+def test_bad_options_are_refused(small, kwargs, message):
+    with pytest.raises(SpecError, match=message):
+        search(small, **kwargs)
+
+
+@pytest.mark.parametrize("text", ["train.tp", "train.foo=1", "train.tp=1,,2", "=4"])
+def test_malformed_space_is_refused(text):
+    with pytest.raises(SpecError, match="--space"):
+        parse_space([text], "--space")
+
+
+def test_fix_takes_one_value():
+    with pytest.raises(SpecError, match="one value"):
+        parse_space(["train.tp=4,8"], "--fix")
+    assert parse_space(["train.tp=8", "schedule=1f1b"], "--fix") == {
+        "tp": [8],
+        "schedule": ["1f1b"],
+    }
+
+
+def test_reasons_drop_values():
+    error = SpecError("train.global_batch = 32 is not allowed: a multiple of dp (3)")
+    assert reason_of(error) == "train.global_batch: a multiple of dp"
+
+
+def test_time_to_train_objective(small):
+    result = search(small, top=2, objective="time-to-train", space=SPACE, jobs=1)
+    times = [p["time_to_train_s"] for p in result.plans]
+    assert times == sorted(times) and times[0] > 0
+    with pytest.raises(SpecError, match=r"train\.tokens"):
+        search(small, objective="time-to-train", space=SPACE, sets=["train.tokens=0"])
+
+
+def test_same_result_whatever_the_jobs(small):
+    serial = search(small, top=3, space=SPACE, jobs=1).to_dict()["plans"]
+    pooled = search(small, top=3, space=SPACE, jobs=2).to_dict()["plans"]
+    assert serial == pooled
+    assert podsim.search is search
+
+
+def test_gpt3_175b_beats_the_published_plan_in_a_reduced_space():
+    """GPT-3 175B on 1,024 A100s (SC'21's setting) in a small space around Megatron's plan: the
+    search finds a plan at least as fast as the published one (tp 8, pp 16, interleaved, full
+    recompute; 2 virtual stages here, to keep the test short: the scenario's "auto" tries
+    eight), which is in the space. The full space is benchmarks/test_bench_search.py."""
+    space = {
+        "tp": [8],
+        "pp": [8, 16],
+        "micro_batch": [1],
+        "zero": [0, 1],
+        "recompute": ["selective", "full"],
+        "schedule": ["interleaved"],
+        "virtual_stages": [2],
+    }
+    sets = ["train.virtual_stages=2"]
+    result = search("gpt3-175b-a100", top=1, space=space, sets=sets, max_simulations=2, jobs=1)
+    published = result.scenario_plan
+    assert published["plan"]["tp"] == 8 and published["plan"]["pp"] == 16
+    assert result.best["step_time_s"] <= published["step_time_s"]
+    assert result.best["plan"]["recompute"] == "selective"  # no full recompute needed to fit
+    assert result.candidates == 8 and result.simulated <= 2
+
+
+def test_cli_json_and_table(small, capsys):
+    args = ["search", str(small), "--top", "2", "--jobs", "1", "--space", "train.tp=1,2"]
+    args += ["--fix", "train.pp=1", "--space", "train.recompute=none"]
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["objective"] == "mfu" and len(out["plans"]) == 2
+    assert all(p["plan"]["pp"] == 1 for p in out["plans"])
+    assert {"candidates", "pruned", "screened", "simulated", "scenario_plan"} <= set(out)
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "best 2 plans by mfu" in text and "#1:" in text and "pruned" in text
+
+
+def test_cli_errors_are_one_line(small, capsys):
+    assert main(["search", str(small), "--space", "train.nope=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("podsim: error: --space") and err.count("\n") == 1
