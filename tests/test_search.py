@@ -124,10 +124,12 @@ def test_space_and_pruning_are_reported(small):
 
 
 def test_values_of_the_wrong_kind_are_pruned_not_crashed(small):
-    result = search(small, top=1, space={**SPACE, "tp": [1, 0, "x"], "zero": [1, 7]}, jobs=1)
+    space = {**SPACE, "tp": [1, 0, "x", [2]], "zero": [1, 7], "schedule": ["1f1b", "zigzag"]}
+    result = search(small, top=1, space=space, jobs=1)
     reasons = " | ".join(result.pruned)
     assert "train.tp, pp, cp: whole numbers >= 1" in reasons
     assert "train.zero" in reasons  # 7 is outside [0, 3]
+    assert "train.schedule" in reasons
     assert result.best is not None
 
 

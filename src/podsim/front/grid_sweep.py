@@ -199,17 +199,31 @@ def run_points(
         for key, (document, label) in todo.items():
             finished(key, _run_point(document, label, network))
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)))
+        try:
             futures = {
                 key: pool.submit(_run_point, document, label, network)
                 for key, (document, label) in todo.items()
             }
             for key, future in futures.items():
                 finished(key, future.result())
+        except BaseException:  # Ctrl-C: stop the workers now rather than wait for their points
+            _stop(pool)
+            raise
+        pool.shutdown()
     for row, key in zip(rows, keys, strict=True):
         if key is not None:
             row.update(copy.deepcopy(_CACHE[key]))
     return rows
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the worker processes (the executor has no public
+    way to end running work; its `_processes` map holds them)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def clear_cache() -> None:

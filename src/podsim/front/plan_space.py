@@ -125,7 +125,8 @@ def search_space(
             if key not in SEARCH_KEYS:
                 allowed = ", ".join(SEARCH_KEYS)
                 raise SpecError(f"search key {key!r} is not known; allowed: {allowed}")
-            values[key] = list(dict.fromkeys(options))
+            # duplicates dropped; values need not be hashable (a TOML list is pruned later)
+            values[key] = [v for i, v in enumerate(options) if v not in options[:i]]
     if "schedule" in (fix or {}) and fix["schedule"] != "interleaved":
         values["virtual_stages"] = [0]
     return values
@@ -158,8 +159,8 @@ def reason_of(error: SpecError) -> str:
     values that differ from plan to plan (numbers in parentheses)."""
     text = str(error)
     match = re.match(r"(?:.*: )?(train\.[\w. *]+) = .* is not allowed: (.*)", text)
-    if match is None:
-        return re.sub(r"\d[\d,.]*", "N", text)[:120]
+    if match is None:  # not a field's error: its first clause, numbers left out
+        return re.sub(r"\d[\d,.]*", "N", text.split(";")[0])[:120]
     allowed = re.sub(r"\s*\([^)]*\)", "", match.group(2)).split(":")[0]
     return f"{match.group(1)}: {allowed}"
 
