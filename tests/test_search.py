@@ -113,6 +113,7 @@ def test_space_and_pruning_are_reported(small):
     space = {**SPACE, "tp": [1, 2, 3]}  # 3 divides neither the heads nor the devices
     result = search(small, top=2, space=space, jobs=1).to_dict()
     assert result["candidates"] == result["pruned_total"] + result["screened"]
+    assert result["refused"] == {}  # the screen's rules are the run's: every simulation ran
     assert result["pruned"]["train.tp x pp x cp: a divisor of cluster.devices"] > 0
     assert result["pruned"]["train.virtual_stages: 1 when pp = 1"] > 0
     assert result["simulated"] >= 2 and len(result["plans"]) == 2

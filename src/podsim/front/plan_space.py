@@ -175,6 +175,8 @@ def check_schedule(model, plan: Plan) -> str | None:
             return "interleaved: virtual_stages >= 2 (1 is 1f1b)"
         if plan.microbatches % plan.pp:
             return "interleaved: microbatches a multiple of pp"
+    if plan.schedule == "dualpipe" and plan.microbatches % 2:  # as plans/schedules.py
+        return "dualpipe: an even number of microbatches"
     if plan.pp * max(plan.virtual_stages, 1) > model.layers:
         return "pp x virtual_stages: at most the model's layers"
     if plan.zero and plan.dp == 1 and plan.expert_dp == 1:

@@ -67,6 +67,7 @@ class SearchResult:
     space: dict[str, list[Any]]
     candidates: int
     pruned: dict[str, int]
+    refused: dict[str, int]  # simulated plans the run refused, by reason
     screened: int
     simulated: int
     stopped: str
@@ -90,6 +91,7 @@ class SearchResult:
             "candidates": self.candidates,
             "pruned": self.pruned,
             "pruned_total": sum(self.pruned.values()),
+            "refused": self.refused,
             "screened": self.screened,
             "simulated": self.simulated,
             "stopped": self.stopped,
@@ -212,9 +214,10 @@ def search(
     run = _simulate(base, source, kept, plan, top, objective, jobs, network, margin)
     rows, own, stopped = run(max_simulations, progress, total)
     simulation_s = time.perf_counter() - started
-    failed = [row for row in rows if "error" in row]
-    for row in failed:
-        pruned.add(f"simulation refused: {reason_of(SpecError(row['error']))}")
+    refused = Pruned()  # screened plans the simulation refused (a rule the screen lacks)
+    for row in rows:
+        if "error" in row:
+            refused.add(reason_of(SpecError(row["error"].rpartition(": train.")[2])))
     ranked = _ranked(_good(rows, objective)[:top])
     return SearchResult(
         scenario=str(scenario),
@@ -223,6 +226,7 @@ def search(
         space=values,
         candidates=total,
         pruned=dict(pruned.counts.most_common()),
+        refused=dict(refused.counts.most_common()),
         screened=len(kept),
         simulated=len(rows),
         stopped=stopped,
@@ -254,8 +258,8 @@ def _simulate(base, source, kept, plan, top, objective, jobs, network, margin):
             next_estimate = kept[done][1].step_time_s * (1 - margin)
             if _enough(rows, objective, top) and _bound(rows, objective, top) < next_estimate:
                 stopped = (
-                    f"bound: the next estimate x (1 - {margin:g}) is slower than the "
-                    f"{top}th best simulated plan"
+                    f"bound: the next estimate x (1 - {margin:g}) is slower than each of the "
+                    f"{top} best simulated plans"
                 )
                 break
             chunk = kept[done : done + min(batch, max_simulations - len(rows))]
@@ -330,12 +334,22 @@ def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _why(item: dict[str, Any], other: dict[str, Any]) -> str:
-    delta = item["step_time_s"] - other["step_time_s"]
-    parts = []
-    for label, key in (("compute", "compute_s"), ("exposed comm", "exposed_comm_s")):
-        change = item["breakdown"][key] - other["breakdown"][key]
-        parts.append(f"{label} {change:+.3g} s")
-    change = item["breakdown"]["bubble_s"] - other["breakdown"]["bubble_s"]
-    parts.append(f"bubble {change:+.3g} s")
+    """The step time against another plan's, and the differences in its critical path's parts
+    (below a millionth of the step: 0, rounding)."""
+    step = other["step_time_s"]
+
+    def seconds(value: float) -> str:
+        return "0 s" if abs(value) < 1e-6 * step else f"{value:+.3g} s"
+
+    delta = item["step_time_s"] - step
+    parts = [
+        f"{label} {seconds(item['breakdown'][key] - other['breakdown'][key])}"
+        for label, key in (
+            ("compute", "compute_s"),
+            ("exposed comm", "exposed_comm_s"),
+            ("bubble", "bubble_s"),
+        )
+    ]
     word = "faster" if delta <= 0 else "slower"
-    return f"{abs(delta):.3g} s {word} than #{other['rank']}: " + ", ".join(parts)
+    gap = seconds(abs(delta)).removeprefix("+")
+    return f"{gap} {word} than #{other['rank']}: " + ", ".join(parts)

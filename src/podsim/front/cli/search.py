@@ -68,6 +68,15 @@ def cmd_search(args: argparse.Namespace, console: Console) -> None:
     show(result, console)
 
 
+def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """COLUMNS without cp, ep and etp where every row leaves them at their identity (cp 1,
+    ep 1, etp 0 or tp), so that dense-model tables stay narrow."""
+    identity = {"cp": lambda r: r["cp"] == 1, "ep": lambda r: r["ep"] == 1}
+    identity["etp"] = lambda r: r["etp"] in (0, r["tp"])
+    hidden = {key for key, same in identity.items() if all(same(row) for row in rows)}
+    return [column for column in COLUMNS if column[1] not in hidden]
+
+
 def show(result: SearchResult, console: Console) -> None:
     rows = [_flat(item, item["rank"]) for item in result.plans]
     if result.scenario_plan is not None:
@@ -76,7 +85,7 @@ def show(result: SearchResult, console: Console) -> None:
         f"{result.scenario}: best {len(result.plans)} plans by {result.objective} "
         f"({result.network} network)"
     )
-    console.print(rows_table(title, COLUMNS, rows))
+    console.print(rows_table(title, _columns(rows), rows))
     for item in result.plans:
         console.print(f"#{item['rank']}: {item['why']}", markup=False, highlight=False)
     own, best = result.scenario_plan, result.best
@@ -99,6 +108,8 @@ def show(result: SearchResult, console: Console) -> None:
     )
     for reason, number in result.pruned.items():
         console.print(f"  pruned {number:>7,}: {reason}", markup=False, highlight=False)
+    for reason, number in result.refused.items():
+        console.print(f"  refused by the run {number:,}: {reason}", markup=False, highlight=False)
     for note in result.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
 
