@@ -100,6 +100,72 @@ def test_top_plans_equal_exhaustive_simulation(small):
     assert result.best["rank"] == 1 and result.best["step_time_s"] == oracle[0][0]
 
 
+MOE = """
+[cluster]
+chip = "h100-sxm"
+devices = 8
+
+[model]
+layers = 6
+hidden = 256
+heads = 8
+ffn_hidden = 512
+vocab = 500
+experts = 8
+top_k = 2
+expert_ffn_hidden = 128
+dense_layers = 1
+mlp = "swiglu"
+
+[train]
+seq_len = 1024
+global_batch = 16
+"""
+MOE_SPACE = {
+    "tp": [1, 2],
+    "pp": [1, 2],
+    "ep": [1, 2, 4, 8],
+    "etp": [1, 0],
+    "micro_batch": [1],
+    "zero": [0, 1],
+    "recompute": ["none"],
+    "schedule": ["1f1b", "dualpipe"],
+}
+
+
+def test_moe_top_plans_equal_exhaustive_simulation(tmp_path):
+    """The same on a small MoE model, over expert parallelism and expert tensor parallelism
+    (etp = tp is the same plan as etp = 0, and so is ZeRO with nothing to shard as zero 0: the
+    oracle counts each once)."""
+    path = tmp_path / "moe.toml"
+    path.write_text(MOE)
+    scenario = resolve_scenario(path)
+    oracle = {}
+    for tp, pp, ep, etp, zero, schedule in itertools.product(
+        *(MOE_SPACE[k] for k in ("tp", "pp", "ep", "etp", "zero", "schedule"))
+    ):
+        etp = 0 if etp == tp else etp
+        plan = replace(scenario.train, tp=tp, pp=pp, dp=8 // (tp * pp), ep=ep, etp=etp, zero=zero)
+        try:
+            plan = replace(plan, schedule=schedule)
+            result = simulate_step(scenario.model, plan, scenario.cluster).result
+        except SpecError:
+            continue
+        if result.fits_in_memory:  # ZeRO with nothing to shard is the same plan as zero 0
+            zero = 0 if plan.dp == 1 and plan.expert_dp == 1 else zero
+            oracle[tp, pp, ep, etp, zero, schedule] = result.step_time_s
+    ranked = sorted(oracle.items(), key=lambda item: item[1])[:TOP]
+    found = search(path, top=TOP, space=MOE_SPACE, jobs=1)
+    assert found.simulated < len(oracle) / 2
+    times = [p["step_time_s"] for p in found.plans]
+    assert times == pytest.approx([t for _, t in ranked], rel=1e-12)
+    keys = [
+        tuple(p["plan"][k] for k in ("tp", "pp", "ep", "etp", "zero", "schedule"))
+        for p in found.plans
+    ]
+    assert keys == [k for k, _ in ranked]
+
+
 def test_estimate_is_exact_where_its_assumptions_hold(small):
     """Equal stages, 1F1B, no ZeRO-3: the closed form is the simulated step (to rounding)."""
     scenario = resolve_scenario(small)
