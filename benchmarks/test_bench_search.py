@@ -8,6 +8,9 @@ shared machine stretches wall time with other people's work; wall time is printe
 import copy
 import resource
 import time
+from pathlib import Path
+
+import pytest
 
 import podsim
 from podsim.front.plan_space import Pruned, count, search_space
@@ -75,3 +78,29 @@ def test_gpt3_175b_search_on_1024_a100s_under_a_minute(benchmark):
     benchmark.extra_info["cpu_s"] = cpu
     assert best["step_time_s"] <= published["step_time_s"]
     assert cpu / CORES < 60
+
+
+def documented_best(scenario: str) -> dict[str, str]:
+    """The "best found" row of docs/search.md's results table for a scenario."""
+    doc = Path(__file__).parents[1] / "docs" / "search.md"
+    lines = [line for line in doc.read_text().splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    for line in lines[2:]:
+        row = dict(zip(header, [c.strip() for c in line.strip("|").split("|")], strict=True))
+        if row["scenario"] == scenario and row["plan"] == "best found":
+            return row
+    raise AssertionError(f"docs/search.md has no best plan for {scenario}")
+
+
+@pytest.mark.parametrize("scenario", ["gpt3-175b-a100", "deepseek-v3-h800", "llama3-405b-h100"])
+def test_search_finds_the_documented_best_plan(benchmark, scenario):
+    """docs/search.md's best plans are what the default search finds (minutes each; Llama 3
+    405B's plans cross pods, so every rank of each is simulated)."""
+    result = benchmark.pedantic(
+        podsim.search, (scenario,), {"top": 5, "jobs": CORES}, rounds=1, iterations=1
+    )
+    row, best = documented_best(scenario), result.best
+    keys = {"v": "virtual_stages", "mb": "micro_batch"}
+    for column in ("tp", "pp", "dp", "ep", "etp", "v", "mb", "zero", "recompute", "schedule"):
+        assert str(best["plan"][keys.get(column, column)]) == row[column], column
+    assert f"{best['step_time_s']:.2f}" == row["step (s)"]
