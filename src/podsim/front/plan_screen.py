@@ -18,8 +18,9 @@ instead of an event simulation:
   (docs/training.md): (p / 2 - 1)(F + 2B) for the mean position's F and B, with expert
   all-to-alls overlapping compute (each pass takes the longer of the two);
 - after the last backward: gradient reduction over dp (and expert dp), the optimizer
-  (Adam's bytes at memory speed) and the ZeRO weight gather, all exposed; ZeRO-3's per-pass
-  gathers and reduce-scatters are exposed only where they exceed the compute they overlap.
+  (Adam's bytes at memory speed) and the ZeRO weight gather, all exposed; ZeRO-3: per
+  backward a reduce-scatter and the next weight gather exposed (they queue on one stream
+  behind the backward), a backward's gather hidden by the forward before it.
 
 What it leaves out: stages finishing at different times (it takes the busiest), the engine's
 wave pricing of concurrent copies of a collective across pods, contention, and the exact
