@@ -38,3 +38,12 @@ def cluster(devices: int, domain_size: int = 8, **overrides):
 @pytest.fixture
 def chip():
     return TEST_CHIP
+
+
+@pytest.fixture(scope="session")
+def published_cases():
+    """The published training cases (tests/validation), run once per session: two modules
+    read them."""
+    from podsim.front.validation import case_names, run_case
+
+    return {name: run_case(name) for name in case_names()}

@@ -22,7 +22,7 @@ def test_the_reference_page_lists_every_key():
     keys = [row["key"] for row in reference()]
     assert len(keys) > 100
     tables = [key for key in keys if "." not in key]
-    assert tables == ["cluster", "model", "train", "serve", "noise", "failures"]
+    assert tables == ["cluster", "model", "train", "serve", "stack", "noise", "failures"]
     assert [key for key in tables if f"## [{key}]" not in page] == []
     assert [key for key in keys if "." in key and f"| `{key}` |" not in page] == []
 
@@ -36,6 +36,10 @@ def test_validation_page_marks_its_generated_tables():
         "validation-held-out",
         "deepep-low-latency",
         "deepep-normal",
+        "deepseek-v3-phases",
+        "serving-validation",
+        "validation-software-stacks",
+        "validation-unfused-attention",
     ]
 
 

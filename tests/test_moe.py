@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from podsim.costs import moe
 from podsim.costs.kernels import KERNEL_OVERHEAD_S, KernelModel
-from podsim.costs.layers import LayerShape, layer_forward
+from podsim.costs.layers import LayerShape, layer_forward, moe_routing
 from podsim.costs.memory import memory_per_stage
 from podsim.errors import SpecError
 from podsim.lowering.layout import Layout, group_tables
@@ -132,6 +132,27 @@ def test_a_step_with_more_imbalance_is_never_faster():
         lowered = StepBuilder(MOE, replace(plan, expert_load_cv=cv), c, 1).lower()
         times.append(sum(lowered.templates[0].ops[i].duration for i in range(5)))
     assert times[0] < times[1] < times[2]
+
+
+def test_all_to_all_volume_follows_the_busiest_rank():
+    plan = Plan(seq_len=1024, global_batch=8, pp=2, dp=4, ep=4, expert_load_cv=0.0)
+    c = cluster(8, domain_size=4)
+
+    def dispatch(cv: float, capacity: float = 0.0):
+        step = StepBuilder(MOE, replace(plan, expert_load_cv=cv, capacity_factor=capacity), c, 1)
+        ops = [op for op in step.lower().templates[0].ops if op.name == "ep dispatch"]
+        return ops[0].nbytes, moe_routing(MOE, step.shape)
+
+    balanced, route = dispatch(0.0)
+    assert balanced == pytest.approx(
+        route.tokens * MOE.hidden * 2 * StepBuilder(MOE, plan, c, 1).routing.ranks
+        * route.imbalance
+    )  # fmt: skip
+    skewed, route = dispatch(0.5)
+    assert skewed == pytest.approx(balanced / dispatch(0.0)[1].imbalance * route.imbalance)
+    assert skewed > balanced
+    capped, route = dispatch(0.5, capacity=1.1)  # a capacity factor caps the busiest rank
+    assert route.imbalance == pytest.approx(1.1) and balanced < capped < skewed
 
 
 # --- one source of truth for expert sharding --------------------------------------------

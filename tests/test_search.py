@@ -14,7 +14,7 @@ from podsim.front.api import resolve_scenario
 from podsim.front.cli import main
 from podsim.front.plan_screen import Screener
 from podsim.front.plan_space import parse_space, reason_of
-from podsim.front.search import search
+from podsim.front.search import DEFAULT_MARGIN, search
 from podsim.front.training import simulate_step
 
 SMALL = """
@@ -164,6 +164,59 @@ def test_moe_top_plans_equal_exhaustive_simulation(tmp_path):
         for p in found.plans
     ]
     assert keys == [k for k, _ in ranked]
+
+
+def test_dualpipe_estimate_error_is_within_the_margin(tmp_path):
+    """The DualPipe screening estimate (B/W split bubble) on the small MoE model over tp, pp,
+    ep, etp, micro-batch and batch: never more than DEFAULT_MARGIN above the simulated step, so
+    the search's bound never skips a DualPipe plan for an over-estimate (docs/search.md)."""
+    path = tmp_path / "moe.toml"
+    path.write_text(MOE)
+    scenario = resolve_scenario(path)
+    screener = Screener(scenario.model, scenario.cluster)
+    errors = []
+    for tp, pp, ep, mb, batch in itertools.product([1, 2], [2, 4], [1, 2, 4], [1, 2], [16, 32]):
+        plan = replace(scenario.train, tp=tp, pp=pp, dp=8 // (tp * pp), ep=ep, micro_batch=mb)
+        try:
+            plan = replace(plan, global_batch=batch, schedule="dualpipe")
+            simulated = simulate_step(scenario.model, plan, scenario.cluster).result.step_time_s
+        except SpecError:  # DualPipe's (pp, m) rule
+            continue
+        errors.append(screener.estimate(plan).step_time_s / simulated - 1)
+    assert len(errors) > 20
+    assert max(errors) < DEFAULT_MARGIN and min(errors) > -0.15
+
+
+def test_dualpipe_rules_are_pruned_before_screening(small):
+    """DualPipe's published constraints (pp even; microbatches even and at least 2 x pp) are
+    pruned with their reasons, so no screened plan is refused by the run."""
+    space = {**SPACE, "pp": [1, 2, 4], "schedule": ["dualpipe"], "micro_batch": [1, 2, 4]}
+    result = search(small, top=1, space=space, jobs=1)
+    assert result.pruned["dualpipe: microbatches even and >= 2 x pp"] > 0
+    assert result.pruned["train.pp: even for the dualpipe schedule"] > 0
+    assert result.refused == {} and result.best["plan"]["schedule"] == "dualpipe"
+
+
+def test_search_keeps_the_scenario_stack(small, tmp_path):
+    """A [stack] in the scenario applies to every plan the search screens and simulates: its
+    framework time per layer shows in the best plan's step, and the screening estimate of an
+    equal-stage 1F1B plan still equals the simulated step (collectives at the stack's
+    efficiency too)."""
+    path = tmp_path / "stack.toml"
+    stack = "\n[stack]\nlayer_overhead = 0.002\ncollective_efficiency = 0.5\n"
+    path.write_text(small.read_text() + stack)
+    space = {**SPACE, "pp": [1], "schedule": ["1f1b"]}
+    plain = search(small, top=1, space=space, jobs=1).best
+    stacked = search(path, top=1, space=space, jobs=1).best
+    scenario = resolve_scenario(path)
+    keys = ("tp", "pp", "dp", "micro_batch", "zero", "recompute", "schedule")
+    plan = replace(scenario.train, **{k: stacked["plan"][k] for k in keys})
+    simulated = simulate_step(scenario.model, plan, scenario.cluster).result.step_time_s
+    assert stacked["step_time_s"] == pytest.approx(simulated, rel=1e-12)
+    overhead = 0.002 * 8 * 2  # 8 layers, a forward and a backward each, at least once
+    assert stacked["step_time_s"] >= plain["step_time_s"] + overhead * (1 - 1e-9)
+    estimate = Screener(scenario.model, scenario.cluster).estimate(plan).step_time_s
+    assert estimate == pytest.approx(simulated, rel=1e-3)
 
 
 def test_estimate_is_exact_where_its_assumptions_hold(small):

@@ -34,6 +34,8 @@ CONTRACT = (
 
 
 def server(model="llama3-8b", chip="h100-sxm", devices=1, **serve_keys) -> Server:
+    """A server whose steps are the model's peak (efficiencies 1) unless the keys say."""
+    serve_keys = {"decode_efficiency": 1.0, "prefill_efficiency": 1.0, **serve_keys}
     plan = serve_plan_from_table(serve_keys)
     return Server(get_model(model), plan, make_cluster(chip, devices))
 
@@ -177,12 +179,41 @@ def test_mtp_divides_tpot_by_expected_tokens_per_step():
 
 
 def test_two_micro_batches_hide_communication():
-    keys = {"ep": 16, "dp": 16, "precision": "fp8"}
-    one = server("deepseek-v3", "h800-sxm", 16, **keys).decode_at(64).step
-    two = server("deepseek-v3", "h800-sxm", 16, micro_batches=2, **keys).decode_at(64).step
+    # DeepSeek's decode profile: EP128 with the low-latency kernels, 128 sequences per GPU.
+    keys = {"ep": 128, "dp": 128, "precision": "fp8", "ep_algorithm": "low-latency"}
+    one = server("deepseek-v3", "h800-sxm", 128, **keys).decode_at(128).step
+    two = server("deepseek-v3", "h800-sxm", 128, micro_batches=2, **keys).decode_at(128).step
     assert one.time_s == pytest.approx(one.compute_s + one.comm_s)
-    assert two.time_s == pytest.approx(max(two.compute_s, two.comm_s))
     assert two.exposed_comm_s < one.exposed_comm_s
+    # Two-batch overlap: per MoE layer four windows, each the longer of a compute part of one
+    # micro-batch and an all-to-all of the other (derived by hand from the step's parts).
+    work = two.work
+    a, e = work.moe_layer_s
+    n = work.moe_layers
+    d = two.comm_parts["ep_dispatch"] / (2 * n)
+    c = two.comm_parts["ep_combine"] / (2 * n)
+    windows = max(a, d) + max(e, d) + max(e, c) + max(a, c)
+    expected = 2 * (work.compute_s - n * (a + e)) + n * windows
+    assert two.time_s == pytest.approx(max(expected, two.compute_s, two.comm_s), rel=1e-12)
+    assert two.time_s >= max(two.compute_s, two.comm_s)
+    assert expected > max(two.compute_s, two.comm_s)  # here the windows expose some
+
+
+def test_efficiencies_stretch_steps_and_show_the_overhead():
+    keys = {"ep": 16, "dp": 16, "precision": "fp8", "micro_batches": 2}
+    peak = server("deepseek-v3", "h800-sxm", 16, **keys)
+    slow = server("deepseek-v3", "h800-sxm", 16, decode_efficiency=0.5, **keys)
+    p, s = peak.decode_at(64).step, slow.decode_at(64).step
+    assert s.time_s == pytest.approx(2 * p.time_s, rel=1e-12)
+    assert s.overhead_s == pytest.approx(p.time_s, rel=1e-12) and p.overhead_s == 0.0
+    assert s.to_dict()["deployment_overhead_s"] == s.overhead_s
+    # The decode efficiency leaves prefill alone, and the prefill efficiency decode.
+    assert slow.prefill_at(1).ttft_s == peak.prefill_at(1).ttft_s
+    other = server("deepseek-v3", "h800-sxm", 16, prefill_efficiency=0.25, **keys)
+    assert other.prefill_at(1).ttft_s == pytest.approx(4 * peak.prefill_at(1).ttft_s)
+    assert other.decode_at(64).step.time_s == p.time_s
+    with pytest.raises(SpecError, match=r"serve\.decode_efficiency"):
+        serve_plan_from_table({"decode_efficiency": 0.0})
 
 
 def test_bad_plans_name_the_key():
@@ -301,3 +332,13 @@ def test_ep_all_to_alls_carry_the_training_lowerings_shape():
     )
     assert Algorithm(code).label == "low-latency"
     assert low.deployment.comm_seconds(dispatch) == pytest.approx(seconds)
+
+
+def test_low_latency_kernels_serve_decode_only():
+    # ep_algorithm = "low-latency" names DeepEP's decode kernels: decode steps take them,
+    # prefill steps the normal kernels (the engine's choice), as with "auto".
+    keys = {"ep": 32, "dp": 32, "precision": "fp8", "micro_batches": 2}
+    ll = server("deepseek-v3", "h800-sxm", 32, ep_algorithm="low-latency", **keys)
+    auto = server("deepseek-v3", "h800-sxm", 32, **keys)
+    assert ll.prefill_at(2).step.comm_parts == auto.prefill_at(2).step.comm_parts
+    assert ll.decode_at(64).step.comm_parts != auto.decode_at(64).step.comm_parts

@@ -7,6 +7,7 @@ import pytest
 from podsim import SpecError, make_cluster
 from podsim.costs.flops import flops_per_step
 from podsim.costs.kernels import DEFAULT_EFFICIENCY, K_HALF, KERNEL_OVERHEAD_S
+from podsim.costs.layers import moe_routing
 from podsim.engine.core import simulate
 from podsim.front.training import train
 from podsim.lowering.training import StepBuilder, chunk_layers
@@ -244,84 +245,46 @@ def test_layers_split_evenly_over_chunks():
     assert sum(len(c) for c in chunk_layers(61, 8)) == 61
 
 
-def uniform_bubble(pp: int, m: int, schedule: str, f: float, b: float) -> float:
-    """Rank 0's bubble when every forward pass takes f and every backward b at every pipeline
-    position (the builder's per-position times replaced), communication free."""
+def uniform_builder(plan: Plan, cluster, f: float, b: float, w: float = 0.0) -> StepBuilder:
+    """A builder whose forward passes take f and backward b at every pipeline position; under
+    DualPipe w of b is the weight-gradient part (W) and overlapped slots cost the same."""
+    builder = StepBuilder(TINY_VOCAB, plan, cluster, 1)
+    n = len(builder.forward_s)
+    builder.forward_s, builder.backward_s = [f] * n, [b] * n
+    if plan.schedule == "dualpipe":
+        builder.overlap_forward_s, builder.overlap_backward_s = [f] * n, [b] * n
+        builder.input_s, builder.weight_s = [b - w] * n, [w] * n
+    return builder
+
+
+def uniform_bubble(pp: int, m: int, schedule: str, f: float, b: float, w: float = 0.0) -> float:
+    """Rank 0's bubble with uniform pass times (uniform_builder), communication free."""
     plan = Plan(seq_len=2048, global_batch=m, pp=pp, schedule=schedule)
     cluster = free_network(pp)
-    builder = StepBuilder(TINY_VOCAB, plan, cluster, 1)
-    builder.forward_s = [f] * len(builder.forward_s)
-    builder.backward_s = [b] * len(builder.backward_s)
-    lowered = builder.lower()
+    lowered = uniform_builder(plan, cluster, f, b, w).lower()
     return breakdown(lowered, simulate(lowered.program, cluster)).bubble_s
 
 
-def dualpipe_bubble(pp: int, m: int, f: float, b: float) -> float:
-    """The bubble of podsim's DualPipe (plans/schedules.py: two opposite 1F1B pipelines of m/2
-    microbatches, merged per stage by their start in the ideal timeline) with uniform times.
-
-    pp = 2: none. Each stage holds one direction's first position and the other's last; the
-    merged order never waits (stage 0, m = 4: F0 F1 F2' B2' B0 F3' B3' B1 back to back, ' the
-    upward pipeline; stage 1 mirrors it).
-    pp = 4, m >= pp: f + 2b. For m = 4 the critical path (stage: pass) is 0: F q0 mb0, 1: F q1
-    mb0, F q1 mb1, F q2 mb2, 0: F q3 mb2, B q3 mb2, 1: B q2 mb2, B q1 mb0, B q2 mb3, B q1 mb1,
-    0: B q0 mb1 = 5f + 6b = m (f + b) + f + 2b; with more microbatches the steady state adds
-    work, not idle time.
-    pp >= 6, m >= pp: f + (pp - 2) b, the same path with pp - 2 backward hand-offs (the pattern
-    holds to pp = 16 and for b / f from 1 to 3; pinned, not derived by hand).
-    m < pp leaves the upward and downward warm-ups less to overlap: pp = 8, m = 6 gives
-    3f + 6b (measured and pinned).
-    For context only (not asserted: podsim splits no backward): DeepSeek-V3's DualPipe bubble is
-    (pp/2 - 1)(F&B + B - 3W), with W the weight-gradient part of the backward and F&B a forward
-    overlapped with a backward; with W = 0 and no overlap (F&B = f + b) it reads
-    (pp/2 - 1)(f + 2b), the value above at pp = 4.
-    """
-    if pp == 2:
-        return 0.0
-    if m >= pp:
-        return f + (pp - 2) * b
-    assert (pp, m) == (8, 6)
-    return 3 * f + 6 * b
-
-
 @pytest.mark.parametrize(("f", "b"), [(1.0, 2.0), (0.3, 0.5)])
-@pytest.mark.parametrize(("pp", "m"), [(2, 2), (2, 8), (4, 4), (4, 8), (6, 12), (8, 8), (8, 6)])
-def test_dualpipe_bubble_with_uniform_stages_is_the_closed_form(pp, m, f, b):
-    # Against 1F1B's (p - 1)(f + b) (Narayanan et al. 2021) in the same harness.
+@pytest.mark.parametrize(("pp", "m"), [(2, 2), (4, 8), (8, 6)])
+def test_one_f_one_b_bubble_with_uniform_stages_is_the_closed_form(pp, m, f, b):
+    # Narayanan et al. 2021: (p - 1)(f + b), whatever the number of microbatches.
     assert uniform_bubble(pp, m, "1f1b", f, b) == pytest.approx((pp - 1) * (f + b), rel=1e-9)
-    expected = dualpipe_bubble(pp, m, f, b)
-    assert uniform_bubble(pp, m, "dualpipe", f, b) == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
-@pytest.mark.parametrize(("pp", "m"), [(2, 4), (4, 8), (8, 16), (8, 6)])
+@pytest.mark.parametrize(("pp", "m"), [(2, 4), (4, 8), (8, 16)])
 def test_dualpipe_runs_both_directions_with_a_smaller_bubble(pp, m):
     # DualPipe (DeepSeek-V3 report): two pipelines in opposite directions over two copies of
-    # the model fill each other's bubbles; it costs a second copy of the weights. On the real
-    # model the end positions carry the embedding and the logits (up to 0.6% longer passes
-    # here), so the bubble is the uniform closed form at the mean pass times within 2%
-    # (measured: 0.990 to 0.996 of it; pp = 2: none).
+    # the model fill each other's bubbles; it costs a second copy of the weights. Its bubble
+    # against the report's formula: tests/test_dualpipe_bubble.py.
     cluster = free_network(pp)
     ofob = train(TINY_VOCAB, Plan(seq_len=2048, global_batch=m, pp=pp, schedule="1f1b"), cluster)
-    plan = Plan(seq_len=2048, global_batch=m, pp=pp, schedule="dualpipe")
-    dual = train(TINY_VOCAB, plan, cluster)
-    builder = StepBuilder(TINY_VOCAB, plan, cluster, 1)
-    f, b = sum(builder.forward_s) / pp, sum(builder.backward_s) / pp
-    expected = dualpipe_bubble(pp, m, f, b)
-    assert dual.breakdown.bubble_s == pytest.approx(expected, rel=0.02, abs=1e-9 * f)
+    dual = train(
+        TINY_VOCAB, Plan(seq_len=2048, global_batch=m, pp=pp, schedule="dualpipe"), cluster
+    )
     assert dual.breakdown.bubble_s < ofob.breakdown.bubble_s
     assert dual.step_time_s < ofob.step_time_s
     assert dual.memory["weights"] == pytest.approx(2 * ofob.memory["weights"], rel=0.05)
-
-
-def test_dualpipe_needs_an_even_pipeline_and_microbatch_count():
-    with pytest.raises(SpecError, match=r"train\.pp = 3 .*even"):
-        Plan(seq_len=2048, global_batch=8, pp=3, schedule="dualpipe")
-    with pytest.raises(SpecError, match="even number"):
-        train(
-            TINY_VOCAB,
-            Plan(seq_len=2048, global_batch=5, pp=2, schedule="dualpipe"),
-            free_network(2),
-        )
 
 
 def test_node_limited_routing_cuts_expert_traffic():
@@ -332,7 +295,8 @@ def test_node_limited_routing_cuts_expert_traffic():
     step = StepBuilder(model, plan, make_cluster("h800-sxm", 64), 1)
     nbytes, token = step._all_to_all_bytes(1 + 4 / 128)
     assert token == pytest.approx(7168 * (1 + 4 / 128))
-    assert nbytes == pytest.approx(4096 * token * step.routing.ranks)
+    busiest = moe_routing(model, step.shape).imbalance  # the busiest expert rank's share
+    assert nbytes == pytest.approx(4096 * token * step.routing.ranks * busiest)
     assert 5 < step.routing.ranks < 8  # 8 experts, 32 per rank: some share a rank
     wide = StepBuilder(model, replace(plan, ep=64, dp=8), make_cluster("h800-sxm", 512), 1)
     free = replace(model, max_routed_nodes=0)

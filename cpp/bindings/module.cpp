@@ -39,4 +39,5 @@ PYBIND11_MODULE(_core, m) {
   register_engine(m);
   register_failures(m);
   register_collectives(m);
+  register_requests(m);
 }

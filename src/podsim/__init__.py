@@ -3,10 +3,10 @@
 from podsim.engine.core import Timeline, simulate
 from podsim.engine.failures import FailureModel
 from podsim.engine.noise import NoiseModel
-from podsim.errors import DeadlockError, PodsimError, ProgramError, SpecError
+from podsim.errors import DeadlockError, DependencyError, PodsimError, ProgramError, SpecError
 from podsim.front.api import builtin_scenarios, resolve_scenario, serve, train, training_step
 from podsim.front.collective import collective
-from podsim.front.grid_sweep import sweep
+from podsim.front.grid_sweep import sweep, sweep_frame
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
 from podsim.front.search import SearchResult, search
@@ -15,6 +15,7 @@ from podsim.lowering.program import Algorithm, Collective, Kind, Program, Progra
 from podsim.plans.training import Plan
 from podsim.results.collective import CollectiveResult
 from podsim.results.long_run import LongRunResult
+from podsim.results.plots import figures_for, plot_result
 from podsim.results.serving import ServeResult
 from podsim.results.trace import chrome_trace, write_chrome_trace
 from podsim.results.training import TrainResult
@@ -30,6 +31,7 @@ __all__ = [
     "Collective",
     "CollectiveResult",
     "DeadlockError",
+    "DependencyError",
     "FailureModel",
     "Kind",
     "LongRunResult",
@@ -51,12 +53,14 @@ __all__ = [
     "chrome_trace",
     "cluster_from_table",
     "collective",
+    "figures_for",
     "get_chip",
     "get_model",
     "load_scenario",
     "long_run",
     "make_cluster",
     "parse_scenario",
+    "plot_result",
     "preset_cluster",
     "presets",
     "resolve_scenario",
@@ -65,6 +69,7 @@ __all__ = [
     "serve",
     "simulate",
     "sweep",
+    "sweep_frame",
     "train",
     "training_step",
     "write_chrome_trace",

@@ -4,7 +4,7 @@ Integers and floats are accepted as pybind11 does (anything with __int__/__index
 __float__); numpy arguments must be numpy arrays. Keep in step with cpp/bindings/*.cpp.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, SupportsFloat, SupportsIndex, SupportsInt, TypeAlias, TypedDict
 
 import numpy as np
@@ -147,3 +147,33 @@ def collective_phases(
     fanout: _Float = 1.0,
 ) -> list[tuple[float, list[tuple[int, int, float]]]]:
     """The phases [(latency_s, [(src, dst, bytes), ...]), ...] of the contention network."""
+
+class _RequestRun(TypedDict):
+    """What simulate_requests returns (podsim/requests.hpp, RequestRun)."""
+
+    first_s: npt.NDArray[np.float64]
+    finish_s: npt.NDArray[np.float64]
+    iterations: int
+    preemptions: int
+    step_evaluations: int
+    makespan_s: float
+    busy_s: float
+    mean_in_system: float
+
+def simulate_requests(
+    arrival_s: npt.NDArray[np.float64],
+    input_len: npt.NDArray[np.int64],
+    output_len: npt.NDArray[np.int64],
+    cached: npt.NDArray[np.int64],
+    kv_capacity_tokens: _Float,
+    max_batch: _Int,
+    scheduler: _Int,
+    budget: _Int,
+    block: _Int,
+    gain: _Float,
+    step_time: Callable[[int, float, float], float],
+) -> _RequestRun:
+    """The request-level simulator of one attention rank (see podsim/requests.hpp)."""
+
+def step_bucket(x: _Float) -> float:
+    """x rounded up to the ladder of 8 steps per doubling (0 -> 0, (0, 1] -> 1)."""

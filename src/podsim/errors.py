@@ -17,6 +17,10 @@ class DeadlockError(PodsimError, RuntimeError):
     """A program can never finish: some op waits for something that never happens."""
 
 
+class DependencyError(PodsimError, ImportError):
+    """An optional dependency a feature needs is not installed (the message says how to)."""
+
+
 MAX_SHOWN = 80  # characters of a value an error message repeats
 
 

@@ -27,6 +27,12 @@ DEFAULT_EFFICIENCY = {
 }
 KERNEL_OVERHEAD_S = 4e-6  # launch and tail per kernel (estimate)
 
+# Where an efficiency comes from: "calibrated" (fitted on published runs of this chip by a
+# script in tools/; the catalog's source for kernel_efficiency starts with CALIBRATED),
+# "estimated" (a catalog entry from other public figures) or "default" (DEFAULT_EFFICIENCY:
+# estimates for NVIDIA Hopper-class software, not measured on this chip).
+PROVENANCES = ("calibrated", "estimated", "default")
+
 ELEMENT_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
 
 
@@ -53,10 +59,21 @@ class KernelModel:
     def efficiency(self, kernel: str, precision: str | None = None) -> float:
         """The chip's efficiency for a kernel class; a GEMM at FP8 first looks for a per-
         precision entry ("gemm_fp8", "grouped_gemm_fp8"), then falls back to the class's."""
+        name = self.entry(kernel, precision)
+        return DEFAULT_EFFICIENCY[kernel] if name is None else self.chip.kernel_efficiency[name]
+
+    def entry(self, kernel: str, precision: str | None = None) -> str | None:
+        """The catalog entry `efficiency` reads for a kernel class, or None for the default."""
         table = self.chip.kernel_efficiency
         if (precision or self.precision) == "fp8" and f"{kernel}_fp8" in table:
-            return table[f"{kernel}_fp8"]
-        return table.get(kernel, DEFAULT_EFFICIENCY[kernel])
+            return f"{kernel}_fp8"
+        return kernel if kernel in table else None
+
+    def provenance(self) -> dict[str, str]:
+        """Each kernel class's efficiency at this precision: calibrated, estimated or default."""
+        source = str(self.chip.sources.get("kernel_efficiency", "")).lstrip().upper()
+        fitted = "calibrated" if source.startswith("CALIBRATED") else "estimated"
+        return {k: fitted if self.entry(k) else "default" for k in DEFAULT_EFFICIENCY}
 
     @property
     def peak(self) -> float:
@@ -115,3 +132,11 @@ class KernelModel:
         compute = flops / (peak * self.efficiency("attention") * self.unit_fraction)
         memory = nbytes / (self.chip.hbm_bandwidth * self.efficiency("memory"))
         return max(compute, memory) + KERNEL_OVERHEAD_S
+
+
+def provenance_summary(provenance: dict[str, str]) -> str:
+    """One line: "default", or "calibrated gemm, grouped_gemm; default attention, memory"."""
+    words = [w for w in PROVENANCES if w in provenance.values()]
+    if len(words) == 1:
+        return words[0]
+    return "; ".join(f"{w} " + ", ".join(k for k, v in provenance.items() if v == w) for w in words)

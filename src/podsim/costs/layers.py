@@ -51,6 +51,7 @@ class LayerShape:
     capacity_factor: float = 0.0  # 0 = dropless
     count_latency: float = 0.0  # one latency of the token-count exchange's all-to-all
     fp8_recipe: str = "blockwise"
+    flash_attention: bool = True  # False: unfused attention (unfused_attention_core)
 
     @property
     def expert_tp(self) -> int:
@@ -74,12 +75,39 @@ def attention_forward(model, shape: LayerShape, k: KernelModel) -> PassTimes:
     else:
         gemm = k.gemm(T, (model.heads + 2 * model.kv_heads) * qk / t, h)
     gemm += k.gemm(T, h, heads * v)
-    # Causal attention computes half of the s x s scores: QK^T and AV.
-    core_flops = 2.0 * T * shape.seq_len * heads * (qk + v) * 0.5
-    core_bytes = T * heads * (2 * qk + 2 * v) * k.activation_bytes
+    if shape.flash_attention:  # causal attention computes half of the s x s scores
+        core_flops = 2.0 * T * shape.seq_len * heads * (qk + v) * 0.5
+        core_bytes = T * heads * (2 * qk + 2 * v) * k.activation_bytes
+        core = k.attention(core_flops, core_bytes)
+    else:
+        core = unfused_attention_core(model, shape, k)
     norm_and_residual = 5 * T * h * k.activation_bytes / (t if shape.sequence_parallel else 1)
     norm_and_residual += quantize_bytes(k, shape, T * (h + heads * v))  # QKV and output inputs
-    return PassTimes(gemm, k.attention(core_flops, core_bytes), k.memory(norm_and_residual))
+    return PassTimes(gemm, core, k.memory(norm_and_residual))
+
+
+# Unfused attention (Megatron-LM before FlashAttention; Korthikanti et al. 2022, section 4.1):
+# the s x s scores of every head go through HBM. Bytes per score element in the forward, with
+# 2-byte activations: QK^T writes it (2), the fused scale-mask-softmax reads and writes it
+# (2 + 2), dropout reads and writes it (2 + 2) and writes a 1-byte mask, AV reads it (2).
+UNFUSED_SCORE_PASSES = 6  # activation-sized reads and writes per score element
+DROPOUT_MASK_BYTES = 1
+
+
+def unfused_score_bytes(k: KernelModel) -> float:
+    """HBM bytes per score element of the unfused forward (13 with 2-byte activations)."""
+    return UNFUSED_SCORE_PASSES * k.activation_bytes + DROPOUT_MASK_BYTES
+
+
+def unfused_attention_core(model, shape: LayerShape, k: KernelModel) -> float:
+    """The unfused attention core of one layer's forward on one rank: QK^T and AV as batched
+    GEMMs (one per head) over the whole s x s matrix (the causal mask is applied to it, not
+    skipped), and the memory-bound passes over the scores. Its backward takes
+    BACKWARD_ATTENTION times it, as the fused core's does."""
+    T, s, heads = shape.tokens, shape.seq_len, model.heads / shape.tp
+    qk = k.gemm(T, s, model.qk_head_dim, count=heads)
+    av = k.gemm(T, model.v_dim, s, count=heads)
+    return qk + av + k.memory(T * s * heads * unfused_score_bytes(k))
 
 
 def dense_mlp_forward(model, shape: LayerShape, k: KernelModel, ffn: float) -> PassTimes:
@@ -158,6 +186,22 @@ def layer_backward(
     if recompute == "selective":
         return backward + (selective or PassTimes(attention=attention_forward_s))
     return backward
+
+
+def weight_gradient(model, layer: int, shape: LayerShape, k: KernelModel) -> float:
+    """The weight-gradient GEMMs of one layer's backward (the W of a zero-bubble split): one
+    per forward GEMM, of the same FLOPs (dW = X^T dY against Y = X W), timed as the forward's.
+    The rest of layer_backward (input-gradient GEMMs, attention, element-wise) is the B part.
+    The router's gating GEMM is left in B (podsim times it with the router's memory-bound
+    kernels)."""
+    gemm = attention_forward(model, shape, k).gemm
+    if not model.is_moe(layer):
+        return gemm + dense_mlp_forward(model, shape, k, model.ffn_hidden).gemm
+    gemm += moe_costs.experts_gemms(model, moe_routing(model, shape), shape.expert_tp, k)
+    if model.shared_experts:
+        width = model.shared_experts * model.expert_ffn_hidden
+        gemm += dense_mlp_forward(model, shape, k, width).gemm
+    return gemm
 
 
 def selective_recompute(

@@ -121,11 +121,19 @@ def permute_bytes(
 def experts_forward(model, route: Routing, etp: int, k: KernelModel) -> float:
     """The routed experts of the busiest rank: grouped GEMMs of copies / local experts rows
     each, the expert width split over etp (gate and up fused for SwiGLU)."""
+    width = model.expert_ffn_hidden / etp
+    matrices = 2 if model.mlp == "swiglu" else 1
+    activation = (matrices + 1) * route.copies * width * k.activation_bytes
+    return experts_gemms(model, route, etp, k) + k.memory(activation)
+
+
+def experts_gemms(model, route: Routing, etp: int, k: KernelModel) -> float:
+    """The grouped GEMMs alone of experts_forward (a weight-gradient pass runs one of the same
+    FLOPs per GEMM)."""
     width, h = model.expert_ffn_hidden / etp, model.hidden
     per_expert = route.copies / route.local_experts
     matrices = 2 if model.mlp == "swiglu" else 1
     count = route.local_experts
     gemm = k.gemm(per_expert, matrices * width, h, "grouped_gemm", count)
     gemm += k.gemm(per_expert, h, width, "grouped_gemm", count)
-    activation = (matrices + 1) * route.copies * width * k.activation_bytes
-    return gemm + k.memory(activation)
+    return gemm

@@ -78,6 +78,10 @@ class StepWork:
     weight_bytes: float = 0.0
     kv_bytes: float = 0.0
     comms: tuple[Comm, ...] = ()
+    # Per MoE layer: the compute before the dispatch (attention, norms, router) and between
+    # dispatch and combine (experts, shared experts, permutation), for the two-batch overlap.
+    moe_layers: float = 0.0
+    moe_layer_s: tuple[float, float] = (0.0, 0.0)
 
 
 class _Costs:
@@ -96,6 +100,9 @@ class _Costs:
         self.flops = 0.0
         self.weight_bytes = 0.0
         self.kv_bytes = 0.0
+
+    def total(self) -> float:
+        return sum(self.parts.values())
 
     def _add(self, part: str, seconds: float) -> None:
         self.parts[part] = self.parts.get(part, 0.0) + seconds
@@ -327,10 +334,15 @@ def step_work(
     dense, moe = _layer_counts(model, pool)
     layers = dense + moe
     _attention(c, model, pool, seqs, q, context, decode, layers, plan)
+    attention_layer = c.total() / layers
     if dense:
         _mlp(c, model, tokens, model.ffn_hidden, pool.tp, "dense_mlp", dense)
+    moe_layer_s = (0.0, 0.0)
     if moe:
+        before = c.total()
         _moe(c, model, plan, pool, tokens, moe)
+        router = c.parts.get("router", 0.0) / moe
+        moe_layer_s = (attention_layer + router, (c.total() - before) / moe - router)
     # The head: every verified token at decode, the last token of each sequence at prefill.
     head_tokens = tokens if decode else seqs
     c.gemm("logits", head_tokens, model.vocab / pool.tp, model.hidden)
@@ -344,6 +356,8 @@ def step_work(
         weight_bytes=c.weight_bytes,
         kv_bytes=c.kv_bytes,
         comms=comms,
+        moe_layers=moe,
+        moe_layer_s=moe_layer_s,
     )
 
 

@@ -21,15 +21,41 @@ The simulator is exact for its model: a request's first token comes at the end o
 iteration that finishes its prompt; each decode iteration gives every running sequence
 `gain` tokens (1 + MTP acceptances, accumulated exactly as fractions); step times come from
 `step_time(decode_seqs, mean_context, prefill_tokens)`. Everything is deterministic.
+
+`simulate` is the reference (small, readable: the oracle of the tests); `simulate_fast` runs the
+same loop compiled (cpp/src/requests.cpp), with the step time seen through `bucket` and cached,
+and gives the same bits per request (tests/test_requests_fast.py).
 """
 
+import inspect
+import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from podsim import _core
+from podsim.errors import SpecError
+
 SCHEDULERS = ("vllm", "sarathi", "orca")
 DEFAULT_BUDGET = {"vllm": 8192, "sarathi": 512, "orca": 8192}
+BUCKETS_PER_DOUBLING = 8  # context and prompt-token buckets: 2^(1/8) apart (about 9%)
+
+StepTime = Callable[[int, float, float], float]
+
+
+def bucket(x: float) -> float:
+    """x rounded up to the next of a geometric ladder (2^(k/8)); (0, 1] gives 1, 0 stays 0
+    (the compiled simulator's _core.step_bucket, bit for bit)."""
+    if x <= 1:
+        return float(x > 0)
+    return 2.0 ** (math.ceil(math.log2(x) * BUCKETS_PER_DOUBLING) / BUCKETS_PER_DOUBLING)
+
+
+def bucketed(step_time: StepTime) -> StepTime:
+    """`step_time` seen through the buckets: what simulate_fast evaluates."""
+    return lambda seqs, context, tokens: step_time(seqs, bucket(context), bucket(tokens))
 
 
 @dataclass(frozen=True)
@@ -62,7 +88,7 @@ def simulate(
     """Run the requests (sorted by arrival) through one attention rank."""
     n = len(arrival_s)
     budget = budget or DEFAULT_BUDGET[scheduler]
-    blocks_free = int(kv_capacity_tokens // block)
+    blocks_free = total_blocks = int(kv_capacity_tokens // block)
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     waiting: deque[int] = deque()
@@ -117,6 +143,11 @@ def simulate(
             need_total = prompt + (output_len[r] if scheduler == "orca" else 1)
             need = blocks_for(need_total)
             if need > blocks_free:
+                if not running and not prefilling and need > total_blocks:
+                    raise SpecError(
+                        f"requests: request {r} needs {need} KV blocks of {block} tokens and "
+                        f"the whole cache holds {total_blocks}: it can never be admitted"
+                    )
                 break
             take = int(min(todo[r], room)) if scheduler == "sarathi" else int(todo[r])
             if scheduler != "sarathi" and admitted_tokens and admitted_tokens + take > budget:
@@ -143,8 +174,8 @@ def simulate(
                 preemptions += 1
         prefill_tokens = sum(t for _, t in chunks)
         context = 0.0
-        if decode:
-            context = float(np.mean([input_len[r] + generated[r] for r in decode]))
+        if decode:  # summed in order, as the compiled form does
+            context = float(sum(input_len[r] + generated[r] for r in decode)) / len(decode)
         dt = step_time(len(decode), context, prefill_tokens)
         now += dt
         busy += dt
@@ -174,11 +205,18 @@ def simulate(
                     depart(r, now)
                 else:
                     running.append(r)
+    mean_in_system = area / last if last > 0 else 0.0
+    return _stats(
+        arrival_s, output_len, first, finish, iterations, preemptions, now, busy, mean_in_system
+    )
+
+
+def _stats(arrival_s, output_len, first, finish, *totals) -> RequestStats:
+    """Per-request TTFT and TPOT from the first and last token times, and the run totals."""
     ttft = first - arrival_s
     outputs = np.maximum(output_len - 1, 1)
     tpot = np.where(output_len > 1, (finish - first) / outputs, 0.0)
-    mean_in_system = area / last if last > 0 else 0.0
-    return RequestStats(ttft, tpot, finish, iterations, preemptions, now, busy, mean_in_system)
+    return RequestStats(ttft, tpot, finish, *totals)
 
 
 def _extra_blocks(decode, input_len, generated, held, gain, block, take=False) -> int:
@@ -198,3 +236,40 @@ def poisson_arrivals(rate: float, count: int, seed: int) -> np.ndarray:
     times)."""
     rng = np.random.Generator(np.random.Philox(key=seed))
     return np.cumsum(rng.exponential(1.0 / rate, count))
+
+
+def simulate_fast(*args, **kwargs) -> RequestStats:
+    """The compiled simulator (podsim._core.simulate_requests), with `simulate`'s arguments:
+    `simulate` with `bucketed(step_time)`, request for request and bit for bit, but `step_time`
+    is called once per distinct (decode sequences, context bucket, prompt-token bucket) and the
+    loop runs in C++ (a million requests in about a second)."""
+    bound = inspect.signature(simulate).bind(*args, **kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+    arrival_s, output_len, scheduler = a["arrival_s"], a["output_len"], a["scheduler"]
+    if scheduler not in SCHEDULERS:
+        raise SpecError(f"requests: scheduler = {scheduler!r} is not allowed: one of {SCHEDULERS}")
+    run = _core.simulate_requests(
+        np.asarray(arrival_s, np.float64),
+        np.asarray(a["input_len"], np.int64),
+        np.asarray(output_len, np.int64),
+        np.asarray(a["cached"], np.int64),
+        float(a["kv_capacity_tokens"]),
+        int(a["max_batch"]),
+        SCHEDULERS.index(scheduler),
+        int(a["budget"] or DEFAULT_BUDGET[scheduler]),
+        int(a["block"]),
+        float(a["gain"]),
+        a["step_time"],
+    )
+    return _stats(
+        arrival_s,
+        output_len,
+        run["first_s"],
+        run["finish_s"],
+        int(run["iterations"]),
+        int(run["preemptions"]),
+        float(run["makespan_s"]),
+        float(run["busy_s"]),
+        float(run["mean_in_system"]),
+    )

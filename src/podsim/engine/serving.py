@@ -7,14 +7,16 @@ message and the fanout of a node copy, from the hypergeometric routing of
 podsim.lowering.routing over the cluster's scale-up domains (EP ranks packed into domains).
 
 Overlap: with one micro-batch a step is compute + communication. With two (DeepSeek's
-dual micro-batch prefill and its decode pipeline that splits attention in two, SGLang's
-two-batch overlap) each micro-batch's all-to-alls hide under the other's compute: the step is
-max(compute, communication), both summed over the micro-batches (weights are read once per
+dual micro-batch prefill and decode, SGLang's two-batch overlap) each micro-batch's
+all-to-alls hide under the other's compute, but only where a window pairs them: an all-to-all
+starts when its own micro-batch's compute before it is done (Deployment._two_batch), so per
+MoE layer the step is four windows of max(compute, communication), never less than
+max(compute, communication) summed over the micro-batches (weights are read once per
 micro-batch, as they are). Pipeline stages (pp) each hold layers / pp and run pp micro-batches
 of batch / pp sequences; a round of decode takes pp stage times.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -38,6 +40,7 @@ class StepTime:
     parts: dict[str, float] = field(default_factory=dict)  # compute seconds by part
     comm_parts: dict[str, float] = field(default_factory=dict)  # comm seconds by collective
     work: StepWork | None = None  # one micro-batch's work
+    overhead_s: float = 0.0  # what the plan's decode / prefill efficiency adds
 
     def to_dict(self) -> dict[str, float]:
         return {
@@ -45,6 +48,7 @@ class StepTime:
             "compute_s": self.compute_s,
             "comm_s": self.comm_s,
             "exposed_comm_s": self.exposed_comm_s,
+            "deployment_overhead_s": self.overhead_s,
             **{f"{k}_s": v for k, v in sorted(self.parts.items())},
             **{f"{k}_s": v for k, v in sorted(self.comm_parts.items())},
         }
@@ -93,6 +97,10 @@ class Deployment:
     def _time(self, comm: Comm) -> float:
         op = int(Collective.parse(comm.op))
         algorithm = self.algorithm if comm.op == "all-to-all" else int(Algorithm.AUTO)
+        if algorithm == Algorithm.LOW_LATENCY and not comm.low_latency:
+            # DeepEP's low-latency kernels serve decode; prefill steps (one copy per distinct
+            # rank) take its normal kernels: the engine's choice.
+            algorithm = int(Algorithm.AUTO)
         ranks = np.arange(comm.group, dtype=np.int32)
         nbytes, message, fanout = comm.bytes_per_rank, comm.message_bytes, comm.fanout
         return float(
@@ -106,9 +114,22 @@ class Deployment:
             comm_parts[comm.label] = comm_parts.get(comm.label, 0.0) + seconds
         compute = micro * work.compute_s
         comm = sum(comm_parts.values())
-        time = compute + comm if micro == 1 else max(compute, comm)
+        time = compute + comm if micro == 1 else max(compute, comm, self._two_batch(work))
         parts = {k: micro * v for k, v in work.parts.items()}
         return StepTime(time, compute, comm, time - compute, parts, comm_parts, work)
+
+    def _two_batch(self, work: StepWork) -> float:
+        """Two micro-batches A and B through the MoE layers, each all-to-all waiting for its
+        own micro-batch's compute (SGLang's two-batch overlap, after DeepSeek's profile-data):
+        per layer four windows, each as long as its longer side: B's attention with A's
+        dispatch, A's experts with B's dispatch, B's experts with A's combine, A's next
+        attention with B's combine. Other compute (dense layers, head, MTP) runs twice."""
+        seconds = {c.label: self.comm_seconds(c) for c in work.comms}
+        d, c = seconds.get("ep_dispatch", 0.0), seconds.get("ep_combine", 0.0)
+        a, e = work.moe_layer_s
+        windows = max(a, d) + max(e, d) + max(e, c) + max(a, c)
+        rest = work.compute_s - work.moe_layers * (a + e)
+        return 2 * rest + work.moe_layers * windows
 
     def decode(self, batch: float, context: float) -> StepTime:
         """A decode step (a round of all pipeline stages) of `batch` sequences per attention
@@ -121,7 +142,7 @@ class Deployment:
                 self.model, self.plan, self.pool, self.chip, seqs, context, self.ep_routing
             )
             stage = self._timed(work, micro)
-            self._cache[key] = _rounds(stage, pp)
+            self._cache[key] = _rounds(_sustained(stage, self.plan.decode_efficiency), pp)
         return self._cache[key]
 
     def prefill(self, seqs: float, new_tokens: float, cached: float = 0.0) -> StepTime:
@@ -141,8 +162,16 @@ class Deployment:
                 cached,
                 self.ep_routing,
             )
-            self._cache[key] = _rounds(self._timed(work, micro), pp)
+            stage = _sustained(self._timed(work, micro), self.plan.prefill_efficiency)
+            self._cache[key] = _rounds(stage, pp)
         return self._cache[key]
+
+
+def _sustained(stage: StepTime, efficiency: float) -> StepTime:
+    """The step as the deployment sustains it: the modelled step over the plan's efficiency,
+    the difference shown as overhead."""
+    time = stage.time_s / efficiency
+    return replace(stage, time_s=time, overhead_s=time - stage.time_s)
 
 
 def _rounds(stage: StepTime, pp: int) -> StepTime:
@@ -158,4 +187,5 @@ def _rounds(stage: StepTime, pp: int) -> StepTime:
         scale(stage.parts),
         scale(stage.comm_parts),
         stage.work,
+        pp * stage.overhead_s,
     )

@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterable
 
 from podsim.front import deepep
-from podsim.front.validation import Case, mape
+from podsim.front.serve_validation import ServingCase
+from podsim.front.validation import V3_PUBLISHED_PHASES, Case, mape
 
 HELD_OUT_PREFIX = "megatron_sc21_t2_"
 HELD_OUT_LABELS = {
@@ -81,6 +82,34 @@ def validation_blocks(cases: list[Case]) -> dict[str, str]:
     return {"validation-calibration": calib, "validation-held-out": out}
 
 
+def stack_blocks(cases: list[Case], baseline: list[Case]) -> dict[str, str]:
+    """docs/validation.md's runs of other software stacks: published, podsim with the run's
+    [stack] and without it (megatron-core), with both errors."""
+    head = ("case", "published", "with its stack", "error", "megatron-core", "error")
+    text = _row(head) + _row(("---",) * 6)
+    before = {c.name: c for c in baseline}
+    for c in cases:
+        b = before[c.name]
+        cells = (c.name, f"{c.published:,.4g}", f"{c.predicted:,.1f}", f"{c.error:+.1%}")
+        text += _row((*cells, f"{b.predicted:,.1f}", f"{b.error:+.1%}"))
+    text += f"\nMAPE {mape(cases):.1%} with each run's stack, "
+    text += f"{mape(baseline):.1%} with megatron-core.\n"
+    return {"validation-software-stacks": text}
+
+
+A100_ROWS = ("megatron_sc21_t1_", "korthikanti22_")  # the rows the A100 efficiencies fit
+
+
+def unfused_blocks(cases: list[Case]) -> dict[str, str]:
+    """docs/validation.md's A100 calibration rows run with unfused attention costed as such
+    (train.flash_attention = false) at the fitted A100 efficiencies."""
+    text = _row(("case", "published", "unfused, as fitted", "error")) + _row(("---",) * 4)
+    for c in sorted(cases, key=lambda c: _calibration_order(c.name)):
+        text += _row((c.name, f"{c.published:,.4g}", f"{c.predicted:,.4g}", f"{c.error:+.1%}"))
+    text += f"\nMAPE {mape(cases):.1%} over these {len(cases)} rows.\n"
+    return {"validation-unfused-attention": text}
+
+
 def _calibration_order(name: str) -> tuple[int, float]:
     """Korthikanti's rows first, then SC'21 Table 1, each by model size."""
     size = re.search(r"_(\d+)p?(\d*)B", name) or re.search(r"_(\d+)()T", name)
@@ -115,3 +144,58 @@ def deepep_blocks() -> dict[str, str]:
             text += _row(cells)
         out[name] = text
     return out
+
+
+V3_PHASE_LABELS = {
+    "F": "F: lone forward chunks",
+    "B": "B: lone backward chunks (input gradients)",
+    "W": "W: weight-gradient chunks",
+    "F&B": "F&B: overlapped forward and backward chunks",
+    "optimizer": "optimizer",
+    "idle": "bubble (and waits for other stages)",
+}
+
+
+def v3_phase_block(phases: dict[str, float]) -> dict[str, str]:
+    """docs/validation.md's DeepSeek-V3 phase table: published (ISCA'25 Table 4) and podsim's
+    middle pipeline rank (podsim.front.validation.v3_phases)."""
+    text = _row(("phase", "published", "podsim", "difference")) + _row(("---",) * 4)
+    for key, label in V3_PHASE_LABELS.items():
+        published, ours = V3_PUBLISHED_PHASES[key], phases[key]
+        cells = (label, f"{published:.2f} s", f"{ours:.2f} s", f"{ours - published:+.2f} s")
+        text += _row(cells)
+    total = (sum(V3_PUBLISHED_PHASES.values()), sum(phases.values()))
+    text += _row(
+        ("step", f"{total[0]:.2f} s", f"{total[1]:.2f} s", f"{total[1] - total[0]:+.2f} s")
+    )
+    return {"deepseek-v3-phases": text}
+
+
+def serving_block(rows: list[tuple[ServingCase, Case, Case]]) -> dict[str, str]:
+    """docs/validation.md's and docs/serving.md's serving table: each case as podsim gives it
+    (calibrated efficiencies) and at efficiency 1, with mean absolute errors by kind."""
+    head = ("case", "kind", "metric (per device)", "published", "podsim", "error")
+    text = _row((*head, "at efficiency 1", "error")) + _row(("---",) * 8)
+    for case, r, peak in rows:
+        metric = "decode tok/s" if case.metric.startswith("decode") else "prefill tok/s"
+        text += _row(
+            (
+                case.label,
+                case.kind,
+                metric,
+                f"{r.published:,.0f}",
+                f"{r.predicted:,.0f}",
+                f"{r.error:+.1%}",
+                f"{peak.predicted:,.0f}",
+                f"{peak.error:+.1%}",
+            )
+        )
+    text += "\n"
+    for kind in ("calibration", "out-of-sample"):
+        picked = [(r, p) for c, r, p in rows if c.kind == kind]
+        text += (
+            f"{kind}: mean absolute error {mape([r for r, _ in picked]):.1%} "
+            f"({mape([p for _, p in picked]):.1%} at efficiency 1), worst "
+            f"{max(abs(r.error) for r, _ in picked):.1%}.\n"
+        )
+    return {"serving-validation": text}

@@ -8,29 +8,25 @@ given), the result's top-level scalar keys and its breakdown flattened (`breakdo
 ...). A point the schema or the run refuses (a SpecError) keeps its row, with `error` = the
 message (so is any other podsim error of a run): it never stops the sweep.
 
-Points run serially (jobs=1) or on a local process pool; rows come back in grid order (the
-first key varies slowest), the same whatever `jobs`. Rows are cached in this process, keyed by
-a hash of the point's resolved scenario (the edited document), the network model and podsim's
-version, so a point seen before (in this sweep or an earlier one) is not run again.
+Points run serially, on a local process pool or on a dask.distributed cluster
+(podsim.front.executors); rows come back in grid order (the first key varies slowest), the
+same whatever runs them. Rows are cached in this process and, when a cache folder is given, on
+disk, keyed by a hash of the point's resolved scenario (the edited document), the network model
+and the podsim code (podsim.front.result_cache), so a point seen before (in this sweep, an
+earlier one or, with a cache folder, another process) is not run again.
 """
 
 import copy
-import csv
-import hashlib
-import io
 import itertools
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from os import PathLike
-from pathlib import Path
 from typing import Any
 
 from podsim.engine.core import NetworkMode
 from podsim.errors import PodsimError, SpecError, shown
 from podsim.front.api import serve, train
+from podsim.front.executors import check_executor, run_all
 from podsim.front.overrides import (
     MAX_SETS,
     overridden,
@@ -38,15 +34,15 @@ from podsim.front.overrides import (
     parse_value,
     scenario_document,
 )
+from podsim.front.result_cache import ResultCache, result_key
 from podsim.front.scenario import scenario_from_document
-from podsim.version import __version__
+from podsim.front.sweep_output import rows_frame
 
 MAX_POINTS = 10_000
 MAX_KEYS = 32
-OUT_SUFFIXES = (".csv", ".json")
 
-# Rows already run in this process: hash of (resolved scenario, network, version) -> row.
-_CACHE: dict[str, dict[str, Any]] = {}
+# Rows already run in this process, by podsim.front.result_cache.result_key.
+_CACHE = ResultCache()
 
 
 def parse_grid(texts: Sequence[str]) -> dict[str, list[Any]]:
@@ -121,11 +117,6 @@ def _run_point(document: dict[str, Any], label: str, network: NetworkMode) -> di
         return {"error": str(error)}
 
 
-def _key(document: dict[str, Any], network: str) -> str:
-    text = json.dumps(document, sort_keys=True, default=str)
-    return hashlib.sha256(f"{text}\n{network}\n{__version__}".encode()).hexdigest()
-
-
 def sweep(
     scenario: "str | PathLike[str]",
     grid: Mapping[str, Sequence[Any]],
@@ -133,22 +124,29 @@ def sweep(
     network: NetworkMode = "analytical",
     sets: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
+    executor: Any = None,
+    cache: "str | PathLike[str] | None" = None,
 ) -> list[dict[str, Any]]:
     """`podsim sweep`: one row per point of the grid's Cartesian product, in grid order.
 
     `scenario` is a file or built-in name; `grid` maps dotted keys to their values (a string
     value is read as --set reads it: "4" is 4, "1f1b" a string); `sets` are KEY=VALUE
-    overrides applied to every point first. jobs: 1 runs serially, more on that many local
-    processes; default min(points, CPUs). `progress` is called with the points done."""
+    overrides applied to every point first. `executor` (podsim.front.executors.run_all):
+    None (local processes, or serial when jobs is 1), "serial", "processes", "dask-local", a
+    dask scheduler address or a distributed.Client; `jobs` caps local processes (default
+    min(points, CPUs)). `cache`: a folder keeping every point's row on disk, so a repeated
+    sweep, in any process, runs only new points. `progress` is called with the points run."""
     if len(sets) > MAX_SETS:
         raise SpecError(f"--set is given {len(sets)} times; at most {MAX_SETS}")
     points = grid_points(grid)
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise SpecError(f"--jobs = {shown(jobs)} is not allowed: a whole number >= 1")
+    check_executor(executor)
+    store = ResultCache(cache, memory=_CACHE.memory)
     base, source = scenario_document(scenario)
     if sets:  # checked once: a bad --set stops the sweep at once
         overridden(base, source, [(text, *parse_set(text)) for text in sets])
-    return run_points(base, source, points, jobs, network, progress)
+    return run_points(base, source, points, jobs, network, progress, executor=executor, store=store)
 
 
 def run_points(
@@ -159,13 +157,17 @@ def run_points(
     network: NetworkMode = "analytical",
     progress: Callable[[int], None] | None = None,
     option: str = "--grid",
+    executor: Any = None,
+    store: ResultCache | None = None,
 ) -> list[dict[str, Any]]:
     """One row per point (dotted key -> value, applied to the scenario document `base` as
     --set applies them), in order: the point's keys and its result keys, or `error`. Points run
-    serially (jobs=1) or on a local process pool (default min(points, CPUs)); rows are cached
-    in this process (see the module's doc). `option` names the points in labels and errors."""
+    on `executor` (podsim.front.executors.run_all; `jobs` caps local processes); rows are kept
+    in `store` (default: this process's cache; see the module's doc). `option` names the points
+    in labels and errors."""
+    store = ResultCache(memory=_CACHE.memory) if store is None else store
     rows: list[dict[str, Any]] = []
-    todo: dict[str, tuple[dict[str, Any], str]] = {}  # key -> (document, label), unrun
+    todo: dict[str, tuple[dict[str, Any], str, NetworkMode]] = {}  # key -> point, unrun
     keys: list[str | None] = []
     for point in points:
         rows.append(dict(point))
@@ -181,98 +183,26 @@ def run_points(
             rows[-1]["error"] = str(error)
             keys.append(None)
             continue
-        key = _key(document, network)
+        key = result_key(document, network)
         keys.append(key)
-        if key not in _CACHE and key not in todo:
-            todo[key] = (document, label)
-    workers = min(len(todo), os.cpu_count() or 1) if jobs is None else jobs
-    done = 0
-
-    def finished(key: str, result: dict[str, Any]) -> None:
-        nonlocal done
-        _CACHE[key] = result
-        done += 1
-        if progress is not None:
-            progress(done)
-
-    if workers <= 1 or len(todo) <= 1:
-        for key, (document, label) in todo.items():
-            finished(key, _run_point(document, label, network))
-    else:
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)))
-        try:
-            futures = {
-                key: pool.submit(_run_point, document, label, network)
-                for key, (document, label) in todo.items()
-            }
-            for key, future in futures.items():
-                finished(key, future.result())
-        except BaseException:  # Ctrl-C: stop the workers now rather than wait for their points
-            _stop(pool)
-            raise
-        pool.shutdown()
+        if key not in todo and store.get(key) is None:
+            todo[key] = (document, label, network)
+    results = run_all(_run_point, list(todo.values()), executor, jobs, progress)
+    for key, result in zip(todo, results, strict=True):
+        store.put(key, result)
     for row, key in zip(rows, keys, strict=True):
         if key is not None:
-            row.update(copy.deepcopy(_CACHE[key]))
+            result = store.get(key)
+            store.put(key, result)  # a row from this process's memory reaches the folder too
+            row.update(copy.deepcopy(result))
     return rows
 
 
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Cancel what has not started and end the worker processes (the executor has no public
-    way to end running work; its `_processes` map holds them)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
+def sweep_frame(*args: Any, **kwargs: Any) -> Any:
+    """podsim.sweep's rows as a pandas DataFrame (columns: swept keys, then result keys)."""
+    return rows_frame(sweep(*args, **kwargs))
 
 
 def clear_cache() -> None:
-    """Forget the rows cached in this process."""
-    _CACHE.clear()
-
-
-def check_out_path(path: "str | PathLike[str]") -> None:
-    """--out must end in .csv or .json, in a folder that exists (checked before any work)."""
-    target = Path(path)
-    if target.suffix.lower() not in OUT_SUFFIXES:
-        raise SpecError(f"--out = {shown(str(path))} is not allowed: FILE.csv or FILE.json")
-    if not target.parent.is_dir():
-        raise SpecError(f"--out = {shown(str(path))}: folder {target.parent} does not exist")
-
-
-def rows_text(rows: list[dict[str, Any]], suffix: str, document: dict[str, Any]) -> str:
-    """The rows as CSV (columns: every key, in order of first appearance) or as the JSON
-    document given (strict JSON: a non-finite number is null)."""
-    if suffix == ".json":
-        from podsim.front.cli.output import dumps  # strict JSON, one encoder for every verb
-
-        return dumps(document) + "\n"
-    columns: list[str] = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return buffer.getvalue()
-
-
-def write_rows(
-    path: "str | PathLike[str]", rows: list[dict[str, Any]], document: dict[str, Any]
-) -> None:
-    """Write the rows to `path` (.csv or .json, by its suffix) atomically: a temporary file in
-    the same folder, then os.replace."""
-    check_out_path(path)
-    target = Path(path)
-    text = rows_text(rows, target.suffix.lower(), document)
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Forget the rows cached in this process (a cache folder on disk is left as it is)."""
+    _CACHE.memory.clear()

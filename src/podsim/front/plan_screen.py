@@ -13,20 +13,22 @@ instead of an event simulation:
 - pipeline: with S_s a stage's work per microbatch (all its chunks) and v chunks per stage,
   m S_max + (sum_s S_s - S_max) / v for 1F1B, GPipe and interleaved (Narayanan et al. 2021:
   bubble (p - 1) S / v for equal stages); DualPipe: (m / 2) S_max over both mirrored chunks of
-  a device plus DeepSeek-V3's DualPipe bubble (p / 2 - 1)(F&B + B - 3W) with W = 0, since
-  podsim's DualPipe does not split backward into input and weight gradients
-  (docs/training.md): (p / 2 - 1)(F + 2B) for the mean position's F and B, with expert
-  all-to-alls overlapping compute (each pass takes the longer of the two);
+  a device plus DeepSeek-V3's DualPipe bubble (p / 2 - 1)(F&B + B - 3W) for the mean
+  position's F&B (an overlapped forward and backward pair), full backward B and its
+  weight-gradient part W (the lowering's weight_time);
+- the stack: expert all-to-alls overlap compute where the stack runs them on their own stream
+  (DualPipe by default: each pass takes the longer of the two); tensor- and context-parallel
+  collectives the stack overlaps show only where they exceed the pass's compute;
 - after the last backward: gradient reduction over dp (and expert dp), the optimizer
   (Adam's bytes at memory speed) and the ZeRO weight gather, all exposed; ZeRO-3: per
   backward a reduce-scatter and the next weight gather exposed (they queue on one stream
   behind the backward), a backward's gather hidden by the forward before it.
 
 What it leaves out: stages finishing at different times (it takes the busiest), the engine's
-wave pricing of concurrent copies of a collective across pods, contention, and the exact
-DualPipe timeline (podsim's DualPipe bubble is 2.0-2.5x DeepSeek's formula, see
-docs/training.md). The search reports each simulated plan's estimate next to its simulated
-time, so the error is always visible.
+wave pricing of concurrent copies of a collective across pods, contention, the exact DualPipe
+timeline (its warm-up slots run unoverlapped), and the stack's overlap of gradient reduction
+and weight gathers with the backward (counted exposed). The search reports each simulated
+plan's estimate next to its simulated time, so the error is always visible.
 """
 
 from dataclasses import dataclass, replace
@@ -35,6 +37,7 @@ import numpy as np
 
 from podsim.engine.core import collective_time
 from podsim.lowering.autotune import stage_memory, virtual_stage_options
+from podsim.lowering.overlap import OVERLAP_STREAM
 from podsim.lowering.program import Algorithm, Collective
 from podsim.lowering.training import ADAM_BYTES_PER_PARAM, StepBuilder, position_layers
 from podsim.plans.training import Plan
@@ -73,6 +76,8 @@ class _LayerCosts:
     comm_backward: np.ndarray
     ep_forward: np.ndarray
     ep_backward: np.ndarray
+    hidden: np.ndarray  # tensor- and context-parallel comm the stack overlaps with GEMMs
+    weight: np.ndarray  # the backward's weight-gradient part (DualPipe's W)
     dense_params: np.ndarray
     expert_params: np.ndarray
     send_bytes: float
@@ -130,17 +135,22 @@ class Screener:
         builder = StepBuilder(self.model, single, self.cluster, layers)
         blocking: dict[bool, list[float]] = {True: [], False: []}
         overlapped: dict[bool, list[float]] = {True: [], False: []}
-        by_kind: dict[tuple[bool, bool], tuple[float, float]] = {}  # a layer's collectives
+        hidden: list[float] = []
+        by_kind: dict[tuple[bool, bool], tuple[float, float, float]] = {}  # a layer's comm
         for i in range(layers):
             for forward in (True, False):
                 key = (self.model.is_moe(i), forward)
                 if key not in by_kind:
                     ops = builder.pass_collectives(i, forward)
                     ep = sum(self._price(single, op) for op in ops if op.role == "ep")
-                    other = sum(self._price(single, op) for op in ops if op.role != "ep")
-                    by_kind[key] = other, ep
+                    apart = [op for op in ops if op.role != "ep"]
+                    stack = sum(self._price(single, o) for o in apart if o.stream == OVERLAP_STREAM)
+                    other = sum(self._price(single, o) for o in apart if o.stream != OVERLAP_STREAM)
+                    by_kind[key] = other, ep, stack
                 blocking[forward].append(by_kind[key][0])
                 overlapped[forward].append(by_kind[key][1])
+            hidden.append(by_kind[(self.model.is_moe(i), True)][2])
+            hidden[-1] += by_kind[(self.model.is_moe(i), False)][2]
         split = np.array(builder.split)
         element = builder.kernels.activation_bytes
         return _LayerCosts(
@@ -150,6 +160,8 @@ class Screener:
             comm_backward=_cumulative(blocking[False]),
             ep_forward=_cumulative(overlapped[True]),
             ep_backward=_cumulative(overlapped[False]),
+            hidden=_cumulative(hidden),
+            weight=_cumulative([builder.weight_time(q) for q in range(layers)]),
             dense_params=_cumulative(split[:, 0]),
             expert_params=_cumulative(split[:, 1]),
             send_bytes=builder.shape.tokens * self.model.hidden * element / plan.tp,
@@ -174,10 +186,13 @@ class Screener:
         message: float = 0.0,
         fanout: float = 1.0,
     ) -> float:
-        """One collective on rank 0's group of `role`, by the engine's closed form (cached)."""
+        """One collective on rank 0's group of `role`, by the engine's closed form (cached),
+        at the stack's collective efficiency (as lowering.overlap.scale_collectives)."""
         size, stride = _group(plan, role)
         if size < 2 or nbytes <= 0:
             return 0.0
+        efficiency = plan.stack.collective_efficiency
+        nbytes, message = nbytes / efficiency, message / efficiency
         key = (role, size, stride, int(op), nbytes, message, fanout)
         if key not in self._collectives:
             ranks = np.arange(size) * stride
@@ -221,8 +236,9 @@ class Screener:
         compute = span(costs.forward) + span(costs.backward)
         blocking = span(costs.comm_forward) + span(costs.comm_backward)
         blocking = blocking + send * ((index < last).astype(float) + (index > 0))
+        blocking = blocking + np.maximum(0.0, span(costs.hidden) - compute)  # what shows
         expert = span(costs.ep_forward) + span(costs.ep_backward)
-        if dual:  # all-to-alls on their own stream, overlapping the passes' compute
+        if plan.stack.overlaps_ep(dual):  # all-to-alls on their own stream, beside compute
             work = np.maximum(compute + blocking, expert)
             exposed = blocking + np.maximum(0.0, expert - compute - blocking)
         else:
@@ -238,7 +254,8 @@ class Screener:
             steady = m / 2 * per_stage[busiest]
             forward = span(costs.forward) + span(costs.comm_forward) + send * (index < last)
             backward = work - forward
-            bubble = (plan.pp / 2 - 1) * (forward.mean() + 2 * backward.mean())
+            weight = span(costs.weight)  # F&B = the work of an overlapped pair
+            bubble = (plan.pp / 2 - 1) * (work.mean() + backward.mean() - 3 * weight.mean())
         else:
             steady = m * per_stage[busiest]
             bubble = (per_stage.sum() - per_stage[busiest]) / v

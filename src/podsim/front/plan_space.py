@@ -22,6 +22,7 @@ from typing import Any
 from podsim.errors import SpecError, shown
 from podsim.front.overrides import parse_value
 from podsim.lowering.autotune import MAX_VIRTUAL_STAGES
+from podsim.plans.schedules import check_dualpipe
 from podsim.plans.training import RECOMPUTE, Plan, check_plan
 from podsim.specs.clusters import Cluster
 
@@ -175,8 +176,11 @@ def check_schedule(model, plan: Plan) -> str | None:
             return "interleaved: virtual_stages >= 2 (1 is 1f1b)"
         if plan.microbatches % plan.pp:
             return "interleaved: microbatches a multiple of pp"
-    if plan.schedule == "dualpipe" and plan.microbatches % 2:  # as plans/schedules.py
-        return "dualpipe: an even number of microbatches"
+    if plan.schedule == "dualpipe":
+        try:
+            check_dualpipe(plan.pp, plan.microbatches)
+        except SpecError:
+            return "dualpipe: microbatches even and >= 2 x pp"
     if plan.pp * max(plan.virtual_stages, 1) > model.layers:
         return "pp x virtual_stages: at most the model's layers"
     if plan.zero and plan.dp == 1 and plan.expert_dp == 1:

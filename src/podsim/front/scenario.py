@@ -1,8 +1,9 @@
 """Scenario files (TOML): a cluster, optionally a model, a training plan, a serving deployment,
 noise and failures.
 
-Top-level tables: [cluster] (required), [model], [train] (needs [model]), [serve], [noise],
-[failures]. Unknown keys anywhere are errors that name the key and list the allowed ones.
+Top-level tables: [cluster] (required), [model], [train] (needs [model]), [serve], [stack]
+(the software running [train]), [noise], [failures]. Unknown keys anywhere are errors that name
+the key and list the allowed ones.
 Quantities are numbers in SI base units or unit strings ("2 us", "10 min", "400 Gb/s").
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from podsim.errors import SpecError, check, shown
 from podsim.front.schema import SCENARIO, TABLES
+from podsim.plans.stack import stack_from_table
 from podsim.plans.training import Plan, plan_from_table
 from podsim.specs.clusters import DEVICES, Cluster, cluster_from_table
 
@@ -101,18 +103,28 @@ def _build(document: dict[str, Any], source: str) -> Scenario:
         raise SpecError("[cluster] is missing: every scenario needs a cluster")
     if "train" in tables and "model" not in tables:
         raise SpecError("[train] needs a [model] table: the plan trains a model")
+    if "stack" in tables and "train" not in tables:
+        raise SpecError("[stack] needs a [train] table: it says how the training plan runs")
     cluster = cluster_from_table(tables["cluster"])
     devices = cluster.devices
     noise, failures = tables.get("noise"), tables.get("failures")
     return Scenario(
         cluster=cluster,
         model=None if "model" not in tables else _model(tables["model"]),
-        train=None if "train" not in tables else plan_from_table(tables["train"], devices),
+        train=None if "train" not in tables else _plan(tables, devices),
         serve=tables.get("serve"),
         noise=None if noise is None else noise_on(noise, devices),
         failures=None if failures is None else _failures(failures),
         source=source,
     )
+
+
+def _plan(tables: dict[str, Any], devices: int) -> Plan:
+    """The [train] plan, run by the [stack] software (megatron-core when there is none)."""
+    plan = plan_from_table(tables["train"], devices)
+    if "stack" not in tables:
+        return plan
+    return replace(plan, stack=stack_from_table(tables["stack"]))
 
 
 def _model(table: dict[str, Any]) -> "Model":

@@ -2,7 +2,8 @@
 
 Each layer declares the fields of what it owns, once, and checks its dataclasses with them at
 construction: [cluster] and [cluster.chip] in podsim.specs (clusters, chips), [model] in
-podsim.specs.models, [train] in podsim.plans.training, [serve] in podsim.plans.serving, [noise]
+podsim.specs.models, [train] in podsim.plans.training, [serve] in podsim.plans.serving, [stack] in
+podsim.plans.stack, [noise]
 and [failures] in podsim.engine (noise, failures). `SCENARIO.check(document)` refuses unknown
 keys anywhere (naming the key and the allowed ones), wrong types and out-of-range values
 (naming the key as the user wrote it), and returns the tables with quantities in SI units.
@@ -17,6 +18,7 @@ from podsim.fields import (
     reference as _reference,
 )
 from podsim.plans.serving import SERVE_FIELDS
+from podsim.plans.stack import STACK_FIELDS
 from podsim.plans.training import TRAIN_FIELDS
 from podsim.specs.clusters import CLUSTER_FIELDS
 from podsim.specs.models import MODEL_FIELDS
@@ -29,6 +31,7 @@ SCENARIO = Table(
         MODEL_FIELDS,
         TRAIN_FIELDS,
         SERVE_FIELDS,
+        STACK_FIELDS,
         NOISE_FIELDS,
         FAILURE_FIELDS,
     ),

@@ -48,8 +48,8 @@ PLAN_KEYS = (
     "schedule",
 )
 # The estimate's error on the plans of tests/test_search.py and benchmarks/test_bench_search.py
-# is within a few percent except for imbalanced interleaving and ZeRO-3 (docs/search.md);
-# plans estimated more than this fraction slower than the N-th best simulated one are skipped.
+# is -10% to +10.5% (docs/search.md: the largest over-estimate is DualPipe with ZeRO-3); plans
+# estimated more than this fraction slower than the N-th best simulated one are skipped.
 DEFAULT_MARGIN = 0.15
 DEFAULT_MAX_SIMULATIONS = 48
 MAX_TOP = 100

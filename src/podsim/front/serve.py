@@ -94,18 +94,15 @@ class Server:
         q = 1 + self.plan.mtp_depth
         return memory_max_batch(self.model, self.plan, self.pool, self.chip, context, q)
 
+    def decode_curve(self, cap: int | None = None) -> list[DecodePoint]:
+        """Decode at every candidate batch that fits (and is at most max_batch or `cap`)."""
+        limit = min(self.max_batch(), self.plan.max_batch if cap is None else cap)
+        return [self.decode_at(b) for b in candidates(limit)] if limit >= 1 else []
+
     def best_decode(self, tpot_slo: float | None, cap: int | None = None) -> DecodePoint | None:
         """The batch of most decode tokens/s per device with TPOT <= tpot_slo (None: any)
         among those that fit; None when none meets it."""
-        limit = min(self.max_batch(), self.plan.max_batch if cap is None else cap)
-        best = None
-        for b in candidates(max(limit, 1)) if limit >= 1 else []:
-            point = self.decode_at(b)
-            if tpot_slo is not None and point.tpot_s > tpot_slo:
-                continue
-            if best is None or point.tokens_per_s_per_device > best.tokens_per_s_per_device:
-                best = point
-        return best
+        return _best(self.decode_curve(cap), "tpot_s", tpot_slo)
 
     # --- prefill ------------------------------------------------------------------------
 
@@ -151,16 +148,16 @@ class Server:
             while b > 1 and not self.prefill_fits(b):
                 b //= 2
             return self.prefill_at(b)
-        best = None
+        return _best(self.prefill_curve(), "ttft_s", ttft_slo)
+
+    def prefill_curve(self) -> list[PrefillPoint]:
+        """Prefill at every candidate batch that fits, up to 4 x PREFILL_TOKENS tokens."""
+        points = []
         for b in candidates(max(1, math.ceil(4 * PREFILL_TOKENS / self.new_tokens))):
             if not self.prefill_fits(b):
                 break
-            point = self.prefill_at(b)
-            if point.ttft_s > ttft_slo:
-                continue
-            if best is None or point.tokens_per_s_per_device > best.tokens_per_s_per_device:
-                best = point
-        return best
+            points.append(self.prefill_at(b))
+        return points
 
     def kv_transfer_s(self, prefill_pool: Pool) -> float:
         """One request's KV cache from the prefill pool to the decode pool over the fabric:
@@ -172,6 +169,31 @@ class Server:
         c = self.cluster
         rate = c.scale_out_bandwidth * c.scale_out_efficiency * senders
         return nbytes / rate + c.scale_out_latency + c.launch_latency
+
+
+def _best(points, latency: str, slo: float | None):
+    """The point of most tokens/s per device whose `latency` meets `slo` (None: any); the
+    first of equals; None when none meets it."""
+    best = None
+    for point in points:
+        if slo is not None and getattr(point, latency) > slo:
+            continue
+        if best is None or point.tokens_per_s_per_device > best.tokens_per_s_per_device:
+            best = point
+    return best
+
+
+def curve_of(points: "list[DecodePoint] | list[PrefillPoint]") -> tuple[dict[str, Any], ...]:
+    """The points of a decode or prefill curve as JSON objects (the `curve` and
+    `prefill_curve` keys of a serve result)."""
+    out = []
+    for p in points:
+        if isinstance(p, DecodePoint):
+            row = {"tpot_s": p.tpot_s, "decode_tokens_per_s_per_device": p.tokens_per_s_per_device}
+        else:
+            row = {"ttft_s": p.ttft_s, "prefill_tokens_per_s_per_device": p.tokens_per_s_per_device}
+        out.append({"batch": p.batch, "step_time_s": p.step.time_s, **row})
+    return tuple(out)
 
 
 def server_of(scenario, pool: Pool | None = None) -> Server:
@@ -206,7 +228,9 @@ def serve_scenario(scenario) -> ServeResult:
         result.prefill_tokens_per_s_per_device,
         result.decode_tokens_per_s_per_device,
     )
-    return replace(result, energy=energy)
+    if server.plan.phase == "prefill":
+        return replace(result, energy=energy, prefill_curve=curve_of(server.prefill_curve()))
+    return replace(result, energy=energy, curve=curve_of(server.decode_curve()))
 
 
 def _serve(scenario, server: "Server") -> ServeResult:

@@ -10,23 +10,15 @@ prefill) costs its decode step plus its prompt tokens' prefill step.
 """
 
 import csv
-import math
 
 import numpy as np
 
 from podsim.costs.serving_memory import kv_capacity_tokens
-from podsim.engine.requests import poisson_arrivals, simulate
+from podsim.engine.requests import bucket, poisson_arrivals, simulate_fast
 from podsim.errors import SpecError
 from podsim.results.serving import ServeResult
 
-BUCKETS_PER_DOUBLING = 8  # context and prompt-token buckets: 2^(1/8) apart (about 9%)
-
-
-def bucket(x: float) -> float:
-    """x rounded up to the next of a geometric ladder (2^(k/8)); 0 stays 0."""
-    if x <= 1:
-        return float(x > 0)
-    return 2.0 ** (math.ceil(math.log2(x) * BUCKETS_PER_DOUBLING) / BUCKETS_PER_DOUBLING)
+__all__ = ["bucket", "read_trace", "simulate_requests", "step_function"]
 
 
 def read_trace(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -44,18 +36,17 @@ def read_trace(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def step_function(server):
-    dep, cache = server.deployment, {}
+    """A mixed iteration's time at (decode sequences, context bucket, prompt-token bucket):
+    the simulator buckets and caches, so each distinct triple is timed once."""
+    dep = server.deployment
 
-    def step(decode_seqs: int, context: float, prefill_tokens: int) -> float:
-        key = (decode_seqs, bucket(context), bucket(prefill_tokens))
-        if key not in cache:
-            t = 0.0
-            if decode_seqs:
-                t += dep.decode(decode_seqs, key[1]).time_s
-            if prefill_tokens:
-                t += dep.prefill(1, key[2], 0.0).time_s
-            cache[key] = t
-        return cache[key]
+    def step(decode_seqs: int, context: float, prefill_tokens: float) -> float:
+        t = 0.0
+        if decode_seqs:
+            t += dep.decode(decode_seqs, context).time_s
+        if prefill_tokens:
+            t += dep.prefill(1, prefill_tokens, 0.0).time_s
+        return t
 
     return step
 
@@ -79,7 +70,7 @@ def simulate_requests(server) -> ServeResult:
     capacity = kv_capacity_tokens(
         server.model, plan, pool, server.chip, plan.max_batch, plan.max_batch
     )
-    stats = simulate(
+    stats = simulate_fast(
         arrival,
         inputs,
         outputs,

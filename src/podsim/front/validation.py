@@ -2,11 +2,16 @@
 ({metric, value, source}); `podsim validate` prints predicted against published."""
 
 import json
+import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from podsim.front.api import train
-from podsim.front.scenario import parse_scenario
+from podsim.front.scenario import parse_scenario, scenario_from_document
+from podsim.front.training import simulate_step
+from podsim.results.training import phase_split
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,8 @@ class Case:
 
 
 OUT_OF_SAMPLE = "out_of_sample"  # a subfolder: published runs nothing was fitted on
+# A subfolder: published runs of other software stacks (each scenario's [stack]), out of sample
+SOFTWARE_STACKS = "software_stacks"
 
 
 def case_names(folder_name: str = "") -> list[str]:
@@ -34,11 +41,21 @@ def case_names(folder_name: str = "") -> list[str]:
     )
 
 
-def run_case(name: str, folder_name: str = "") -> Case:
+def run_case(
+    name: str, folder_name: str = "", edit: Callable[[dict[str, Any]], None] | None = None
+) -> Case:
+    """A case run as published, or with its scenario document changed by `edit` first (e.g.
+    without_stack, unfused_attention)."""
     folder = resources.files("podsim").joinpath("data/validation", folder_name)
     expect = json.loads(folder.joinpath(f"{name}.expect.json").read_text(encoding="utf-8"))
     text = folder.joinpath(f"{name}.toml").read_text(encoding="utf-8")
-    result = train(parse_scenario(text, source=name)).to_dict()
+    if edit is not None:
+        document = tomllib.loads(text)
+        edit(document)
+        scenario = scenario_from_document(document, source=name)
+    else:
+        scenario = parse_scenario(text, source=name)
+    result = train(scenario).to_dict()
     return Case(
         name,
         expect["metric"],
@@ -50,3 +67,36 @@ def run_case(name: str, folder_name: str = "") -> Case:
 
 def mape(cases: list[Case]) -> float:
     return sum(abs(c.error) for c in cases) / len(cases)
+
+
+CALIBRATION_V3 = "deepseek_v3_2048_h800"
+# DeepSeek ISCA'25 (arXiv 2505.09343) Table 4: one DeepSeek-V3 step on 2,048 H800s by phase
+# of a pipeline rank, seconds (they add up to 19.90 s, the published step).
+V3_PUBLISHED_PHASES = {
+    "F": 1.13,
+    "B": 1.99,
+    "W": 0.48,
+    "F&B": 13.95,
+    "optimizer": 0.29,
+    "idle": 2.06,
+}
+
+
+def v3_phases() -> dict[str, float]:
+    """podsim's split of the DeepSeek-V3 calibration step for a middle pipeline rank (stage
+    pp / 2), in the phases of V3_PUBLISHED_PHASES (podsim.results.training.phase_split)."""
+    folder = resources.files("podsim").joinpath("data/validation")
+    text = folder.joinpath(f"{CALIBRATION_V3}.toml").read_text(encoding="utf-8")
+    scenario = parse_scenario(text, source=CALIBRATION_V3)
+    run = simulate_step(scenario.model, scenario.train, scenario.cluster)
+    return phase_split(run.lowered, run.timeline, scenario.train.pp // 2)
+
+
+def without_stack(document: dict[str, Any]) -> None:
+    """The scenario on the default stack (megatron-core)."""
+    document.pop("stack", None)
+
+
+def unfused_attention(document: dict[str, Any]) -> None:
+    """The scenario with unfused attention costed as such (train.flash_attention = false)."""
+    document["train"]["flash_attention"] = False

@@ -22,6 +22,7 @@ from podsim.costs.layers import (
     logits_forward,
     moe_routing,
     selective_recompute,
+    weight_gradient,
 )
 from podsim.errors import SpecError, check
 from podsim.lowering.layout import (
@@ -37,9 +38,17 @@ from podsim.lowering.layout import (
     build_symmetric_program,
     symmetry,
 )
+from podsim.lowering.overlap import (
+    OVERLAP_STREAM,
+    PIECES_PER_LAYER,
+    Transfer,
+    scale_collectives,
+    split_pass,
+)
 from podsim.lowering.program import Collective, Kind, Program, check_program_size
 from podsim.lowering.routing import Routing, routing
-from podsim.plans.schedules import stage_order
+from podsim.plans.schedules import Slot, dualpipe_slots, stage_order
+from podsim.plans.stack import UNBOUNDED
 from podsim.plans.training import Plan
 from podsim.specs.clusters import Cluster
 
@@ -157,7 +166,11 @@ class StepBuilder:
         self.dual = plan.schedule == "dualpipe"
         v = 2 if self.dual else v
         self.model, self.plan, self.v = model, plan, v
-        self.kernels = KernelModel(cluster.chip, plan.precision, plan.overlap_sms)
+        self.stack = plan.stack
+        chip = self.stack.chip(cluster.chip)
+        # DualPipe gives SMs to communication only in its overlapped F&B chunks (below).
+        held = 0 if self.dual else plan.overlap_sms
+        self.kernels = KernelModel(chip, plan.precision, held)
         # The token-count exchange crosses the fabric when an expert group leaves a domain
         # (expert groups are contiguous ranks, etp fastest, then ep).
         spans = plan.ep * plan.expert_tp > cluster.domain_size
@@ -172,6 +185,7 @@ class StepBuilder:
             capacity_factor=plan.capacity_factor,
             count_latency=cluster.scale_out_latency if spans else cluster.scale_up_latency,
             fp8_recipe=plan.fp8_recipe,
+            flash_attention=plan.flash_attention,
         )
         self.recompute = plan.recompute_set(model)
         positions = plan.pp if self.dual else plan.pp * v
@@ -180,9 +194,40 @@ class StepBuilder:
         # Every pass at a position costs the same: cost each once.
         self.forward_s = [self.forward_time(q) for q in range(positions)]
         self.backward_s = [self.backward_time(q) for q in range(positions)]
+        for q in range(positions):  # the framework's own time per layer and pass
+            extra_forward, extra_backward = self.layer_overhead(q)
+            self.forward_s[q] += extra_forward
+            self.backward_s[q] += extra_backward
+        if self.dual:
+            self._cost_dualpipe(KernelModel(chip, plan.precision, plan.overlap_sms))
         self.split = [self.local_split(q) for q in range(positions)]
         self.params = [sum(split) for split in self.split]
         self.routing = self._routing(cluster)
+
+    def _cost_dualpipe(self, overlapped: KernelModel) -> None:
+        """DualPipe's extra pass costs per position: the weight-gradient part W of the backward
+        (weight_s; the input-gradient part B is the rest, input_s), and a forward and a full
+        backward inside an overlapped F&B chunk, whose compute runs on the SMs communication
+        leaves it (overlap_forward_s, overlap_backward_s)."""
+        positions = range(len(self.chunks))
+        self.weight_s = [self.weight_time(q) for q in positions]
+        self.input_s = [b - w for b, w in zip(self.backward_s, self.weight_s, strict=True)]
+        self.overlap_forward_s, self.overlap_backward_s = self.forward_s, self.backward_s
+        if overlapped.reserved_units:
+            extra = [self.layer_overhead(q) for q in positions]
+            self.overlap_forward_s = [
+                self.forward_time(q, overlapped) + extra[q][0] for q in positions
+            ]
+            self.overlap_backward_s = [
+                self.backward_time(q, overlapped) + extra[q][1] for q in positions
+            ]
+
+    def layer_overhead(self, q: int) -> tuple[float, float]:
+        """The stack's framework time per layer at a position: (forward, backward); a full
+        recompute runs the forward again in backward."""
+        per_pass = self.stack.layer_overhead * len(self.chunks[q])
+        runs = 2 if self.plan.recompute == "full" else 1
+        return per_pass, per_pass * runs
 
     def moe_layers(self, q: int) -> int:
         """MoE layers at a position (asked once per pass: cached per builder)."""
@@ -208,44 +253,45 @@ class StepBuilder:
 
     # -- what one pass at a position costs ----------------------------------------------------
 
-    def _layer_forward(self, layer: int) -> PassTimes:
+    def _layer_forward(self, layer: int, k: KernelModel) -> PassTimes:
         """One layer's forward kernels: they differ between layers only in whether the layer
-        is an MoE one, so each kind is costed once per builder."""
+        is an MoE one, so each kind is costed once per builder and kernel model (the builder's
+        kernel models differ only in the SMs communication holds)."""
         cached = self.__dict__.setdefault("_forward_by_kind", {})
-        kind = self.model.is_moe(layer)
-        if kind not in cached:
-            cached[kind] = layer_forward(self.model, layer, self.shape, self.kernels)
-        return cached[kind]
+        key = (self.model.is_moe(layer), k.reserved_units)
+        if key not in cached:
+            cached[key] = layer_forward(self.model, layer, self.shape, k)
+        return cached[key]
 
-    def forward_time(self, q: int) -> float:
-        k, shape = self.kernels, self.shape
-        times = sum((self._layer_forward(i) for i in self.chunks[q]), PassTimes())
+    def forward_time(self, q: int, kernels: KernelModel | None = None) -> float:
+        k, shape = kernels or self.kernels, self.shape
+        times = sum((self._layer_forward(i, k) for i in self.chunks[q]), PassTimes())
         if q == 0:
             times += embedding_forward(self.model, shape, k)
         if q == self.last:  # the output head, and each multi-token-prediction module's block
-            extra = self._layer_forward(self.model.layers - 1)
-            extra += self._mtp_projection()
+            extra = self._layer_forward(self.model.layers - 1, k)
+            extra += self._mtp_projection(k)
             times += logits_forward(self.model, shape, k)
             for _ in range(self.model.mtp_depth):
                 times += extra + logits_forward(self.model, shape, k)
         return times.total
 
-    def _mtp_projection(self) -> PassTimes:
+    def _mtp_projection(self, k: KernelModel) -> PassTimes:
         """An MTP module's own kernels (DeepSeek-V3 section 2.2): the embedding of the shifted
         tokens, two RMSNorms and the 2h -> h projection."""
-        k, tokens, h = self.kernels, self.shape.tokens, self.model.hidden
+        tokens, h = self.shape.tokens, self.model.hidden
         gemm = k.gemm(tokens, h / self.plan.tp, 2 * h)
         return PassTimes(gemm=gemm, memory=k.memory(6 * tokens * h * k.activation_bytes))
 
-    def _layer_backward(self, layer: int, recompute: str) -> float:
-        """One layer's backward (and what it recomputes), once per layer kind and mode."""
+    def _layer_backward(self, layer: int, recompute: str, k: KernelModel) -> float:
+        """One layer's backward (and what it recomputes), once per layer kind, mode and kernel
+        model."""
         cached = self.__dict__.setdefault("_backward_by_kind", {})
-        key = (self.model.is_moe(layer), recompute)
+        key = (self.model.is_moe(layer), recompute, k.reserved_units)
         if key not in cached:
-            k, shape = self.kernels, self.shape
-            forward = self._layer_forward(layer)
-            attention = attention_forward(self.model, shape, k).attention
-            selective = selective_recompute(self.model, layer, shape, k, self.recompute)
+            forward = self._layer_forward(layer, k)
+            attention = attention_forward(self.model, self.shape, k).attention
+            selective = selective_recompute(self.model, layer, self.shape, k, self.recompute)
             cached[key] = layer_backward(forward, attention, recompute, selective).total
         return cached[key]
 
@@ -257,15 +303,26 @@ class StepBuilder:
             return "none"
         return plan.recompute
 
-    def backward_time(self, q: int) -> float:
-        k, shape, total = self.kernels, self.shape, 0.0
+    def backward_time(self, q: int, kernels: KernelModel | None = None) -> float:
+        k, shape, total = kernels or self.kernels, self.shape, 0.0
         for index, i in enumerate(self.chunks[q]):
-            total += self._layer_backward(i, self._recompute_of(q, index))
+            total += self._layer_backward(i, self._recompute_of(q, index), k)
         if q == self.last:  # logits are never recomputed
             logits = logits_forward(self.model, shape, k).scaled(2, 0, 2).total
-            block = self._layer_backward(self.model.layers - 1, self.plan.recompute)
-            block += self._mtp_projection().scaled(2, 0, 2).total
+            block = self._layer_backward(self.model.layers - 1, self.plan.recompute, k)
+            block += self._mtp_projection(k).scaled(2, 0, 2).total
             total += logits + self.model.mtp_depth * (block + logits)
+        return total
+
+    def weight_time(self, q: int) -> float:
+        """The weight-gradient GEMMs of a backward at a position (costs.layers.weight_gradient;
+        the head's and each MTP module's too): DualPipe's W."""
+        k, shape, model = self.kernels, self.shape, self.model
+        total = sum(weight_gradient(model, i, shape, k) for i in self.chunks[q])
+        if q == self.last:
+            logits = logits_forward(model, shape, k).gemm
+            block = weight_gradient(model, model.layers - 1, shape, k)
+            total += logits + model.mtp_depth * (block + self._mtp_projection(k).gemm + logits)
         return total
 
     def local_params(self, q: int) -> float:
@@ -295,8 +352,14 @@ class StepBuilder:
 
     def template(self, stage: int) -> Template:
         plan = self.plan
-        order = stage_order(plan.schedule, plan.pp, stage, plan.microbatches, self.v)
+        if self.dual:
+            slots = dualpipe_slots(plan.pp, stage, plan.microbatches)
+            order = [p for slot in slots for p in slot]
+        else:
+            order = stage_order(plan.schedule, plan.pp, stage, plan.microbatches, self.v)
         t = Template()
+        self._grad_ops: list[int] = []  # gradient reductions the optimizer waits for
+        self._ends = _chunk_ends(order)
         inputs = {}
         for kind, chunk, mb in order:  # receives are posted first, in the order used
             q, d = self.position(stage, chunk), self.direction(chunk)
@@ -309,12 +372,86 @@ class StepBuilder:
                 recv = self._p2p(Kind.RECV, RECV_STREAMS["B", d], d, tag, "recv grad")
                 inputs[kind, chunk, mb] = t.add(recv)
         last = -1
-        for kind, chunk, mb in order:
-            last = self._pass(
-                t, kind, chunk, self.position(stage, chunk), mb, inputs.get((kind, chunk, mb))
-            )
+        if self.dual:
+            for slot in slots:
+                last = self._slot(t, stage, slot, inputs)
+        else:
+            for kind, chunk, mb in order:
+                q, recv = self.position(stage, chunk), inputs.get((kind, chunk, mb))
+                last = self._pass(t, kind, chunk, q, mb, recv)
         self._finish_step(t, stage, last)
         return t
+
+    # -- DualPipe's slots (plans.schedules.dualpipe_slots) --------------------------------------
+
+    def _slot(self, t: Template, stage: int, slot: Slot, inputs: dict) -> int:
+        """One DualPipe slot; returns the compute stream's last op. A lone pass runs as 1F1B
+        runs it (its collectives and sends on the compute stream, all SMs); a full backward
+        is its B then its W; an overlapped F&B slot runs as _overlapped says."""
+        if len(slot) == 3:
+            return self._overlapped(t, stage, slot, inputs)
+        kind, chunk, mb = slot[0]
+        q = self.position(stage, chunk)
+        if kind == "W":
+            return self._weight(t, q, mb)
+        return self._pass(t, kind, chunk, q, mb, inputs.get(slot[0]), weight=len(slot) == 2)
+
+    def _weight(self, t: Template, q: int, mb: int) -> int:
+        """A W pass (weight gradients), then ZeRO-3's reduce-scatter of the gradients."""
+        op = TemplateOp(f"W q{q} mb{mb}", Kind.COMPUTE, COMPUTE, duration=self.weight_s[q])
+        last = t.add(op)
+        if self._zero3:
+            t.add(self._zero3_grads(q, last))
+        return last
+
+    def _overlapped(self, t: Template, stage: int, slot: Slot, inputs: dict) -> int:
+        """DeepSeek's F&B chunk: the forward of one microbatch and the full backward (B and W)
+        of another in one compute op on the SMs communication leaves (overlap_*_s), while both
+        passes' expert all-to-alls run beside it on their own stream (DeepSeek-V3 Figure 4:
+        each chunk's dispatch and combine hidden behind the other's compute). The slot ends
+        when both are done (a wait joins them); its pipeline sends then go on their own
+        stream. Tensor- and context-parallel collectives stay on the compute stream."""
+        (_, fc, fmb), (_, bc, bmb) = slot[0], slot[1]
+        fq, bq = self.position(stage, fc), self.position(stage, bc)
+        deps = [inputs[p] for p in slot[:2] if p in inputs]
+        deps += [self._zero3_gather(t, q) for q in (fq, bq) if self._zero3]
+        begin = t.add(TemplateOp(f"F&B begin mb{fmb}/{bmb}", Kind.WAIT, COMPUTE, deps=deps))
+        duration = self.overlap_forward_s[fq] + self.overlap_backward_s[bq]
+        name = f"F&B q{fq}/{bq} mb{fmb}/{bmb}"
+        t.add(TemplateOp(name, Kind.COMPUTE, COMPUTE, duration=duration, deps=[begin]))
+        comm = [begin]
+        for q, forward in ((fq, True), (bq, False)):
+            for op in self._pass_collectives(q, forward, begin, EP_STREAM):
+                index = t.add(op)
+                if op.stream == EP_STREAM:
+                    comm = [index]
+        end = t.add(TemplateOp(f"F&B end mb{fmb}/{bmb}", Kind.WAIT, COMPUTE, deps=comm))
+        sends = []  # (tag, stage offset, name): activations onward, gradients back
+        if fq < self.last:
+            sends.append((self.tag(0, fq + 1, fc), self.direction(fc), f"send act mb{fmb}"))
+        if bq > 0:
+            sends.append((self.tag(1, bq, bc), -self.direction(bc), f"send grad mb{bmb}"))
+        for tag, offset, name in sends:
+            t.add(self._p2p(Kind.SEND, SEND_STREAM, offset, tag, name, [end]))
+        if self._zero3:
+            t.add(self._zero3_grads(bq, end))
+        return end
+
+    @property
+    def _zero3(self) -> bool:
+        return self.plan.zero == 3 and self.plan.dp > 1
+
+    def _zero3_gather(self, t: Template, q: int) -> int:
+        """ZeRO-3: gather a chunk's weights before its pass."""
+        nbytes, name = self.params[q] * 2, f"zero3 gather q{q}"
+        return t.add(self._collective("dp", Collective.ALL_GATHER, nbytes, 1, [], name, DP_STREAM))
+
+    def _zero3_grads(self, q: int, after: int) -> TemplateOp:
+        """ZeRO-3: reduce-scatter a chunk's gradients after its backward."""
+        nbytes, name = self._grad_bytes(q), f"zero3 grads q{q}"
+        return self._collective(
+            "dp", Collective.REDUCE_SCATTER, nbytes, 1, [after], name, DP_STREAM
+        )
 
     def _p2p(self, kind: Kind, stream: int, offset: int, tag: int, name: str, deps=()):
         # Megatron's scatter-gather: each tp rank sends its 1/tp of the activations.
@@ -345,68 +482,76 @@ class StepBuilder:
             deps=list(deps),
         )
 
-    def _pass(self, t: Template, kind: str, chunk: int, q: int, mb: int, recv: int | None) -> int:
+    def _pass(
+        self,
+        t: Template,
+        kind: str,
+        chunk: int,
+        q: int,
+        mb: int,
+        recv: int | None,
+        weight: bool = False,
+    ) -> int:
+        """One pass, everything on the compute stream (Megatron's sends block it). DualPipe's
+        B is the input-gradient part alone, followed by its W when `weight` (a full backward:
+        the gradient is sent after both, as DeepSeek's backward chunk sends it)."""
         forward, d = kind == "F", self.direction(chunk)
         deps = [] if recv is None else [recv]
-        if self.plan.zero == 3 and self.plan.dp > 1:  # gather this chunk's weights first
-            gather = self._collective(
-                "dp",
-                Collective.ALL_GATHER,
-                self.params[q] * 2,
-                1,
-                [],
-                f"zero3 gather q{q}",
-                DP_STREAM,
-            )
-            deps.append(t.add(gather))
-        duration = self.forward_s[q] if forward else self.backward_s[q]
-        last = t.add(
-            TemplateOp(f"{kind} q{q} mb{mb}", Kind.COMPUTE, COMPUTE, duration=duration, deps=deps)
-        )
+        split = None if self.dual else self._split(kind, chunk, q, mb)
+        if split is not None:  # layer by layer, with the stack's gathers and reductions
+            duration = self.forward_s[q] if forward else self.backward_s[q]
+            pieces = max(1, len(self.chunks[q]) * split.pop("per_layer"))
+            last, reduced = split_pass(t, f"{kind} q{q} mb{mb}", duration, pieces, deps, **split)
+            self._grad_ops += reduced
+        else:
+            if self._zero3:  # gather this chunk's weights first
+                deps.append(self._zero3_gather(t, q))
+            duration = self.forward_s[q] if forward else self.backward_s[q]
+            if self.dual and not forward:
+                duration = self.input_s[q]
+            name = f"{kind} q{q} mb{mb}"
+            last = t.add(TemplateOp(name, Kind.COMPUTE, COMPUTE, duration=duration, deps=deps))
         done = last
         for op in self._pass_collectives(q, forward, last):
-            done = t.add(op)
+            index = t.add(op)
+            if op.stream != OVERLAP_STREAM:  # overlapped TP / CP comm does not hold the send
+                done = index
             if op.stream == COMPUTE:
-                last = done
-        # Megatron's sends block the compute stream; DualPipe overlaps them with compute.
-        send_stream = SEND_STREAM if self.dual else COMPUTE
+                last = index
+        if weight:
+            duration = self.weight_s[q]
+            last = done = t.add(
+                TemplateOp(f"W q{q} mb{mb}", Kind.COMPUTE, COMPUTE, duration=duration)
+            )
         if forward and q < self.last:
             tag = self.tag(0, q + 1, chunk)
-            send = self._p2p(Kind.SEND, send_stream, d, tag, f"send act mb{mb}", [done])
-            last = _on(t.add(send), send_stream, last)
+            last = t.add(self._p2p(Kind.SEND, COMPUTE, d, tag, f"send act mb{mb}", [done]))
         if not forward and q > 0:
             tag = self.tag(1, q, chunk)
-            send = self._p2p(Kind.SEND, send_stream, -d, tag, f"send grad mb{mb}", [done])
-            last = _on(t.add(send), send_stream, last)
-        if not forward and self.plan.zero == 3 and self.plan.dp > 1:
-            t.add(
-                self._collective(
-                    "dp",
-                    Collective.REDUCE_SCATTER,
-                    self._grad_bytes(q),
-                    1,
-                    [done],
-                    f"zero3 grads q{q}",
-                    DP_STREAM,
-                )
-            )
-        return last if not self.dual else done
+            last = t.add(self._p2p(Kind.SEND, COMPUTE, -d, tag, f"send grad mb{mb}", [done]))
+        if not forward and self._zero3 and split is None and (weight or not self.dual):
+            t.add(self._zero3_grads(q, done))
+        return last
 
     def pass_collectives(self, q: int, forward: bool) -> list[TemplateOp]:
         """The collectives one pass at position q runs (see _pass_collectives), for callers
         that price them without a template (plan screening)."""
         return self._pass_collectives(q, forward, 0)
 
-    def _pass_collectives(self, q: int, forward: bool, after: int) -> list[TemplateOp]:
+    def _pass_collectives(
+        self, q: int, forward: bool, after: int, ep_stream: int = COMPUTE
+    ) -> list[TemplateOp]:
         """Tensor-, expert- and context-parallel collectives of one pass, each kind as one op
         repeated once per occurrence, after the pass's compute. They are not overlapped with
-        compute, except expert all-to-alls under DualPipe, which runs them on a stream of their
-        own while the next pass computes (its purpose in the DeepSeek-V3 report)."""
+        compute, except expert all-to-alls in DualPipe's overlapped F&B chunks, which run them
+        on `ep_stream`."""
         plan, model, layers = self.plan, self.model, len(self.chunks[q])
         passes = 1 if forward else (2 if plan.recompute == "full" else 1)
         activation = self.shape.tokens * model.hidden * self.kernels.activation_bytes
         ops, deps = [], [after]
         moe = sum(model.is_moe(i) for i in self.chunks[q])
+        tp_stream = OVERLAP_STREAM if self.stack.overlap_tp_comm else COMPUTE
+        cp_stream = OVERLAP_STREAM if self.stack.overlap_cp_comm else COMPUTE
         if plan.tp > 1:  # after attention, and after a dense MLP (an MoE layer's experts
             # gather and scatter their tokens over etp instead, below)
             ops.append(
@@ -417,14 +562,23 @@ class StepBuilder:
                     (2 * layers - moe) * passes,
                     deps,
                     "tp all-reduce",
+                    tp_stream,
                 )
             )
         moe = self.moe_layers(q)
         if plan.ep > 1 and moe:  # dispatch and combine per MoE layer
-            stream = EP_STREAM if self.dual else COMPUTE
+            # DualPipe's schedule places its all-to-alls (ep_stream); other schedules follow
+            # the stack (Megatron-Core: on the compute stream, exposed)
+            stream = EP_STREAM if self.stack.overlaps_ep(False) else COMPUTE
             for name, element in self._expert_elements(forward):
                 op = self._collective(
-                    "ep", Collective.ALL_TO_ALL, 0.0, moe * passes, deps, name, stream
+                    "ep",
+                    Collective.ALL_TO_ALL,
+                    0.0,
+                    moe * passes,
+                    deps,
+                    name,
+                    ep_stream if self.dual else stream,
                 )
                 op.nbytes, op.message_bytes = self._all_to_all_bytes(element)
                 op.fanout = self.routing.fanout
@@ -448,6 +602,7 @@ class StepBuilder:
                     layers * passes,
                     deps,
                     "cp all-gather kv",
+                    cp_stream,
                 )
             )
         return ops
@@ -473,11 +628,16 @@ class StepBuilder:
         return [("ep dispatch", dispatch), ("ep combine", bf16)]
 
     def _all_to_all_bytes(self, element: float) -> tuple[float, float]:
-        """(bytes each rank sends, bytes of one token) in one expert all-to-all: one copy of
-        each token per distinct rank it is routed to (copies for two experts of one rank are
-        sent once). Node-forwarding sends one copy per node over the fabric (the op's fanout)."""
+        """(bytes of the busiest rank, bytes of one token) in one expert all-to-all: each rank
+        sends one copy of each token per distinct rank it is routed to (copies for two experts
+        of one rank are sent once; node-forwarding sends one copy per node over the fabric:
+        the op's fanout). Senders are balanced, receivers are not: the busiest expert rank
+        receives (dispatch) and returns (combine) its load's share over the mean
+        (podsim.costs.moe.Routing.imbalance, after any capacity drop), and an all-to-all ends
+        when its busiest member does."""
         token = self.model.hidden * element
-        return self.shape.moe_tokens * token * self.routing.ranks, token
+        imbalance = moe_routing(self.model, self.shape).imbalance
+        return self.shape.moe_tokens * token * self.routing.ranks * imbalance, token
 
     def _grad_bytes(self, q: int, part: int | None = None) -> float:
         """Gradient bytes at a position: all, or only the non-expert (part 0) or routed-expert
@@ -485,6 +645,55 @@ class StepBuilder:
         (--accumulate-allreduce-grads-in-fp32)."""
         params = self.params[q] if part is None else self.split[q][part]
         return params * (2 if self.plan.precision == "fp16" else 4)
+
+    def _split(self, kind: str, chunk: int, q: int, mb: int) -> dict | None:
+        """How the stack splits this pass (split_pass's arguments, and pieces per layer; 0: the
+        chunk in one piece), or None. Split: every pass under ZeRO-3 gathers per layer or
+        module, with a bounded prefetch or without a backward gather; a chunk's first forward
+        under an overlapped ZeRO-1/2 weight gather; its last backward under an overlapped
+        gradient reduction."""
+        plan, stack, forward = self.plan, self.stack, kind == "F"
+        first, final = self._ends[chunk]
+        if plan.zero == 3 and plan.dp > 1:
+            per_layer = PIECES_PER_LAYER[stack.zero3_granularity]
+            if per_layer or stack.zero3_prefetch != UNBOUNDED or not stack.zero3_regather:
+                weights = Transfer("dp", Collective.ALL_GATHER, self.params[q] * 2, "zero3 gather")
+                grads = Transfer(
+                    "dp", Collective.REDUCE_SCATTER, self._grad_bytes(q), "zero3 grads"
+                )
+                return {
+                    "per_layer": per_layer,
+                    "gathers": (weights,) if forward or stack.zero3_regather else (),
+                    "prefetch": stack.zero3_prefetch,
+                    "reductions": () if forward else (grads,),
+                }
+            return None
+        if forward and mb == first and plan.zero in (1, 2) and stack.overlap_param_gather:
+            gathers = self._dp_transfers(q, Collective.ALL_GATHER)
+            return {"per_layer": 1, "gathers": gathers} if gathers else None
+        if not forward and mb == final and plan.zero < 3 and stack.overlap_grad_reduce:
+            op = Collective.ALL_REDUCE if plan.zero == 0 else Collective.REDUCE_SCATTER
+            reductions = self._dp_transfers(q, op)
+            return {"per_layer": 1, "reductions": reductions} if reductions else None
+        return None
+
+    def _dp_transfers(self, q: int, op: Collective) -> tuple[Transfer, ...]:
+        """A position's weights (all-gather, 2 bytes each) or gradients over dp, and routed
+        experts' over expert dp when they are apart (as _finish_step groups them)."""
+        plan = self.plan
+        apart = bool(self.model.experts) and (plan.ep > 1 or plan.expert_tp != plan.tp)
+        parts = [("dp", plan.dp, 0 if apart else None)]
+        if apart:
+            parts.append(("edp", plan.expert_dp, 1))
+        out = []
+        for role, size, part in parts:
+            if size > 1:
+                params = self.params[q] if part is None else self.split[q][part]
+                gather = op == Collective.ALL_GATHER
+                nbytes = params * 2 if gather else self._grad_bytes(q, part)
+                name = f"{role} {'weights' if gather else 'grads'} q{q}"
+                out.append(Transfer(role, op, nbytes, name))
+        return tuple(out)
 
     def _finish_step(self, t: Template, stage: int, last: int) -> None:
         """Gradient reduction, the optimizer and the ZeRO weight gather. Routed-expert
@@ -501,9 +710,9 @@ class StepBuilder:
         else:
             groups[0] = ("dp", plan.dp, dense + experts, None)
         op = Collective.ALL_REDUCE if plan.zero == 0 else Collective.REDUCE_SCATTER
-        deps = [last]
+        deps = [last, *self._grad_ops]
         for role, size, _, part in groups:
-            if size > 1 and plan.zero < 3:
+            if size > 1 and plan.zero < 3 and not self.stack.overlap_grad_reduce:
                 grads = sum(self._grad_bytes(q, part) for q in stage_chunks)
                 name = "dp grads" if role == "dp" else "expert dp grads"
                 deps.append(t.add(self._collective(role, op, grads, 1, [last], name, DP_STREAM)))
@@ -511,7 +720,7 @@ class StepBuilder:
         update = self.kernels.memory(ADAM_BYTES_PER_PARAM * shard)
         step = t.add(TemplateOp("optimizer", Kind.COMPUTE, COMPUTE, duration=update, deps=deps))
         for role, size, n, _ in groups:
-            if size > 1 and plan.zero in (1, 2):
+            if size > 1 and plan.zero in (1, 2) and not self.stack.overlap_param_gather:
                 name = "zero gather weights" if role == "dp" else "zero gather expert weights"
                 gather = self._collective(role, Collective.ALL_GATHER, n * 2, 1, [step], name)
                 t.add(replace(gather, stream=DP_STREAM))
@@ -519,13 +728,21 @@ class StepBuilder:
     def lower(self) -> LoweredStep:
         plan = self.plan
         templates = [self.template(stage) for stage in range(plan.pp)]
+        scale_collectives(templates, self.stack)
         layout = Layout(plan.tp, plan.cp, plan.dp, plan.pp)
         return LoweredStep(templates, layout, plan.ep, plan.expert_tp)
 
 
-def _on(op: int, stream: int, last_on_compute: int) -> int:
-    """The compute stream's last op after adding `op` on `stream`."""
-    return op if stream == COMPUTE else last_on_compute
+def _chunk_ends(order) -> dict[int, tuple[int, int]]:
+    """Per chunk: the microbatch of its first forward and of its last backward."""
+    first: dict[int, int] = {}
+    final: dict[int, int] = {}
+    for kind, chunk, mb in order:
+        if kind == "F":
+            first.setdefault(chunk, mb)
+        else:
+            final[chunk] = mb
+    return {c: (first.get(c, -1), final.get(c, -1)) for c in first.keys() | final.keys()}
 
 
 def lower_step(model, plan: Plan, cluster: Cluster, v: int) -> LoweredStep:
@@ -562,7 +779,9 @@ def estimate_stage_ops(plan: Plan, v: int) -> list[int]:
             forward = per_pass + zero3 + (q > 0) + (q < last)  # + recv act, send act
             backward = per_pass + 2 * zero3 + (q < last) + (q > 0)  # + recv grad, send grad
             ops += passes * (forward + backward)
-        stages.append(ops)
+        # DualPipe: a W op per backward, less one compute op and plus two waits per
+        # overlapped F&B slot, which also holds one of the W's: m more in all.
+        stages.append(ops + (m if dual else 0))
     return stages
 
 

@@ -1,8 +1,13 @@
 """Pipeline schedules: the order in which one stage runs its forward and backward passes.
 
-A pass is ("F" | "B", chunk, microbatch); a chunk is one of the stage's virtual stages
-(model chunk), so virtual stage `chunk * pp + stage` holds the chunk's layers.
+A pass is (kind, chunk, microbatch); a chunk is one of the stage's virtual stages (model
+chunk), so virtual stage `chunk * pp + stage` holds the chunk's layers (DualPipe: see
+dualpipe_slots). Kinds: "F" forward; "B" backward, the whole of it (input and weight
+gradients) in GPipe and 1F1B, only the input gradients where the schedule also gives a
+"W" pass, the weight gradients of the same chunk and microbatch (zero-bubble split, DualPipe).
 """
+
+from collections import deque
 
 from podsim.errors import SpecError
 
@@ -47,50 +52,108 @@ def interleaved(pp: int, stage: int, m: int, v: int) -> list[Pass]:
     return order + [backward(k) for k in range(total - warmup, total)]
 
 
-def unit_start_times(pp: int, m: int) -> dict[tuple[int, str, int], float]:
-    """Start of every pass of one 1F1B pipeline when a forward takes 1 and a backward 2:
-    (position, "F" | "B", microbatch) -> time."""
-    orders = [one_f_one_b(pp, q, m) for q in range(pp)]
-    end: dict[tuple[int, str, int], float] = {}
-    start: dict[tuple[int, str, int], float] = {}
-    free, nxt = [0.0] * pp, [0] * pp
-    while any(nxt[q] < len(orders[q]) for q in range(pp)):
-        for q in range(pp):
-            while nxt[q] < len(orders[q]):
-                kind, _, mb = orders[q][nxt[q]]
-                need = (q - 1, "F", mb) if kind == "F" else (q + 1, "B", mb)
-                if kind == "B" and q == pp - 1:
-                    need = (q, "F", mb)
-                if kind == "F" and q == 0:
-                    need = None
-                if need is not None and need not in end:
-                    break
-                begin = max(free[q], end[need] if need else 0.0)
-                start[q, kind, mb] = begin
-                end[q, kind, mb] = free[q] = begin + (1.0 if kind == "F" else 2.0)
-                nxt[q] += 1
-    return start
+Slot = tuple[Pass, ...]
+
+
+def check_dualpipe(pp: int, m: int) -> None:
+    """DualPipe's published constraints (deepseek-ai/DualPipe, DualPipe.step): an even number
+    of stages and an even number of microbatches, at least twice the stages (each direction
+    needs pp microbatches to fill its half of the pipeline)."""
+    if pp % 2 or m % 2 or m < 2 * pp:
+        raise SpecError(
+            f"train.global_batch gives {m} microbatches per pipeline: the dualpipe schedule "
+            f"needs an even number of at least 2 x pp ({2 * pp}), with pp even (pp = {pp})"
+        )
+
+
+class _DualPipeRank:
+    """One rank's DualPipe slots, written step by step as DeepSeek's DualPipe.step runs them.
+
+    The rank holds chunk 0 (the downward copy of the model, at position `stage`) and chunk 1
+    (the upward copy, at pp - 1 - stage); a "phase" names a chunk from the rank's point of view:
+    phase 0 is the chunk whose data reaches it first (chunk 0 in the first half of the ranks,
+    chunk 1 in the second). Chunk 0 runs microbatches 0 .. m/2 - 1, chunk 1 the others.
+    """
+
+    def __init__(self, pp: int, stage: int, m: int) -> None:
+        self.second = int(stage >= pp // 2)
+        self.forwards, self.backwards = [0, m // 2], [0, m // 2]
+        self.deferred: deque[tuple[int, int]] = deque()  # zero-bubble W chunks, oldest first
+        self.slots: list[Slot] = []
+
+    def forward(self, phase: int) -> Pass:
+        chunk = phase ^ self.second
+        mb = self.forwards[chunk]
+        self.forwards[chunk] += 1
+        return ("F", chunk, mb)
+
+    def backward(self, phase: int, zero_bubble: bool) -> Slot:
+        """A backward chunk: B alone with its W deferred (zero bubble), or B then W."""
+        chunk = phase ^ self.second
+        mb = self.backwards[chunk]
+        self.backwards[chunk] += 1
+        if zero_bubble:
+            self.deferred.append((chunk, mb))
+            return (("B", chunk, mb),)
+        return (("B", chunk, mb), ("W", chunk, mb))
+
+    def weight(self) -> Slot:
+        chunk, mb = self.deferred.popleft()
+        return (("W", chunk, mb),)
+
+    def add(self, *slots: Slot) -> None:
+        self.slots += slots
+
+    def overlapped(self, forward_phase: int, backward_phase: int) -> Slot:
+        return (self.forward(forward_phase), *self.backward(backward_phase, False))
+
+
+def dualpipe_slots(pp: int, stage: int, m: int) -> list[Slot]:
+    """DualPipe (DeepSeek-V3 report, section 3.2.1; deepseek-ai/DualPipe): the slots one stage
+    runs in order. A slot is one pass ((F,), a zero-bubble (B,) or a deferred (W,)), a full
+    backward (B, W), or an overlapped forward and full backward of two microbatches
+    (F, B, W: DeepSeek's F&B chunk). W chunks run the deferred weight gradients first in, first
+    out. The eight steps of DualPipe.step, with h = min(stage, pp - 1 - stage):
+    1: 2(pp/2 - h - 1) F0; 2: h + 1 x (F0, F1); 3: pp/2 - h - 1 x (B1 zero bubble, W, F1);
+    4: m/2 - pp + h + 1 x (F0&B1, F1&B0), the middle ranks' first F0 and B1 not overlapped;
+    5: pp/2 - h - 1 x (B1, F1&B0); 6: h + 1 x (B1, B0), their second half zero bubble;
+    7: pp/2 - h - 1 x (W, B0 zero bubble); 8: h + 1 x W."""
+    check_dualpipe(pp, m)
+    half, h = pp // 2, min(stage, pp - 1 - stage)
+    r = _DualPipeRank(pp, stage, m)
+    for _ in range(2 * (half - h - 1)):
+        r.add((r.forward(0),))
+    for _ in range(h + 1):
+        r.add((r.forward(0),))
+        r.add((r.forward(1),))
+    for _ in range(half - h - 1):
+        r.add(r.backward(1, True), r.weight(), (r.forward(1),))
+    for i in range(m // 2 - pp + h + 1):
+        if i == 0 and h == half - 1:  # DeepSeek: not overlapped, to shorten the bubble
+            r.add((r.forward(0),), r.backward(1, False))
+        else:
+            r.add(r.overlapped(0, 1))
+        r.add(r.overlapped(1, 0))
+    for _ in range(half - h - 1):
+        r.add(r.backward(1, False), r.overlapped(1, 0))
+    zero_bubble = False
+    for i in range(h + 1):  # the later half of these backwards defer their W
+        if i == (h + 1) // 2 and h % 2 == 1:
+            zero_bubble = True
+        r.add(r.backward(1, zero_bubble))
+        if i == (h + 1) // 2 and h % 2 == 0:
+            zero_bubble = True
+        r.add(r.backward(0, zero_bubble))
+    for _ in range(half - h - 1):
+        r.add(r.weight(), r.backward(0, True))
+    for _ in range(h + 1):
+        r.add(r.weight())
+    return r.slots
 
 
 def dualpipe(pp: int, stage: int, m: int) -> list[Pass]:
-    """DualPipe (DeepSeek-V3 report, section 3.2.1), approximated: half the microbatches flow
-    from stage 0 to pp-1 through chunk 0, half the other way through chunk 1 (a second copy of
-    the model, mirrored over the stages). Each stage runs both directions' 1F1B passes merged by
-    their start in an ideal timeline, so both ends of the pipeline start at once and no stage
-    ever waits for a pass it runs later (no deadlock)."""
-    if m % 2:
-        raise SpecError(
-            f"train.global_batch gives {m} microbatches per pipeline: the "
-            "dualpipe schedule needs an even number"
-        )
-    half = m // 2
-    times = unit_start_times(pp, half)
-    down = [(times[stage, k, mb], 0, (k, 0, mb)) for k, _, mb in one_f_one_b(pp, stage, half)]
-    mirror = pp - 1 - stage
-    up = [
-        (times[mirror, k, mb], 1, (k, 1, half + mb)) for k, _, mb in one_f_one_b(pp, mirror, half)
-    ]
-    return [p for _, _, p in sorted(down + up)]
+    """DualPipe's passes in order (dualpipe_slots, flattened)."""
+    return [p for slot in dualpipe_slots(pp, stage, m) for p in slot]
 
 
 def stage_order(schedule: str, pp: int, stage: int, m: int, v: int) -> list[Pass]:

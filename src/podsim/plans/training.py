@@ -15,6 +15,7 @@ from podsim.fields import (
     auto,
     check_all,
 )
+from podsim.plans.stack import MEGATRON_CORE, Stack
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved", "dualpipe")
 RECOMPUTE = ("none", "selective", "full")
@@ -113,7 +114,8 @@ TRAIN_FIELDS = Table(
         ),
         Integer(
             "comm_sms",
-            "SMs held by overlapped all-to-all kernels (-1: 20 under DualPipe with ep > 1)",
+            "SMs held by overlapped all-to-all kernels (-1: 20 under DualPipe with ep > 1, "
+            "held in its overlapped F&B chunks only)",
             -1,
             low=-1,
             high=100_000,
@@ -179,16 +181,21 @@ class Plan:
     optimizer_moments: str = "auto"
     # SMs the expert all-to-all kernels hold while compute overlaps them (DeepEP: 20 of 132 on
     # H800, DeepSeek-V3 section 3.2.2); -1 = auto: 20 under DualPipe with ep > 1, else 0.
+    # DualPipe holds them in its overlapped F&B chunks only; other schedules in every kernel.
     comm_sms: int = -1
     # How layers are split over pipeline stages: "even", or "balanced" (the embedding and the
     # loss, i.e. the head and each MTP module, count as a layer each, as Megatron-Core's
     # account_for_embedding/loss_in_pipeline_split); "auto" = balanced for a DualPipe model
     # with MTP modules (both heavy ends of the model sit on the same devices), else even.
     pipeline_split: str = "auto"
+    # The software that runs the plan ([stack]; podsim.plans.stack): overlaps, ZeRO-3 gathers,
+    # framework and collective-library costs. Not a [train] key, so not in to_dict.
+    stack: Stack = MEGATRON_CORE
 
     def __post_init__(self) -> None:
         values = {name: getattr(self, name) for name in _FIELDS if name != "virtual_stages"}
         check_all(values, _FIELDS, "train")
+        check(isinstance(self.stack, Stack), "stack", self.stack, "a podsim.plans.stack.Stack")
         _FIELDS["virtual_stages"].inner.check(self.virtual_stages, "train.virtual_stages")
         check(
             self.tokens == 0 or self.tokens >= 1,
@@ -289,7 +296,7 @@ class Plan:
         return self.global_batch // (self.dp * self.micro_batch)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "stack"}
 
 
 def plan_from_table(table: dict[str, Any], devices: int) -> Plan:

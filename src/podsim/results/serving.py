@@ -39,6 +39,11 @@ class ServeResult:
     notes: tuple[str, ...] = ()
     # Energy and cost per million tokens (podsim.costs.energy.serving_energy; docs/serving.md)
     energy: dict[str, float] = field(default_factory=dict)
+    # Throughput against latency over the candidate batches that fit (docs/serving.md):
+    # decode {batch, step_time_s, tpot_s, decode_tokens_per_s_per_device}, and for a prefill
+    # run prefill {batch, step_time_s, ttft_s, prefill_tokens_per_s_per_device}.
+    curve: tuple[dict[str, Any], ...] = ()
+    prefill_curve: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -63,6 +68,10 @@ class ServeResult:
             out["requests"] = dict(self.requests)
         if self.disaggregation:
             out["disaggregation"] = dict(self.disaggregation)
+        if self.curve:
+            out["curve"] = [dict(point) for point in self.curve]
+        if self.prefill_curve:
+            out["prefill_curve"] = [dict(point) for point in self.prefill_curve]
         out["model"] = self.model
         out["plan"] = dict(self.plan)
         out["cluster"] = dict(self.cluster)

@@ -11,8 +11,9 @@ import numpy as np
 
 from podsim.costs.energy import training_energy
 from podsim.costs.flops import flops_per_step
+from podsim.costs.kernels import KernelModel, provenance_summary
 from podsim.engine.core import Timeline
-from podsim.lowering.layout import TemplateOp, group_tables
+from podsim.lowering.layout import COMPUTE, TemplateOp, group_tables
 from podsim.lowering.program import Kind
 from podsim.lowering.training import LoweredStep
 from podsim.version import __version__
@@ -89,6 +90,10 @@ class TrainResult:
     precision_peak_flops_per_s: float | None = None
     mfu_precision_peak: float | None = None
     hfu_precision_peak: float | None = None
+    # Where each kernel class's efficiency comes from on this chip at the GEMM precision
+    # (podsim.costs.kernels.PROVENANCES), and that in one line
+    efficiency_provenance: dict[str, str] | None = None
+    efficiencies: str | None = None
     # Energy and cost (podsim.costs.energy; docs/training.md, "Energy and cost"): the all-in
     # power per device (W, before PUE), the facility energy of a step (J), and with
     # train.tokens the run's energy (J and MWh) and cost (device_hours x price, USD)
@@ -99,6 +104,8 @@ class TrainResult:
     energy_to_train_j: float | None = None
     energy_to_train_mwh: float | None = None
     cost_to_train_usd: float | None = None
+    # The software stack that ran the plan (podsim.plans.stack: its preset and every setting)
+    stack: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if v is not None}
@@ -262,6 +269,36 @@ def breakdown(lowered: LoweredStep, timeline: Timeline) -> Breakdown:
     return Breakdown(compute, comm, bubble, 0.0, optimizer, by_kind)
 
 
+PHASES = ("F", "B", "W", "F&B", "optimizer", "idle")
+
+
+def phase_split(lowered: LoweredStep, timeline: Timeline, stage: int) -> dict[str, float]:
+    """Seconds the first rank of a stage spends on its compute stream by the kind of slot that
+    runs (the phases of DeepSeek ISCA'25 Table 4): lone forwards (F), lone backwards' input
+    gradients (B), weight gradients (W), overlapped F&B slots, the optimizer, and idle (the
+    bubble, waits for inputs from other stages). The collectives and sends a slot runs on the
+    compute stream, and the waits inside it, count with it; a wait before a slot's first op is
+    idle. The parts add up to the step time."""
+    graph = _StepGraph(lowered, _is_symmetric(lowered, timeline))
+    rank = stage * lowered.layout.stage_size
+    out = dict.fromkeys(PHASES, 0.0)
+    phase, clock = "idle", 0.0
+    for j, op in enumerate(lowered.templates[stage].ops):
+        if op.stream != COMPUTE:
+            continue
+        i = graph.op(rank, j)
+        begins = op.kind == Kind.COMPUTE or op.name.startswith("F&B begin")
+        if begins:
+            phase = op.name.split()[0]
+        waited = max(float(timeline.start[i]) - clock, 0.0)
+        out["idle" if begins else phase] += waited
+        end = max(float(timeline.end[i]), clock)
+        out[phase] += end - clock - waited
+        clock = end
+    out["idle"] += timeline.makespan - clock
+    return out
+
+
 def train_result(
     model, plan, cluster, network, memory, fits, lowered, timeline, steps=None, noise=None
 ) -> TrainResult:
@@ -279,6 +316,7 @@ def train_result(
             "steps_simulated": len(steps),
         }
     flops = flops_per_step(model, plan)
+    provenance = KernelModel(cluster.chip, plan.precision).provenance()
     per_device = step * cluster.devices
     peak = cluster.chip.peak("bf16")
     gemm_peak = cluster.chip.peak(plan.precision)
@@ -312,5 +350,8 @@ def train_result(
         precision_peak_flops_per_s=gemm_peak,
         mfu_precision_peak=flops["model"] / per_device / gemm_peak,
         hfu_precision_peak=flops["hardware"] / per_device / gemm_peak,
+        efficiency_provenance=provenance,
+        efficiencies=provenance_summary(provenance),
         **training_energy(cluster, step, device_hours),
+        stack=plan.stack.to_dict(),
     )

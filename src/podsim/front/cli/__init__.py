@@ -9,7 +9,17 @@ from rich.console import Console
 
 from podsim.engine.core import NETWORK_MODES
 from podsim.errors import PodsimError
-from podsim.front.cli import catalogs, collective, compare, search, serve, sweep, train, validate
+from podsim.front.cli import (
+    catalogs,
+    collective,
+    compare,
+    plot,
+    search,
+    serve,
+    sweep,
+    train,
+    validate,
+)
 from podsim.lowering.collective import OPS
 from podsim.lowering.program import Algorithm
 from podsim.version import __version__
@@ -196,13 +206,49 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument(
         "--out",
         metavar="FILE",
-        help="also write the rows to FILE.csv (one column per key) or FILE.json (as --json)",
+        help="also write the rows to FILE.csv (one column per key), FILE.json (as --json) or "
+        "FILE.parquet (needs pandas and pyarrow: extra frames)",
+    )
+    swp.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the points on a dask.distributed cluster: a scheduler address "
+        "(tcp://HOST:8786) or 'local' for a LocalCluster of --jobs workers on this machine "
+        "(extra dask); default: local processes",
+    )
+    swp.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="keep every point's row in folder DIR (created if missing), so a repeated sweep "
+        "runs only new points; default: no cache on disk (rows are reused within one run)",
     )
     swp.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
     swp.add_argument("--json", action="store_true", help=_JSON)
     swp.set_defaults(run=sweep.cmd_sweep)
     search.add_parser(verb, _SCENARIO, _SET, _JSON, _NETWORK)
+    _plot_verb(verb("plot", "figures (PNG, SVG) of results saved with --json; prints the files"))
     return parser
+
+
+def _plot_verb(plt: argparse.ArgumentParser) -> None:
+    plt.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS.json",
+        help="JSON written by podsim train (also --scale), compare, collective, serve or sweep "
+        "with --json (or sweep --out FILE.json); each gives files named after it: "
+        "NAME-breakdown, NAME-scale, NAME-compare, NAME-busbw, NAME-decode or NAME-sweep",
+    )
+    plt.add_argument(
+        "--out", default=".", metavar="DIR", help="folder to write into (created if missing)"
+    )
+    plt.add_argument(
+        "--format",
+        default="png,svg",
+        metavar="FMT[,FMT]",
+        help="file formats, comma-separated: png, svg",
+    )
+    plt.set_defaults(run=plot.cmd_plot)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

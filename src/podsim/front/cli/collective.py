@@ -87,7 +87,8 @@ def cmd_collective(args: argparse.Namespace, console: Console) -> None:
         )
     results = [collective(cluster, args.op, size, args.algorithm, args.network) for size in sizes]
     if args.json:
-        print_json(collective_json([r.to_dict() for r in results]))
+        where = {"chip": cluster.chip.id, "cluster": cluster.name or None}
+        print_json({**collective_json([r.to_dict() for r in results]), **where})
         return
     title = (
         f"{args.op} on {cluster.devices} x {cluster.chip.id}"
@@ -115,6 +116,7 @@ def collective_json(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One shape for one size and for a range: "results" always lists one object per size,
     and op, devices and network are at the top level; for one size, every key of its result
     (the contract keys: size_bytes, algorithm, time_s, algbw_bytes_per_s, ...) is at the top
-    level too, so `podsim collective ... --json | jq .time_s` keeps working."""
+    level too, so `podsim collective ... --json | jq .time_s` keeps working. The verb adds
+    `chip` and `cluster` (the preset's name, null for a custom one) at the top level."""
     top = rows[0] if len(rows) == 1 else _header(rows[0])
     return {**top, "results": rows}

@@ -11,6 +11,7 @@ from podsim.front.cli.output import print_json
 from podsim.front.cli.progress import progress_after
 from podsim.front.cli.serve import with_kwh
 from podsim.front.overrides import with_overrides
+from podsim.plans.stack import stack_label
 from podsim.results.tables import rows_table
 
 
@@ -57,6 +58,26 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     console.print(rows_table(title, columns, rows))
     if any(row["precision_fallback"] for row in rows):
         console.print("* the chip has no dense peak at the scenario's precision: run at bf16")
+    stacks = {stack_label(row["stack"]) for row in rows if "stack" in row}
+    for label in sorted(stacks):
+        console.print(f"software stack: {label}")
     for row in rows:
         changed = "; ".join(row["changes"]) or "nothing (the scenario's own chip)"
         console.print(f"{row['chip']}: {changed}")
+    _print_efficiencies(console, rows)
+
+
+def _print_efficiencies(console: Console, rows: list[dict]) -> None:
+    """Where each row's kernel efficiencies come from: a default is not a measurement."""
+    said = [row for row in rows if row.get("efficiencies")]
+    if not said:
+        return
+    console.print("kernel efficiencies:")
+    for row in said:
+        console.print(f"  {row['chip']}: {row['efficiencies']}", markup=False, highlight=False)
+    if any("default" in row["efficiencies"] for row in said):
+        console.print(
+            "  default = podsim's class defaults (podsim.costs.kernels), estimated for NVIDIA "
+            "Hopper-class software, not measured on that chip; calibrated = fitted on "
+            "published runs of the chip by a script in tools/"
+        )

@@ -7,7 +7,9 @@ from rich.console import Console
 
 from podsim.front.cli.output import print_json
 from podsim.front.cli.progress import progress_after
-from podsim.front.grid_sweep import check_out_path, grid_points, parse_grid, sweep, write_rows
+from podsim.front.executors import DASK_LOCAL
+from podsim.front.grid_sweep import grid_points, parse_grid, sweep
+from podsim.front.sweep_output import check_out_path, write_rows
 from podsim.results.tables import rows_table
 
 # Result columns of the table (those no row has are left out); the swept keys come first.
@@ -34,13 +36,22 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
     total = len(grid_points(grid))  # bounds checked before any work
     if args.out is not None:
         check_out_path(args.out)
-    kwargs = {"jobs": args.jobs, "network": args.network, "sets": args.sets}
+    executor = None
+    if args.dask is not None:
+        executor = DASK_LOCAL if args.dask == "local" else args.dask
+    kwargs = {
+        "jobs": args.jobs,
+        "network": args.network,
+        "sets": args.sets,
+        "executor": executor,
+        "cache": args.cache,
+    }
     if args.json:
         rows = sweep(args.scenario, grid, **kwargs)
     else:
         with progress_after(console, "grid points", total) as advance:
             rows = sweep(args.scenario, grid, progress=advance, **kwargs)
-    document = {"scenario": str(args.scenario), "network": args.network, "rows": rows}
+    document = {"scenario": str(args.scenario), "network": args.network, "grid": grid, "rows": rows}
     if args.out is not None:
         write_rows(Path(args.out), rows, document)
     if args.json:

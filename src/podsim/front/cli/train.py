@@ -16,6 +16,7 @@ from podsim.front.scenario import Scenario
 from podsim.front.sweep import scale_sweep
 from podsim.lowering.autotune import virtual_stage_options
 from podsim.lowering.training import LoweredStep, estimate_stage_ops
+from podsim.plans.stack import stack_label
 from podsim.results.tables import cell, rows_table
 from podsim.results.trace import check_trace_events, check_trace_path, write_chrome_trace
 
@@ -221,6 +222,7 @@ def _step_table(args: argparse.Namespace, r, steps: int) -> Table:
         ),
         ("tokens per second", f"{r.tokens_per_s:,.0f}"),
         ("MFU / HFU (vs dense BF16 peak)", f"{r.mfu:.1%} / {r.hfu:.1%}"),
+        ("software stack", stack_label(r.stack)),
     ]
     if r.gemm_precision != r.mfu_peak_precision:  # e.g. FP8 GEMMs
         name = r.gemm_precision.upper()
@@ -231,6 +233,7 @@ def _step_table(args: argparse.Namespace, r, steps: int) -> Table:
             )
         )
     rows += [
+        ("kernel efficiencies", r.efficiencies),
         ("model TFLOP/s per device", f"{r.model_tflops_per_device:,.1f}"),
         (
             "memory per device",

@@ -7,12 +7,20 @@ from rich.table import Table
 
 from podsim.front.cli.output import print_json
 from podsim.front.cli.progress import progress_after
-from podsim.front.validation import OUT_OF_SAMPLE, Case, case_names, mape, run_case
+from podsim.front.validation import (
+    OUT_OF_SAMPLE,
+    SOFTWARE_STACKS,
+    Case,
+    case_names,
+    mape,
+    run_case,
+)
 
 
 def cmd_validate(args: argparse.Namespace, console: Console) -> None:
     runs = [(name, "") for name in case_names()]
     runs += [(name, OUT_OF_SAMPLE) for name in case_names(OUT_OF_SAMPLE)]
+    runs += [(name, SOFTWARE_STACKS) for name in case_names(SOFTWARE_STACKS)]
     if args.json:
         done = [run_case(name, folder) for name, folder in runs]
     else:
@@ -21,16 +29,23 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> None:
             for name, folder in runs:
                 done.append(run_case(name, folder))
                 advance(len(done))
-    cases = [c for c, (_, folder) in zip(done, runs, strict=True) if not folder]
-    outside = [c for c, (_, folder) in zip(done, runs, strict=True) if folder]
+    by_folder: dict[str, list[Case]] = {}
+    for case, (_, folder) in zip(done, runs, strict=True):
+        by_folder.setdefault(folder, []).append(case)
+    cases, outside = by_folder.get("", []), by_folder.get(OUT_OF_SAMPLE, [])
+    stacks = by_folder.get(SOFTWARE_STACKS, [])
     if args.json:
         rows = [{**vars(c), "error": c.error} for c in cases]
         out = [{**vars(c), "error": c.error} for c in outside]
-        print_json({"cases": rows, "mape": mape(cases), "out_of_sample": out})
+        stack_rows = [{**vars(c), "error": c.error} for c in stacks]
+        out_json = {"cases": rows, "mape": mape(cases), "out_of_sample": out}
+        print_json(out_json | {"software_stacks": stack_rows})
         return
     _print(console, cases, "published results against podsim (calibration and held out)")
     if outside:
         _print(console, outside, "out of sample (nothing fitted on these)")
+    if stacks:
+        _print(console, stacks, "other software stacks, out of sample ([stack] in each scenario)")
 
 
 def _print(console: Console, cases: list[Case], title: str) -> None:
