@@ -140,3 +140,17 @@ def test_cli_errors_are_one_line(capsys, argv, needle):
     code, out, err = run(capsys, "sweep", SCENARIO, *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("podsim: error: ") and needle in err
+
+
+def test_interrupt_stops_the_pool_and_propagates():
+    """Ctrl-C while points run on the pool: the workers are ended and KeyboardInterrupt goes on
+    to the caller (the CLI then exits with status 130)."""
+    grid_sweep.clear_cache()
+    base, source = grid_sweep.scenario_document(SCENARIO)
+    points = [{"train.tp": tp, "train.micro_batch": mb} for tp in (4, 8) for mb in (1, 2)]
+
+    def interrupt(done: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        grid_sweep.run_points(base, source, points, jobs=2, progress=interrupt)

@@ -9,6 +9,7 @@ from podsim.front.collective import collective
 from podsim.front.grid_sweep import sweep, sweep_frame
 from podsim.front.long_run import long_run
 from podsim.front.scenario import Scenario, load_scenario, parse_scenario
+from podsim.front.search import SearchResult, search
 from podsim.front.showcase import showcase
 from podsim.front.sweep import scale_sweep
 from podsim.lowering.program import Algorithm, Collective, Kind, Program, ProgramBuilder
@@ -43,6 +44,7 @@ __all__ = [
     "ProgramBuilder",
     "ProgramError",
     "Scenario",
+    "SearchResult",
     "ServeResult",
     "SpecError",
     "Timeline",
@@ -64,6 +66,7 @@ __all__ = [
     "presets",
     "resolve_scenario",
     "scale_sweep",
+    "search",
     "serve",
     "showcase",
     "simulate",

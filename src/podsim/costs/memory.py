@@ -240,14 +240,34 @@ def _held_stages(plan: Plan, stage: int) -> list[int]:
     return [stage]
 
 
+def _moe_flags(model: Model) -> tuple[bool, ...]:
+    """Whether each layer is an MoE layer, once per model object (see _layer_param_table)."""
+    flags = model.__dict__.get("_moe_flags")
+    if flags is None:
+        flags = tuple(model.is_moe(i) for i in range(model.layers))
+        model.__dict__["_moe_flags"] = flags
+    return flags
+
+
+def _layer_param_table(model: Model) -> tuple[tuple[int, int], ...]:
+    """(routed expert, all) parameters of each layer, computed once per model object (kept on
+    it, as it is immutable): a planner asks for thousands of plans of one model."""
+    table = model.__dict__.get("_layer_param_table")
+    if table is None:
+        table = tuple((model.expert_params(i), model.layer_params(i)) for i in range(model.layers))
+        model.__dict__["_layer_param_table"] = table
+    return table
+
+
 def _device_params(
     model: Model, plan: Plan, stages: list[int], ranges: list[range]
 ) -> tuple[int, int]:
     """(non-expert, expert) parameters of the stages a device holds, before any split."""
     dense = expert = 0
+    table = _layer_param_table(model)
     for layer in (i for s in stages for i in ranges[s]):
-        routed = model.expert_params(layer)
-        dense += model.layer_params(layer) - routed
+        routed, whole = table[layer]
+        dense += whole - routed
         expert += routed
     first, last = 0 in stages, plan.pp - 1 in stages
     if first:
@@ -287,7 +307,12 @@ def _held_microbatches(plan: Plan, stage: int, position: int) -> float:
 
 
 def _activations(
-    model: Model, plan: Plan, stage: int, stages: list[int], ranges: list[range]
+    model: Model,
+    plan: Plan,
+    stage: int,
+    stages: list[int],
+    ranges: list[range],
+    per_kind: dict[bool, float] | None = None,
 ) -> float:
     s = plan.seq_len / plan.cp
     sb = s * plan.micro_batch
@@ -295,7 +320,7 @@ def _activations(
     total = 0.0
     for position in stages:
         held = _held_microbatches(plan, stage, position)
-        layers = _layers_activations(model, plan, ranges[position])
+        layers = _layers_activations(model, plan, ranges[position], per_kind)
         total += held * layers
         if position == 0 and model.dropout:  # embedding dropout mask
             total += held * MASK_BYTES * sb * model.hidden / t_hidden
@@ -304,11 +329,20 @@ def _activations(
     return total + dispatch_buffers(model, plan)
 
 
-def _layers_activations(model: Model, plan: Plan, layers: range) -> float:
+def _layers_activations(
+    model: Model, plan: Plan, layers: range, per_kind: dict[bool, float] | None = None
+) -> float:
     """A slice of layers; with recompute_layers under full recompute (Megatron's block
-    method) only the first that many are recomputed, the rest keep everything."""
+    method) only the first that many are recomputed, the rest keep everything. `per_kind`
+    caches a layer's bytes by whether it is an MoE layer (all that sets them apart)."""
     if plan.recompute != "full" or not plan.recompute_layers:
-        return sum(activation_bytes_per_layer(model, plan, i) for i in layers)
+        if per_kind is None:
+            return sum(activation_bytes_per_layer(model, plan, i) for i in layers)
+        flags = _moe_flags(model)
+        for i in layers:
+            if flags[i] not in per_kind:
+                per_kind[flags[i]] = activation_bytes_per_layer(model, plan, i)
+        return sum(per_kind[flags[i]] for i in layers)
     kept = replace(plan, recompute="none")
     return sum(
         activation_bytes_per_layer(model, plan if n < plan.recompute_layers else kept, i)
@@ -345,11 +379,12 @@ def memory_per_stage(
     gives every stage's layers (as the lowering splits them) instead of stage_layers."""
     ranges = _stage_ranges(counts or stage_layer_counts(model, plan, stage_layers))
     out = []
+    per_kind: dict[bool, float] = {}  # a layer's activation bytes, the same at every stage
     for stage in range(plan.pp):
         stages = _held_stages(plan, stage)
         dense, expert = _device_params(model, plan, stages, ranges)
         weights, grads, optimizer = _model_states(model, plan, dense, expert)
-        activations = _activations(model, plan, stage, stages, ranges)
+        activations = _activations(model, plan, stage, stages, ranges, per_kind)
         held = in_flight_microbatches(plan, stage)
         out.append(MemoryBreakdown(weights, grads, optimizer, activations, stage, held))
     return tuple(out)

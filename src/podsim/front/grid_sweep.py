@@ -6,7 +6,7 @@ Each point is the scenario with its values applied as `--set` applies them
 serving scenario (a [serve] table and no [train]). A row holds the swept keys (dotted, as
 given), the result's top-level scalar keys and its breakdown flattened (`breakdown.compute_s`,
 ...). A point the schema or the run refuses (a SpecError) keeps its row, with `error` = the
-message: it never stops the sweep.
+message (so is any other podsim error of a run): it never stops the sweep.
 
 Points run serially, on a local process pool or on a dask.distributed cluster
 (podsim.front.executors); rows come back in grid order (the first key varies slowest), the
@@ -24,7 +24,7 @@ from os import PathLike
 from typing import Any
 
 from podsim.engine.core import NetworkMode
-from podsim.errors import SpecError, shown
+from podsim.errors import PodsimError, SpecError, shown
 from podsim.front.api import serve, train
 from podsim.front.executors import check_executor, run_all
 from podsim.front.overrides import (
@@ -113,7 +113,7 @@ def _run_point(document: dict[str, Any], label: str, network: NetworkMode) -> di
         if scenario.serve is not None and scenario.train is None:
             return _scalars(serve(scenario).to_dict())
         return _scalars(train(scenario, network).to_dict())
-    except SpecError as error:
+    except PodsimError as error:  # refused by the schema or the run (e.g. a deadlock)
         return {"error": str(error)}
 
 
@@ -146,6 +146,26 @@ def sweep(
     base, source = scenario_document(scenario)
     if sets:  # checked once: a bad --set stops the sweep at once
         overridden(base, source, [(text, *parse_set(text)) for text in sets])
+    return run_points(base, source, points, jobs, network, progress, executor=executor, store=store)
+
+
+def run_points(
+    base: dict[str, Any],
+    source: str,
+    points: Sequence[Mapping[str, Any]],
+    jobs: int | None = None,
+    network: NetworkMode = "analytical",
+    progress: Callable[[int], None] | None = None,
+    option: str = "--grid",
+    executor: Any = None,
+    store: ResultCache | None = None,
+) -> list[dict[str, Any]]:
+    """One row per point (dotted key -> value, applied to the scenario document `base` as
+    --set applies them), in order: the point's keys and its result keys, or `error`. Points run
+    on `executor` (podsim.front.executors.run_all; `jobs` caps local processes); rows are kept
+    in `store` (default: this process's cache; see the module's doc). `option` names the points
+    in labels and errors."""
+    store = ResultCache(memory=_CACHE.memory) if store is None else store
     rows: list[dict[str, Any]] = []
     todo: dict[str, tuple[dict[str, Any], str, NetworkMode]] = {}  # key -> point, unrun
     keys: list[str | None] = []
@@ -157,8 +177,8 @@ def sweep(
             parsed.append((f"{key}={_value_text(value)}", key.split("."), value))
         document = copy.deepcopy(base)
         try:
-            label = f"{source} with --grid " + ", ".join(text for text, _, _ in parsed)
-            overridden(document, source, parsed, "--grid")
+            label = f"{source} with {option} " + ", ".join(text for text, _, _ in parsed)
+            overridden(document, source, parsed, option)
         except SpecError as error:
             rows[-1]["error"] = str(error)
             keys.append(None)

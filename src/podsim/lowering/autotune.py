@@ -37,7 +37,7 @@ def virtual_stage_options(model, plan: Plan) -> list[int]:
 def stage_memory(model, plan: Plan, v: int):
     """Memory with the lowering's layer split: the first stage takes the largest chunks
     (DualPipe: one chunk of pp per direction)."""
-    planned = replace(plan, virtual_stages=v)
+    planned = plan if plan.virtual_stages == v else replace(plan, virtual_stages=v)
     positions = plan.pp if plan.schedule == "dualpipe" else plan.pp * v
     if plan.schedule == "dualpipe" or position_layers(model, plan, positions) != chunk_layers(
         model.layers, positions

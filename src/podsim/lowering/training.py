@@ -274,7 +274,7 @@ class StepBuilder:
         if q == 0:
             times += embedding_forward(self.model, shape, k)
         if q == self.last:  # the output head, and each multi-token-prediction module's block
-            extra = layer_forward(self.model, self.model.layers - 1, shape, k)
+            extra = self._layer_forward(self.model.layers - 1, k)
             extra += self._mtp_projection(k)
             times += logits_forward(self.model, shape, k)
             for _ in range(self.model.mtp_depth):
@@ -538,6 +538,11 @@ class StepBuilder:
         if not forward and self._zero3 and split is None and (weight or not self.dual):
             t.add(self._zero3_grads(q, done))
         return last
+
+    def pass_collectives(self, q: int, forward: bool) -> list[TemplateOp]:
+        """The collectives one pass at position q runs (see _pass_collectives), for callers
+        that price them without a template (plan screening)."""
+        return self._pass_collectives(q, forward, 0)
 
     def _pass_collectives(
         self, q: int, forward: bool, after: int, ep_stream: int = COMPUTE

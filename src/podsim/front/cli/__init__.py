@@ -14,6 +14,7 @@ from podsim.front.cli import (
     collective,
     compare,
     plot,
+    search,
     serve,
     showcase,
     sweep,
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
     swp.add_argument("--json", action="store_true", help=_JSON)
     swp.set_defaults(run=sweep.cmd_sweep)
+    search.add_parser(verb, _SCENARIO, _SET, _JSON, _NETWORK)
     _plot_verb(verb("plot", "figures (PNG, SVG) of results saved with --json; prints the files"))
     showcase.add_parser(verb)
     return parser

@@ -13,9 +13,10 @@ DELAY_S = 2.0
 @contextmanager
 def progress_after(
     console: Console, label: str, total: int, delay_s: float = DELAY_S
-) -> Iterator[Callable[[int], None]]:
-    """Yields `advance(done)`; the bar appears after `delay_s` if the work is not done by then
-    and is removed when it ends (also on Ctrl-C, which goes on to stop the run)."""
+) -> Iterator[Callable[..., None]]:
+    """Yields `advance(done, total=None)` (a total given replaces the bar's); the bar appears
+    after `delay_s` if the work is not done by then and is removed when it ends (also on
+    Ctrl-C, which goes on to stop the run)."""
     bar = Progress(console=console, transient=True)
     task = bar.add_task(label, total=total)
     lock = threading.Lock()
@@ -31,7 +32,7 @@ def progress_after(
     timer.daemon = True
     timer.start()
     try:
-        yield lambda done: bar.update(task, completed=done)
+        yield lambda done, total=None: bar.update(task, completed=done, total=total)
     finally:
         timer.cancel()
         with lock:
