@@ -38,6 +38,7 @@ def test_validation_page_marks_its_generated_tables():
         "deepep-normal",
         "deepseek-v3-phases",
         "serving-validation",
+        "validation-out-of-sample",
         "validation-software-stacks",
         "validation-unfused-attention",
     ]

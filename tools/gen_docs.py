@@ -1,8 +1,9 @@
 """Regenerate the generated documentation: docs/scenario-reference.md (from the schema) and
 the marked tables of docs/validation.md (DeepEP rows, the serving cases, also in
-docs/serving.md; with --slow, the training cases, the DeepSeek-V3 phases and the runs of other
-software stacks too, which simulate the published runs: a few minutes); with --showcase, the
-tables of docs/showcase.md (a `podsim showcase --quick` run: about half a minute).
+docs/serving.md; with --slow, the training cases (in and out of sample), the DeepSeek-V3
+phases and the runs of other software stacks too, which simulate the published runs: a few
+minutes); with --showcase, the tables of docs/showcase.md (a `podsim showcase --quick` run:
+about half a minute).
 
 Run from the repository root: `PYTHONPATH=src python tools/gen_docs.py [--slow] [--showcase]`;
 the tests (tests/test_docs.py, tests/validation/test_published.py, tests/test_showcase.py) fail
@@ -15,6 +16,7 @@ from pathlib import Path
 from podsim.front.doc_tables import (
     A100_ROWS,
     deepep_blocks,
+    out_of_sample_block,
     serving_block,
     stack_blocks,
     unfused_blocks,
@@ -27,6 +29,7 @@ from podsim.front.serve_validation import serving_cases
 from podsim.front.showcase import showcase
 from podsim.front.showcase.readme import doc_blocks
 from podsim.front.validation import (
+    OUT_OF_SAMPLE,
     SOFTWARE_STACKS,
     case_names,
     run_case,
@@ -59,7 +62,10 @@ def main(argv: list[str]) -> int:
     serving = serving_block(serving_cases())
     blocks = deepep_blocks() | serving
     if "--slow" in argv:
-        blocks |= validation_blocks([run_case(name) for name in case_names()])
+        in_sample = [run_case(name) for name in case_names()]
+        blocks |= validation_blocks(in_sample)
+        outside = [run_case(name, OUT_OF_SAMPLE) for name in case_names(OUT_OF_SAMPLE)]
+        blocks |= out_of_sample_block(outside, in_sample)
         blocks |= v3_phase_block(v3_phases())
         names = case_names(SOFTWARE_STACKS)
         stacks = [run_case(name, SOFTWARE_STACKS) for name in names]

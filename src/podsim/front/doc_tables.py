@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from podsim.front import deepep
 from podsim.front.serve_validation import ServingCase
-from podsim.front.validation import V3_PUBLISHED_PHASES, Case, mape
+from podsim.front.validation import V3_PUBLISHED_PHASES, Case, mape, out_of_sample_bound
 
 HELD_OUT_PREFIX = "megatron_sc21_t2_"
 HELD_OUT_LABELS = {
@@ -80,6 +80,20 @@ def validation_blocks(cases: list[Case]) -> dict[str, str]:
         out += _row((label, f"{c.published:,.4g}", f"{c.predicted:,.1f}", f"{c.error:+.1%}"))
     out += f"\nMAPE over all {len(cases)} cases: {mape(cases):.1%}.\n"
     return {"validation-calibration": calib, "validation-held-out": out}
+
+
+def out_of_sample_block(cases: list[Case], in_sample: list[Case]) -> dict[str, str]:
+    """docs/validation.md's out-of-sample training runs, each with its bound, and the
+    in-sample against the out-of-sample MAPE."""
+    text = _row(("case", "published", "podsim", "error", "bound")) + _row(("---",) * 5)
+    for c in cases:
+        cells = (c.name, f"{c.published:,.0f}", f"{c.predicted:,.0f}", f"{c.error:+.1%}")
+        text += _row((*cells, f"{out_of_sample_bound(c.name):.0%}"))
+    worst = max(cases, key=lambda c: abs(c.error))
+    text += f"\nIn sample (calibration and held out, {len(in_sample)} rows): MAPE "
+    text += f"{mape(in_sample):.1%}. Out of sample ({len(cases)} rows): MAPE {mape(cases):.1%}, "
+    text += f"worst {worst.error:+.1%} ({worst.name}).\n"
+    return {"validation-out-of-sample": text}
 
 
 def stack_blocks(cases: list[Case], baseline: list[Case]) -> dict[str, str]:

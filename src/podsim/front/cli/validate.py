@@ -39,6 +39,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> None:
         out = [{**vars(c), "error": c.error} for c in outside]
         stack_rows = [{**vars(c), "error": c.error} for c in stacks]
         out_json = {"cases": rows, "mape": mape(cases), "out_of_sample": out}
+        out_json["out_of_sample_mape"] = mape(outside) if outside else None
         print_json(out_json | {"software_stacks": stack_rows})
         return
     _print(console, cases, "published results against podsim (calibration and held out)")
