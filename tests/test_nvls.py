@@ -6,6 +6,8 @@ from conftest import LAUNCH, SU_BW, cluster
 
 from podsim import collective
 from podsim.errors import SpecError
+from podsim.front.api import resolve_scenario
+from podsim.front.chipswap import swap_chip
 from podsim.specs.clusters import preset_cluster
 
 S = 3 * 2**20 + 12345.0
@@ -80,3 +82,13 @@ def test_without_in_network_reduction_nothing_changes():
     plain, tuned = cluster(8), cluster(8, nvls_efficiency=0.3, nvls_latency=1e-3)
     for size in (8.0, S, 1e9):
         assert collective(plain, "all-reduce", size) == collective(tuned, "all-reduce", size)
+
+
+def test_compare_keeps_in_switch_reduction_for_the_same_chip_only():
+    base = resolve_scenario("deepseek-v3-prefill-sglang-h100")
+    assert base.cluster.nvls_enabled
+    same = swap_chip(base, "h100-sxm")
+    assert same.scenario.cluster.topology() == base.cluster.topology()
+    other = swap_chip(base, "mi300x")
+    assert not other.scenario.cluster.nvls_enabled
+    assert "in-switch reduction off (mi300x's own scale-up)" in other.changes
