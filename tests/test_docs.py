@@ -3,7 +3,13 @@ slow training cases of docs/validation.md are checked in tests/validation/test_p
 
 from pathlib import Path
 
-from podsim.front.doc_tables import block, blocks_in, deepep_blocks, with_block
+from podsim.front.doc_tables import (
+    block,
+    blocks_in,
+    deepep_blocks,
+    nccl_tests_block,
+    with_block,
+)
 from podsim.front.reference_page import PAGE, reference_markdown
 from podsim.front.schema import reference
 
@@ -36,6 +42,7 @@ def test_validation_page_marks_its_generated_tables():
         "validation-held-out",
         "deepep-low-latency",
         "deepep-normal",
+        "nccl-tests-dgx-h100",
         "deepseek-v3-phases",
         "serving-validation",
         "validation-out-of-sample",
@@ -51,6 +58,12 @@ def test_the_deepep_tables_quote_what_podsim_gives():
             f"docs/validation.md block {name} is stale: run `PYTHONPATH=src python "
             "tools/gen_docs.py`"
         )
+
+
+def test_the_nccl_tests_table_quotes_what_podsim_gives():
+    text = VALIDATION.read_text(encoding="utf-8")
+    for name, content in nccl_tests_block().items():
+        assert block(text, name) == content, f"docs/validation.md block {name} is stale"
 
 
 def test_a_stale_block_is_caught():

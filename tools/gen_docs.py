@@ -16,6 +16,7 @@ from pathlib import Path
 from podsim.front.doc_tables import (
     A100_ROWS,
     deepep_blocks,
+    nccl_tests_block,
     out_of_sample_block,
     serving_block,
     stack_blocks,
@@ -60,7 +61,7 @@ def main(argv: list[str]) -> int:
     Path(PAGE).write_text(reference_markdown(), encoding="utf-8")
     print(f"wrote {PAGE}")
     serving = serving_block(serving_cases())
-    blocks = deepep_blocks() | serving
+    blocks = deepep_blocks() | nccl_tests_block() | serving
     if "--slow" in argv:
         in_sample = [run_case(name) for name in case_names()]
         blocks |= validation_blocks(in_sample)

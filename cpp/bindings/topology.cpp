@@ -33,7 +33,7 @@ void register_topology(py::module_& m) {
                        double launch, double message_overhead, double nic_message_rate,
                        double forward_efficiency, int scale_up, double link_bandwidth,
                        const std::array<std::int64_t, 3>& torus_dims, std::int64_t package_size,
-                       double package_bandwidth) {
+                       double package_bandwidth, double nvls_bandwidth, double nvls_latency) {
              Topology t{devices,          domain_size,
                         pod_size,         su_bw,
                         su_lat,           so_bw,
@@ -45,6 +45,8 @@ void register_topology(py::module_& m) {
              t.torus_dims = torus_dims;
              t.package_size = package_size;
              t.package_bandwidth = package_bandwidth;
+             t.nvls_bandwidth = nvls_bandwidth;
+             t.nvls_latency = nvls_latency;
              t.validate();
              return t;
            }),
@@ -56,7 +58,8 @@ void register_topology(py::module_& m) {
            py::arg("forward_efficiency") = 1.0, py::arg("scale_up_topology") = 0,
            py::arg("link_bandwidth") = 0.0,
            py::arg("torus_dims") = std::array<std::int64_t, 3>{1, 1, 1},
-           py::arg("package_size") = 1, py::arg("package_bandwidth") = 0.0)
+           py::arg("package_size") = 1, py::arg("package_bandwidth") = 0.0,
+           py::arg("nvls_bandwidth") = 0.0, py::arg("nvls_latency") = 0.0)
       .def_readonly("devices", &Topology::devices)
       .def_readonly("domain_size", &Topology::domain_size)
       .def_readonly("pod_size", &Topology::pod_size)
@@ -64,5 +67,7 @@ void register_topology(py::module_& m) {
                              [](const Topology& t) { return static_cast<int>(t.scale_up); })
       .def_readonly("link_bandwidth", &Topology::link_bandwidth)
       .def_readonly("torus_dims", &Topology::torus_dims)
-      .def_readonly("package_size", &Topology::package_size);
+      .def_readonly("package_size", &Topology::package_size)
+      .def_readonly("nvls_bandwidth", &Topology::nvls_bandwidth)
+      .def_readonly("nvls_latency", &Topology::nvls_latency);
 }

@@ -743,6 +743,29 @@ double channel_time(const Topology& topology, CollectiveOp op, Members members, 
   return rounds * (n - 1) * std::max(up.a, out.a) + rounds * (n - 1) / n * S * b;
 }
 
+// NVLS all-reduce (NVLink SHARP): each member writes its S through the switch, which reduces,
+// and reads the reduced S back (multicast), 1/n of it as the shard it owns on top: (n+1)/n S
+// per link and direction, at the bandwidth NVLS achieves, after its fixed start-up time.
+double nvls_bytes(Members members, double S) { return (n_of(members) + 1) / n_of(members) * S; }
+
+double nvls_time(const Topology& topology, Members members, double S) {
+  return topology.nvls_latency + nvls_bytes(members, S) / topology.nvls_bandwidth;
+}
+
+// The contention network's view: one flow per member to the next over its switch links, sized
+// so that the achieved scale-up bandwidth moves it in the NVLS time.
+Phase nvls_phase(const Topology& topology, Members members, double S) {
+  const double scale = topology.scale_up_bandwidth / topology.nvls_bandwidth;
+  Phase phase = ring(members, nvls_bytes(members, S) * scale, topology.nvls_latency);
+  return phase;
+}
+
+// NCCL's tuner takes NVLS for all-reduce unless the message is small (docs/engine.md): podsim
+// takes it once moving the bytes costs at least its start-up time.
+bool nvls_preferred(const Topology& topology, Members members, double S) {
+  return nvls_bytes(members, S) / topology.nvls_bandwidth >= topology.nvls_latency;
+}
+
 void require_members(Members members) {
   if (members.empty()) throw ProgramError("a collective needs a group of at least one rank");
 }
@@ -777,6 +800,9 @@ bool applicable(const Topology& topology, CollectiveOp op, Algorithm algorithm, 
       return (all_reduce || gather_scatter) && members.size() >= 2 &&
              sub_torus(topology, members, spans);
     }
+    case Algorithm::Nvls:
+      return all_reduce && topology.nvls_bandwidth > 0 && members.size() >= 2 &&
+             one_domain(topology, members);
     default:
       return false;
   }
@@ -791,6 +817,9 @@ double collective_time(const Topology& topology, CollectiveOp op, Algorithm algo
                             ? low_latency_time(topology, members, bytes, shape)
                             : node_forwarded_time(topology, members, bytes, shape);
     return topology.launch_latency + time;
+  }
+  if (algorithm == Algorithm::Nvls) {
+    return topology.launch_latency + nvls_time(topology, members, bytes);
   }
   if (algorithm == Algorithm::Hierarchical) {
     return topology.launch_latency + hierarchical_time(topology, op, members, bytes);
@@ -826,12 +855,19 @@ Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm
                        to_string(op) + " on a group of " + std::to_string(members.size()) +
                        " ranks; allowed here: " + allowed);
   }
+  if (applicable(topology, op, Algorithm::Nvls, members) &&
+      nvls_preferred(topology, members, bytes)) {
+    return Algorithm::Nvls;
+  }
   Algorithm best = Algorithm::Auto;
   double best_time = 0.0;
   // The topology's own algorithms (mesh, torus) first: on a tie the vendor's choice wins.
-  for (int i = 0; i < kAlgorithms - 1; ++i) {
-    const int a = i < 2 ? static_cast<int>(Algorithm::Mesh) + i : i - 1;
-    const auto algorithm = static_cast<Algorithm>(a);
+  static constexpr Algorithm kOrder[] = {
+      Algorithm::Mesh,   Algorithm::Torus,           Algorithm::Ring,
+      Algorithm::Tree,   Algorithm::HalvingDoubling, Algorithm::Hierarchical,
+      Algorithm::Direct, Algorithm::LowLatency,      Algorithm::NodeForwarded,
+      Algorithm::Nvls};
+  for (const Algorithm algorithm : kOrder) {
     if (!applicable(topology, op, algorithm, members)) continue;
     const double time = analytical_time(topology, op, algorithm, members, bytes, shape);
     if (best == Algorithm::Auto || time < best_time) best = algorithm, best_time = time;
@@ -848,6 +884,7 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, 
   if (algorithm == Algorithm::NodeForwarded) {
     return {node_forwarded_phase(topology, members, bytes, shape)};
   }
+  if (algorithm == Algorithm::Nvls) return {nvls_phase(topology, members, bytes)};
   if (algorithm == Algorithm::Direct) {
     Phase phase = all_pairs(members, bytes);
     phase.latency = (n_of(members) - 1) * cost_of(topology, {phase}).a;
@@ -1053,7 +1090,7 @@ const char* to_string(CollectiveOp op) {
 const char* to_string(Algorithm algorithm) {
   static const char* names[] = {"auto",         "ring",   "tree",        "halving-doubling",
                                 "hierarchical", "direct", "low-latency", "node-forwarded",
-                                "mesh",         "torus"};
+                                "mesh",         "torus",  "nvls"};
   return names[static_cast<int>(algorithm)];
 }
 

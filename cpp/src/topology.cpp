@@ -166,6 +166,12 @@ void Topology::validate() const {
           "forward_efficiency", forward_efficiency, "a fraction in (0, 1]");
   require(finite(oversubscription) && oversubscription >= 1, "oversubscription", oversubscription,
           "a finite number >= 1");
+  require(finite(nvls_bandwidth) && nvls_bandwidth >= 0, "nvls_bandwidth", nvls_bandwidth,
+          "a finite number >= 0 (0: no in-switch reduction)");
+  require(finite(nvls_latency) && nvls_latency >= 0, "nvls_latency", nvls_latency,
+          "a finite number >= 0");
+  require(nvls_bandwidth == 0 || scale_up == ScaleUp::Switch, "nvls_bandwidth", nvls_bandwidth,
+          "0 unless the scale-up domain is a switch (in-switch reduction)");
   validate_scale_up(*this);
   validate_packages(*this);
 }

@@ -190,9 +190,40 @@ void contention_matches_closed_forms() {
   }
 }
 
+// NVLS all-reduce: L + start-up + (n+1)/n S / nvls_bandwidth, only in one reducing switch.
+void nvls_closed_form() {
+  Topology t = topology(16, 8, 16);
+  t.nvls_bandwidth = 200e9;
+  t.nvls_latency = 20e-6;
+  expect_near(time_of(t, CollectiveOp::AllReduce, Algorithm::Nvls, 8),
+              kLaunch + 20e-6 + 9.0 / 8.0 * S / 200e9, "nvls all-reduce, 8 in a domain");
+  expect(applicable(t, CollectiveOp::AllReduce, Algorithm::Nvls, first(8)), "nvls in a domain");
+  expect(!applicable(t, CollectiveOp::AllReduce, Algorithm::Nvls, first(16)),
+         "no nvls across domains");
+  expect(!applicable(t, CollectiveOp::AllGather, Algorithm::Nvls, first(8)),
+         "nvls is all-reduce only");
+  // auto takes it once the bytes cost its start-up: 9/8 S / 200 GB/s >= 20 us, S >= 3.56 MB
+  expect(resolve_algorithm(t, CollectiveOp::AllReduce, Algorithm::Auto, first(8), 4e6) ==
+             Algorithm::Nvls,
+         "auto takes nvls above the switch point");
+  expect(resolve_algorithm(t, CollectiveOp::AllReduce, Algorithm::Auto, first(8), 1e3) !=
+             Algorithm::Nvls,
+         "auto keeps the fastest other algorithm below it");
+  Topology bad = t;
+  bad.nvls_bandwidth = -1.0;
+  expect_throws<SpecError>([&] { bad.validate(); }, "negative nvls bandwidth", "nvls_bandwidth");
+  bad.nvls_bandwidth = 1e9;
+  bad.scale_up = ScaleUp::FullMesh;
+  expect_throws<SpecError>([&] { bad.validate(); }, "nvls on a mesh", "nvls_bandwidth");
+  t.nvls_bandwidth = 0.0;
+  expect(!applicable(t, CollectiveOp::AllReduce, Algorithm::Nvls, first(8)),
+         "no nvls where the switch does not reduce");
+}
+
 }  // namespace
 
 int main() {
+  nvls_closed_form();
   one_domain_closed_forms();
   multi_domain_closed_forms();
   one_rank_groups();

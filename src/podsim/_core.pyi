@@ -36,6 +36,8 @@ class Topology:
         torus_dims: tuple[_Int, _Int, _Int] = (1, 1, 1),
         package_size: _Int = 1,
         package_bandwidth: _Float = 0.0,
+        nvls_bandwidth: _Float = 0.0,
+        nvls_latency: _Float = 0.0,
     ) -> None: ...
     @property
     def devices(self) -> int: ...
@@ -51,6 +53,10 @@ class Topology:
     def torus_dims(self) -> tuple[int, int, int]: ...
     @property
     def package_size(self) -> int: ...
+    @property
+    def nvls_bandwidth(self) -> float: ...
+    @property
+    def nvls_latency(self) -> float: ...
 
 class Noise:
     """Run-to-run variation (podsim/engine.hpp, docs/engine.md "Noise")."""

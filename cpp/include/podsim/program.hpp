@@ -29,8 +29,9 @@ enum class Algorithm : std::int8_t {
   NodeForwarded = 7,  // all-to-all: one copy per domain over scale-out, then scale-up forwarding
   Mesh = 8,           // full mesh: every member writes each peer over its own link at once (HCCL)
   Torus = 9,          // torus: dimension-ordered bidirectional rings (TPU)
+  Nvls = 10,          // all-reduce reduced in the scale-up switch (NVLink SHARP)
 };
-inline constexpr int kAlgorithms = 10;
+inline constexpr int kAlgorithms = 11;
 
 inline constexpr int kMaxStreams = 64;
 inline constexpr std::int32_t kMaxRepeat = 1 << 20;

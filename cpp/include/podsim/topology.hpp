@@ -43,6 +43,10 @@ struct Topology {
   // 2); two dies of a package talk over their die-to-die link of `package_bandwidth`.
   std::int64_t package_size = 1;
   double package_bandwidth = 0.0;  // bytes/s per direction
+  // In-switch reduction (NVLS) of a switch domain: the bandwidth per device and direction an
+  // NVLS all-reduce achieves (0: the switch does not reduce) and its fixed start-up time.
+  double nvls_bandwidth = 0.0;  // bytes/s
+  double nvls_latency = 0.0;    // seconds
 
   // Throws SpecError naming the first field that is out of range.
   void validate() const;

@@ -61,6 +61,21 @@ def _wiring(old: Cluster, chip_id: str, domain: int, changes: list[str]) -> dict
     return {}
 
 
+def _reduction(old: Cluster, chip_id: str, domain: int, changes: list[str]) -> dict:
+    """In-switch reduction (NVLS) belongs to the chip's system like its wiring: the same chip on
+    the same domain keeps it, another chip's switch is taken not to reduce."""
+    if not old.in_network_reduction:
+        return {}
+    if chip_id == old.chip.id and domain == old.domain_size:
+        return {
+            "in_network_reduction": True,
+            "nvls_efficiency": old.nvls_efficiency,
+            "nvls_latency": old.nvls_latency,
+        }
+    changes.append(f"in-switch reduction off ({chip_id}'s own scale-up)")
+    return {}
+
+
 def swap_chip(scenario: Scenario, chip_id: str) -> ChipSwap:
     """`scenario` on `chip_id`, keeping the fabric (see the module docstring)."""
     chip = get_chip(chip_id)
@@ -86,6 +101,7 @@ def swap_chip(scenario: Scenario, chip_id: str) -> ChipSwap:
     if old.name:
         kept["name"] = old.name
     kept.update(_wiring(old, chip.id, domain, changes))
+    kept.update(_reduction(old, chip.id, domain, changes))
     cluster = make_cluster(chip, old.devices, **kept)
     if cluster.scale_up_bandwidth != old.scale_up_bandwidth:
         changes.append(

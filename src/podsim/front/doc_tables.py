@@ -13,9 +13,10 @@ tests/validation/test_published.py).
 import re
 from collections.abc import Iterable
 
-from podsim.front import deepep
+from podsim.front import deepep, nccl_tests
 from podsim.front.serve_validation import ServingCase
 from podsim.front.validation import V3_PUBLISHED_PHASES, Case, mape, out_of_sample_bound
+from podsim.units import format_size
 
 HELD_OUT_PREFIX = "megatron_sc21_t2_"
 HELD_OUT_LABELS = {
@@ -158,6 +159,23 @@ def deepep_blocks() -> dict[str, str]:
             text += _row(cells)
         out[name] = text
     return out
+
+
+def nccl_tests_block() -> dict[str, str]:
+    """docs/validation.md's nccl-tests table: all-reduce busbw on one DGX H100 by size."""
+    head = ("size", "busbw published (GB/s)", "podsim (GB/s)", "error", "podsim's algorithm")
+    text = _row(head) + _row(("---",) * 5)
+    for r in nccl_tests.rows():
+        text += _row(
+            (
+                format_size(r.size_bytes),
+                f"{r.published_busbw / 1e9:,.1f}",
+                f"{r.predicted_busbw / 1e9:,.1f}",
+                f"{r.error:+.1%}",
+                r.algorithm,
+            )
+        )
+    return {"nccl-tests-dgx-h100": text}
 
 
 V3_PHASE_LABELS = {

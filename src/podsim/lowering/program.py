@@ -73,6 +73,7 @@ class Algorithm(_Named):
     NODE_FORWARDED = 7
     MESH = 8  # full mesh: one step over every pair link (HCCL's mesh algorithms)
     TORUS = 9  # torus: dimension-ordered bidirectional rings (TPU)
+    NVLS = 10  # all-reduce reduced in the scale-up switch (NVLink SHARP)
 
 
 Collective._field = "op"

@@ -57,6 +57,12 @@ DEFAULT_NIC_MESSAGE_RATE = 330e6
 # FITTED on DeepEP's normal-kernel rows (H800): node-forwarding kernels, run on a few SMs,
 # reach this fraction of the achievable scale-up bandwidth.
 DEFAULT_FORWARD_EFFICIENCY = 0.815
+# In-switch reduction (NVLS, docs/engine.md "In-switch reduction"). FITTED on the nccl-tests
+# all-reduce rows of one DGX H100 from 16 MiB up (tools/fit_nvls.py): the fraction of the
+# nominal scale-up bandwidth an NVLS all-reduce moves its (n+1)/n S per link at, and its
+# start-up time (NCCL's pipeline fill and multicast set-up; launch_latency comes on top).
+DEFAULT_NVLS_EFFICIENCY = 0.672
+DEFAULT_NVLS_LATENCY = 57.7e-6
 
 # Checkpoint storage when a cluster gives no storage_bandwidth: 122 MB/s per device, Meta's
 # Tectonic store for Llama 3 (2 TB/s sustained for 16,384 H100s; The Llama 3 Herd of Models,
@@ -158,6 +164,24 @@ def _overrides(high: float) -> tuple:
             "fraction of the scale-up bandwidth collectives achieve",
             DEFAULT_LINK_EFFICIENCY,
             low_open=True,
+        ),
+        Boolean(
+            "in_network_reduction",
+            "the scale-up switch reduces in the network (NVLink SHARP on NVSwitch gen3 and "
+            "later): all-reduce in one domain may run the nvls algorithm",
+            False,
+        ),
+        fraction(
+            "nvls_efficiency",
+            "fraction of the nominal scale-up bandwidth an nvls all-reduce achieves (fitted "
+            "on nccl-tests, DGX H100)",
+            DEFAULT_NVLS_EFFICIENCY,
+            low_open=True,
+        ),
+        latency(
+            "nvls_latency",
+            "start-up time of an nvls all-reduce (fitted on nccl-tests, DGX H100)",
+            DEFAULT_NVLS_LATENCY,
         ),
         fraction(
             "scale_out_efficiency",
@@ -274,6 +298,9 @@ class Cluster:
     torus_dims: tuple[int, ...] | None = None  # torus only: 3 dimensions, x fastest
     per_die: bool = False  # ranks are the dies of a multi-die chip (chip is one_die's)
     die_link_bandwidth: float | None = None  # per_die: B/s per direction; None: the chip's
+    in_network_reduction: bool = False  # the switch reduces (NVLS): nvls all-reduce applies
+    nvls_efficiency: float = DEFAULT_NVLS_EFFICIENCY
+    nvls_latency: float = DEFAULT_NVLS_LATENCY
 
     @property
     def device_power_w(self) -> float:
@@ -354,7 +381,14 @@ class Cluster:
             self.torus_dims or (1, 1, 1),
             self.package_size,
             self.die_link * self.scale_up_efficiency if self.per_die else 0.0,
+            self.scale_up_bandwidth * self.nvls_efficiency if self.nvls_enabled else 0.0,
+            self.nvls_latency if self.nvls_enabled else 0.0,
         )
+
+    @property
+    def nvls_enabled(self) -> bool:
+        """Whether all-reduce may reduce in the switch: a switch domain that reduces."""
+        return self.in_network_reduction and self.scale_up_topology == "switch"
 
     def with_devices(self, devices: int) -> "Cluster":
         """The same cluster resized: a fabric of several pods keeps its pod size (and its
@@ -402,6 +436,12 @@ def _check_dies(cluster: Cluster) -> None:
 def _check_scale_up(cluster: Cluster) -> None:
     """A full mesh or a torus is wired inside each domain; a torus needs its dimensions."""
     kind, dims = cluster.scale_up_topology, cluster.torus_dims
+    check(
+        not cluster.in_network_reduction or kind == "switch",
+        "cluster.in_network_reduction",
+        cluster.in_network_reduction,
+        "false unless scale_up_topology = 'switch' (the switch reduces)",
+    )
     if kind != "torus":
         check(
             dims is None, "cluster.torus_dims", dims, "left out unless scale_up_topology = 'torus'"

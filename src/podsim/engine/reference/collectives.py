@@ -35,10 +35,11 @@ ORDER = (
     A.DIRECT,
     A.LOW_LATENCY,
     A.NODE_FORWARDED,
+    A.NVLS,
 )
 
 ALGORITHMS = {
-    C.ALL_REDUCE: (A.RING, A.TREE, A.HALVING_DOUBLING, A.HIERARCHICAL),
+    C.ALL_REDUCE: (A.RING, A.TREE, A.HALVING_DOUBLING, A.HIERARCHICAL, A.NVLS),
     C.ALL_GATHER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
     C.REDUCE_SCATTER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
     C.ALL_TO_ALL: (A.DIRECT, A.LOW_LATENCY, A.NODE_FORWARDED),
@@ -108,7 +109,15 @@ def _applies(topology: Topology, algorithm: Algorithm, group: Sequence[int]) -> 
         return n & (n - 1) == 0
     if algorithm in (A.HIERARCHICAL, A.NODE_FORWARDED):
         return _balanced(_domains(topology, group))
+    if algorithm == A.NVLS:  # the switch of one domain reduces
+        return topology.nvls_bandwidth > 0 and n >= 2 and len(_domains(topology, group)) == 1
     return True
+
+
+def _nvls_bytes(group: Sequence[int], nbytes: float) -> float:
+    """What NVLS moves per link and direction: S up to the switch, S back, and the member's
+    own 1/n shard once more."""
+    return (len(group) + 1) / len(group) * nbytes
 
 
 def applicable(topology: Topology, op: Collective, group: Sequence[int]) -> list[Algorithm]:
@@ -147,6 +156,10 @@ def choose_algorithm(
 ) -> Algorithm:
     """AUTO: the smallest closed-form time; ties go to the earlier algorithm in ORDER."""
     op = Collective.parse(op)
+    if A.NVLS in applicable(topology, op, group) and (
+        _nvls_bytes(group, nbytes) / topology.nvls_bandwidth >= topology.nvls_latency
+    ):  # NCCL's choice beyond small messages: once the bytes cost its start-up time
+        return A.NVLS
     best, best_time = A.AUTO, float("inf")
     for algorithm in applicable(topology, op, group):
         t = analytical_time(topology, op, algorithm, tuple(group), nbytes, shape)
@@ -312,6 +325,8 @@ def _closed_form(
     if algorithm in (A.LOW_LATENCY, A.NODE_FORWARDED):
         latency, flows = _expert_all_to_all(topology, algorithm, group, S, shape)
         return L + latency + _busiest_link(topology, flows)
+    if algorithm == A.NVLS:
+        return L + topology.nvls_latency + _nvls_bytes(group, S) / topology.nvls_bandwidth
     p = _pattern(topology, op, algorithm, group)
     (a, a_o), (b, b_o), g, m = p.a, p.b, p.g, p.m
     log2n = h = n.bit_length() - 1  # floor(log2 n); exact log2 n where n is a power of two
@@ -437,6 +452,14 @@ def phases(
         return []
     if algorithm in (A.LOW_LATENCY, A.NODE_FORWARDED):
         return [_expert_all_to_all(topology, algorithm, group, float(nbytes), shape)]
+    if algorithm == A.NVLS:  # each member's bytes once up and once down its switch links
+        moved = _nvls_bytes(group, nbytes) * topology.scale_up_bandwidth / topology.nvls_bandwidth
+        return [
+            (
+                topology.nvls_latency,
+                [(r, group[(i + 1) % len(group)], moved) for i, r in enumerate(group)],
+            )
+        ]
     p = _pattern(topology, op, algorithm, group)
     return [
         (s.steps * p.a[s.level], [(src, dst, f * nbytes) for src, dst, f in s.flows])

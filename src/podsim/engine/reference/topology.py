@@ -43,6 +43,8 @@ class Topology:
     torus_dims: tuple = (1, 1, 1)
     package_size: int = 1  # dies per package (a die-to-die link): not in this oracle either
     package_bandwidth: float = 0.0
+    nvls_bandwidth: float = 0.0  # in-switch reduction: NVLS all-reduce B/s per device; 0: none
+    nvls_latency: float = 0.0  # its start-up time, s
 
     def __post_init__(self) -> None:
         check(
