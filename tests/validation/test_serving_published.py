@@ -1,7 +1,7 @@
 """Published serving figures reproduced (docs/validation.md, docs/serving.md).
 
 CALIBRATION: DeepSeek's two H800 production rows (open-infra-index day 6); decode_efficiency
-and prefill_efficiency were fitted on them, one each, by tools/calibrate_serving.py, so they
+and prefill_efficiency were fitted on them, one each, by `tools/calibrate.py serving`, so they
 must come within 20% (they come within 1%). OUT-OF-SAMPLE: CloudMatrix-Infer on CloudMatrix384
 (arXiv 2506.12708), SGLang on H100 (LMSYS 2025-05-05) and DeepSeek's prefill profile; nothing
 was fitted on them. Their bound, 45%, is generous on purpose and says how far podsim's serving
@@ -60,13 +60,13 @@ def test_decode_efficiency_transfers_to_other_deployments(rows):
 
 
 def test_defaults_are_the_fit():
-    import importlib.util
+    # `tools/calibrate.py serving` (podsim.front.calibration) reproduces the plan defaults.
+    from podsim.front.calibration import serving_efficiency
 
-    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "tools/calibrate_serving.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    assert tool.fit("deepseek-r1-decode-h800", "decode_efficiency") == DECODE_EFFICIENCY
-    assert tool.fit("deepseek-r1-prefill-h800", "prefill_efficiency") == PREFILL_EFFICIENCY
+    assert serving_efficiency("deepseek-r1-decode-h800", "decode_efficiency") == DECODE_EFFICIENCY
+    assert (
+        serving_efficiency("deepseek-r1-prefill-h800", "prefill_efficiency") == PREFILL_EFFICIENCY
+    )
 
 
 def test_decode_step_is_what_the_published_user_speed_implies():

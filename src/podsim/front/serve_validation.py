@@ -1,5 +1,5 @@
 """Published serving results reproduced: DeepSeek's two H800 production rows (the calibration
-set of the serving efficiencies, tools/calibrate_serving.py) and figures nothing was fitted
+set of the serving efficiencies, tools/calibrate.py serving) and figures nothing was fitted
 on (CloudMatrix-Infer on CloudMatrix384, SGLang on H100, DeepSeek's own prefill profile).
 Each case is a built-in scenario, the result key it is compared on and the published value;
 `overrides` are [serve] keys changed for that case."""

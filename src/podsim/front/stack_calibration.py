@@ -15,8 +15,8 @@ podsim's all-gathers take the 470 ms (their latency terms stay):
 
 It absorbs what DeepSpeed of early 2021 added to each gather (a device synchronize before it, a
 full-size zero fill, copies of each rank's piece, debug-print norms; the pull request's fixes
-brought the forward to 270 ms). Rerun `PYTHONPATH=src python tools/calibrate_deepspeed2021.py`
-after changing the collective model and copy its value into podsim.plans.stack.PRESETS.
+brought the forward to 270 ms). Rerun `PYTHONPATH=src python tools/calibrate.py deepspeed-2021
+--write` after changing the collective model: it stores the value in podsim.plans.stack.PRESETS.
 """
 
 from podsim.front.collective import collective

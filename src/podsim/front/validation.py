@@ -52,7 +52,7 @@ def run_case(
     name: str, folder_name: str = "", edit: Callable[[dict[str, Any]], None] | None = None
 ) -> Case:
     """A case run as published, or with its scenario document changed by `edit` first (e.g.
-    without_stack, unfused_attention)."""
+    without_stack, fused_attention)."""
     folder = resources.files("podsim").joinpath("data/validation", folder_name)
     expect = json.loads(folder.joinpath(f"{name}.expect.json").read_text(encoding="utf-8"))
     text = folder.joinpath(f"{name}.toml").read_text(encoding="utf-8")
@@ -112,6 +112,6 @@ def without_stack(document: dict[str, Any]) -> None:
     document.pop("stack", None)
 
 
-def unfused_attention(document: dict[str, Any]) -> None:
-    """The scenario with unfused attention costed as such (train.flash_attention = false)."""
-    document["train"]["flash_attention"] = False
+def fused_attention(document: dict[str, Any]) -> None:
+    """The scenario with fused (FlashAttention-style) attention: train.flash_attention = true."""
+    document["train"]["flash_attention"] = True

@@ -70,7 +70,7 @@ DEFAULT_BLOCK_TOKENS = 16  # vLLM's default KV block (FlashMLA uses 64)
 DEFAULT_INPUT_LEN = 2048
 DEFAULT_OUTPUT_LEN = 512
 DEFAULT_REQUESTS = 10_000
-# CALIBRATED (tools/calibrate_serving.py): the share of the modelled step rate a deployment
+# CALIBRATED (tools/calibrate.py serving): the share of the modelled step rate a deployment
 # sustains, fitted on DeepSeek's 24-hour H800 production averages (open-infra-index day 6):
 # decode on infer_deepseek_online_h800_decode (1,850 tokens/s per GPU at 20-22 tokens/s per
 # user), prefill on infer_deepseek_online_h800_prefill (4,026 uncached tokens/s per GPU). What

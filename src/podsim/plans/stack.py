@@ -183,7 +183,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "zero3_prefetch": 1,
         "zero3_regather": True,
         # CALIBRATED on DeepSpeed issue #1174 / PR #1188 (not on a validation row): see
-        # podsim.front.stack_calibration and tools/calibrate_deepspeed2021.py
+        # podsim.front.stack_calibration and tools/calibrate.py deepspeed-2021
         "collective_efficiency": 0.080,
     },
     "fsdp2": {
