@@ -532,34 +532,6 @@ std::pair<double, double> mesh_or_torus_all_to_all(
   return {hops * topology.scale_up_latency, load / topology.link_bandwidth};
 }
 
-double direct_time(const Topology& topology, Members members, double S) {
-  const auto domains = by_domain(topology, members);
-  const double n = n_of(members);
-  std::size_t largest = 0, smallest = members.size();
-  bool many_pods = false;
-  for (std::int32_t r : members)
-    many_pods = many_pods || topology.pod(r) != topology.pod(members[0]);
-  for (const auto& d : domains) {
-    largest = std::max(largest, d.size());
-    smallest = std::min(smallest, d.size());
-  }
-  double a = 0.0, time = 0.0;
-  if (largest > 1 && topology.scale_up != ScaleUp::Switch) {
-    std::tie(a, time) = mesh_or_torus_all_to_all(topology, domains, S / n);
-  } else if (largest > 1) {  // some pairs share a domain
-    a = topology.scale_up_latency;
-    time = static_cast<double>(largest - 1) * S / n / topology.scale_up_bandwidth;
-  }
-  if (domains.size() > 1) {  // some pairs cross domains
-    double bw = topology.scale_out_bandwidth;
-    if (many_pods)
-      bw = std::min(bw, topology.link_capacity(static_cast<std::int32_t>(4 * topology.devices)));
-    a = std::max(a, topology.scale_out_latency);
-    time = std::max(time, (n - static_cast<double>(smallest)) * S / n / bw);
-  }
-  return (n - 1) * a + time;
-}
-
 // What a group's all-to-all traffic crosses: the busiest rank's peers per path class.
 struct AllToAllPeers {
   double n = 1.0;
@@ -596,6 +568,20 @@ AllToAllPeers peers_of(const Topology& topology, Members members) {
     }
   }
   return peers;
+}
+
+double direct_time(const Topology& topology, Members members, double S) {
+  const AllToAllPeers peers = peers_of(topology, members);
+  const double n = peers.n;
+  double a = peers.up_latency, time = peers.up * S / n / topology.scale_up_bandwidth;
+  if (peers.up > 0 && topology.scale_up != ScaleUp::Switch) {
+    std::tie(a, time) = mesh_or_torus_all_to_all(topology, by_domain(topology, members), S / n);
+  }
+  if (peers.out > 0) {  // some pairs cross domains
+    a = std::max(a, peers.out_latency);
+    time = std::max(time, peers.out * S / n / peers.out_bandwidth);
+  }
+  return (n - 1) * a + time;
 }
 
 // Low-latency all-to-all: the bytes charged per peer on each path class. A message of s bytes

@@ -11,6 +11,7 @@ from functools import cached_property
 
 import numpy as np
 
+from podsim.costs import moe as moe_costs
 from podsim.costs.kernels import KernelModel
 from podsim.costs.layers import (
     LayerShape,
@@ -590,7 +591,7 @@ class StepBuilder:
                 ops.append(op)
         if plan.expert_tp > 1 and moe:  # all-gather the received copies over etp before
             # the experts, reduce-scatter their outputs after (Megatron-Core's dispatcher)
-            copies = moe_routing(model, self.shape).copies
+            copies = self.expert_load.copies
             nbytes = copies * model.hidden * self.kernels.activation_bytes
             ops.append(
                 self._collective(
@@ -611,6 +612,12 @@ class StepBuilder:
                 )
             )
         return ops
+
+    @cached_property
+    def expert_load(self) -> moe_costs.Routing:
+        """The busiest expert rank's load in one MoE layer of one microbatch (the same at every
+        layer and pass: podsim.costs.moe.routing), costed once per builder."""
+        return moe_routing(self.model, self.shape)
 
     def _routing(self, cluster: Cluster) -> Routing:
         """Distinct ranks and nodes a token reaches in the expert-parallel group (ranks of one
@@ -641,8 +648,8 @@ class StepBuilder:
         (podsim.costs.moe.Routing.imbalance, after any capacity drop), and an all-to-all ends
         when its busiest member does."""
         token = self.model.hidden * element
-        imbalance = moe_routing(self.model, self.shape).imbalance
-        return self.shape.moe_tokens * token * self.routing.ranks * imbalance, token
+        ranks = self.routing.ranks
+        return self.shape.moe_tokens * token * ranks * self.expert_load.imbalance, token
 
     def _grad_bytes(self, q: int, part: int | None = None) -> float:
         """Gradient bytes at a position: all, or only the non-expert (part 0) or routed-expert
