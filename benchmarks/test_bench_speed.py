@@ -81,11 +81,18 @@ def llama405b():
 
 
 def test_405b_step_noise_free(benchmark):
-    # End to end, virtual stages chosen by simulating each candidate (8 lowerings of 16 stages).
+    # End to end, virtual stages chosen by simulating each candidate (7 one-replica lowerings
+    # of 16 stages, then the chosen plan's).
     model, plan, cluster = llama405b()
     run = benchmark.pedantic(simulate_step, (model, plan, cluster), rounds=3, iterations=1)
     assert run.result.simulation == "symmetric" and run.result.devices == 16384
     assert 0.2 < run.result.mfu < 0.8
+    end_to_end = []
+    for _ in range(3):  # CPU seconds, the least of three (other work on the machine inflates it)
+        t = time.process_time()
+        again = simulate_step(model, plan, cluster).result
+        end_to_end.append(time.process_time() - t)
+    assert again.to_dict() == run.result.to_dict()
     # The chosen plan alone: lower and run symmetric (across the 1:7 pods, every copy's traffic
     # charged), against a full run of the same program. CPU seconds of this process (the
     # machine is shared): the ratio is the assertion, the figures go to extra_info.
@@ -99,8 +106,14 @@ def test_405b_step_noise_free(benchmark):
     full_s = time.process_time() - t
     assert sym.simulation == "symmetric" and full.simulation == "full"
     assert sym.timeline.makespan == pytest.approx(full.timeline.makespan, rel=1e-12, abs=0)
-    benchmark.extra_info.update(one_plan_cpu_s=one_plan, full_run_cpu_s=full_s)
+    benchmark.extra_info.update(
+        one_plan_cpu_s=one_plan, full_run_cpu_s=full_s, end_to_end_cpu_s=min(end_to_end)
+    )
     assert full_s > 50 * one_plan  # with the full program's build and run
+    # The whole step, autotuning included, under 0.1 s (docs/engine.md): on 2 cores the full
+    # run of the chosen plan takes about 4.5 s, 45 times the end-to-end step (before the
+    # passes were written as blocks of copies, 14 times).
+    assert full_s > 25 * min(end_to_end)
 
 
 def test_405b_step_with_jitter_every_rank(benchmark):

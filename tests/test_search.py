@@ -1,17 +1,22 @@
 """`podsim search` / podsim.search: the same best plans as simulating every plan of a small
 space, the scenario's plan beaten on GPT-3 175B, pruning counted by reason, invalid input
-refused with named errors, and the CLI's table and JSON."""
+refused with named errors, the same plans on every executor, the on-disk cache, and the CLI's
+table and JSON."""
 
 import itertools
 import json
 from dataclasses import replace
 
+import distributed
 import pytest
 
 import podsim
 from podsim.errors import SpecError
+from podsim.front import grid_sweep
 from podsim.front.api import resolve_scenario
 from podsim.front.cli import main
+from podsim.front.cli import search as cli_search
+from podsim.front.executors import DASK_LOCAL
 from podsim.front.plan_screen import Screener
 from podsim.front.plan_space import parse_space, reason_of
 from podsim.front.search import DEFAULT_MARGIN, search
@@ -302,6 +307,64 @@ def test_same_result_whatever_the_jobs(small):
     pooled = search(small, top=3, space=SPACE, jobs=2).to_dict()["plans"]
     assert serial == pooled
     assert podsim.search is search
+
+
+EXECUTOR_SPACE = {"tp": [1, 2], "pp": [1, 2], "recompute": ["none"], "zero": [0, 1]}
+
+
+def _plans(**kwargs) -> tuple:
+    """The ranked plans and the scenario's own, run afresh (this process's rows forgotten)."""
+    grid_sweep.clear_cache()
+    out = search(kwargs.pop("path"), top=3, space=EXECUTOR_SPACE, **kwargs).to_dict()
+    return out["plans"], out["scenario_plan"], out["simulated"]
+
+
+def test_same_plans_on_every_executor(small):
+    serial = _plans(path=small, executor="serial")
+    assert serial[2] >= 4  # several batches of simulations, the scenario's plan aside
+    assert _plans(path=small, executor="processes", jobs=2) == serial
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        assert _plans(path=small, executor=client) == serial
+    with pytest.raises(SpecError, match=r"executor = 'threads' is not allowed"):
+        search(small, executor="threads")
+
+
+def test_disk_cache_makes_a_repeated_search_free(small, tmp_path, monkeypatch):
+    first = _plans(path=small, executor="serial", cache=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == first[2] + 1  # and the scenario's own plan
+
+    def refuse(*args):
+        raise AssertionError("a cached plan was simulated again")
+
+    monkeypatch.setattr(grid_sweep, "_run_point", refuse)
+    assert _plans(path=small, cache=tmp_path) == first
+    with pytest.raises(AssertionError, match="simulated again"):  # without the folder
+        _plans(path=small)
+
+
+def test_cli_dask_and_cache_options(small, tmp_path, capsys, monkeypatch):
+    args = ["search", str(small), "--top", "2", "--space", "train.tp=1,2", "--fix", "train.pp=1"]
+    args += ["--json", "--jobs", "1", "--cache", str(tmp_path)]
+    grid_sweep.clear_cache()
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    grid_sweep.clear_cache()
+    monkeypatch.setattr(grid_sweep, "_run_point", None)  # a new run would fail
+    assert main(args) == 0  # from the folder
+    assert json.loads(capsys.readouterr().out)["plans"] == first["plans"]
+    assert len(first["plans"]) == 2
+    assert len(list(tmp_path.glob("*.json"))) == first["simulated"] + 1
+    seen = []  # what --dask hands the search (its runs: test_same_plans_on_every_executor)
+    monkeypatch.setattr(cli_search, "search", lambda *a, **k: seen.append(k["executor"]))
+    for address in ("local", "tcp://scheduler:8786"):
+        with pytest.raises(AttributeError):  # the fake search returns no result
+            main([*args, "--dask", address])
+    assert seen == [DASK_LOCAL, "tcp://scheduler:8786"]
 
 
 def test_gpt3_175b_beats_the_published_plan_in_a_reduced_space():

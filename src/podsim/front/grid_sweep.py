@@ -142,7 +142,7 @@ def sweep(
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise SpecError(f"--jobs = {shown(jobs)} is not allowed: a whole number >= 1")
     check_executor(executor)
-    store = ResultCache(cache, memory=_CACHE.memory)
+    store = result_store(cache)
     base, source = scenario_document(scenario)
     if sets:  # checked once: a bad --set stops the sweep at once
         overridden(base, source, [(text, *parse_set(text)) for text in sets])
@@ -196,6 +196,11 @@ def run_points(
             store.put(key, result)  # a row from this process's memory reaches the folder too
             row.update(copy.deepcopy(result))
     return rows
+
+
+def result_store(cache: "str | PathLike[str] | None" = None) -> ResultCache:
+    """This process's rows, backed by the folder `cache` if one is given."""
+    return ResultCache(cache, memory=_CACHE.memory)
 
 
 def sweep_frame(*args: Any, **kwargs: Any) -> Any:

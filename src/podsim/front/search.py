@@ -25,10 +25,12 @@ from typing import Any
 
 from podsim.engine.core import NetworkMode
 from podsim.errors import SpecError, shown
-from podsim.front.grid_sweep import run_points
+from podsim.front.executors import check_executor
+from podsim.front.grid_sweep import result_store, run_points
 from podsim.front.overrides import MAX_SETS, overridden, parse_set, scenario_document
 from podsim.front.plan_screen import Estimate, Screener
 from podsim.front.plan_space import Pruned, candidates, count, reason_of, search_space
+from podsim.front.result_cache import ResultCache
 from podsim.front.scenario import scenario_from_document
 from podsim.front.training import check_step_cost
 from podsim.plans.training import Plan
@@ -186,6 +188,8 @@ def search(
     margin: float = DEFAULT_MARGIN,
     max_simulations: int = DEFAULT_MAX_SIMULATIONS,
     progress: Progress | None = None,
+    executor: Any = None,
+    cache: "str | PathLike[str] | None" = None,
 ) -> SearchResult:
     """`podsim search`: the `top` best plans for the scenario's model on its cluster.
 
@@ -194,10 +198,15 @@ def search(
     (the shortest step) or "time-to-train" (with train.tokens; with [failures], the median
     time to train with failures). Simulations stop when the next plan's estimate x (1 -
     margin) is slower than the top-th best simulated one, or after max_simulations.
-    `progress(done, total)` is called as candidates are screened and simulated."""
+    `progress(done, total)` is called as candidates are screened and simulated. `executor`
+    and `cache` as podsim.sweep takes them: where the simulations run (the same rows on
+    every executor) and a folder keeping their rows, so that a repeated search simulates
+    only plans it has not simulated before."""
     _check_options(top, objective, margin, max_simulations)
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise SpecError(f"--jobs = {shown(jobs)} is not allowed: a whole number >= 1")
+    check_executor(executor)
+    runner = PointRunner(jobs, network, executor, result_store(cache), "--search")
     base, source, notes = _document(scenario, sets, objective)
     parsed = scenario_from_document(copy.deepcopy(base), source)
     model, plan, cluster = parsed.model, parsed.train, parsed.cluster
@@ -211,7 +220,7 @@ def search(
     screening_s = time.perf_counter() - started
     kept.sort(key=lambda item: item[1].step_time_s)
     started = time.perf_counter()
-    run = _simulate(base, source, kept, plan, top, objective, jobs, network, margin)
+    run = _simulate(base, source, kept, plan, top, objective, runner, margin)
     rows, own, stopped = run(max_simulations, progress, total)
     simulation_s = time.perf_counter() - started
     refused = Pruned()  # screened plans the simulation refused (a rule the screen lacks)
@@ -238,16 +247,39 @@ def search(
     )
 
 
-def _simulate(base, source, kept, plan, top, objective, jobs, network, margin):
+@dataclass(frozen=True)
+class PointRunner:
+    """Where and how the search's points run (podsim.front.grid_sweep.run_points)."""
+
+    jobs: int | None
+    network: NetworkMode
+    executor: Any
+    store: ResultCache
+    option: str
+
+    def __call__(self, base, source, points, jobs: int | None = None) -> list[dict[str, Any]]:
+        return run_points(
+            base,
+            source,
+            points,
+            jobs or self.jobs,
+            self.network,
+            option=self.option,
+            executor=self.executor,
+            store=self.store,
+        )
+
+
+def _simulate(base, source, kept, plan, top, objective, runner: PointRunner, margin):
     """A function running the simulations in estimate order, batch by batch, until the
     bound (see search); returns (rows with their estimates, the scenario plan's row, why it
     stopped)."""
-    workers = jobs or os.cpu_count() or 1
+    workers = runner.jobs or os.cpu_count() or 1
 
     def run(max_simulations: int, progress, total: int):
         rows: list[dict[str, Any]] = []
         own_point = {"train.virtual_stages": plan.virtual_stages or "auto"}
-        own = run_points(base, source, [own_point], 1, network, option="--search")[0]
+        own = runner(base, source, [own_point], jobs=1)[0]
         own = None if "error" in own else own
         batch = max(2, 2 * workers)
         done, stopped = 0, "every screened plan simulated"
@@ -264,7 +296,7 @@ def _simulate(base, source, kept, plan, top, objective, jobs, network, margin):
                 break
             chunk = kept[done : done + min(batch, max_simulations - len(rows))]
             points = [_point(p) for p, _ in chunk]
-            out = run_points(base, source, points, jobs, network, option="--search")
+            out = runner(base, source, points)
             for row, (_, estimate) in zip(out, chunk, strict=True):
                 row["estimate"] = estimate.to_dict()
                 rows.append(row)

@@ -79,7 +79,6 @@ def scale_collectives(templates: list[Template], stack: Stack) -> None:
     if stack.collective_efficiency == 1.0:
         return
     for template in templates:
-        for op in template.ops:
-            if op.kind == Kind.COLLECTIVE:  # an all-to-all keeps its number of messages
-                op.nbytes /= stack.collective_efficiency
-                op.message_bytes /= stack.collective_efficiency
+        for op in template.collectives():  # an all-to-all keeps its number of messages
+            op.nbytes /= stack.collective_efficiency
+            op.message_bytes /= stack.collective_efficiency

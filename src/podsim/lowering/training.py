@@ -30,13 +30,16 @@ from podsim.lowering.layout import (
     COMPUTE,
     DP_STREAM,
     EP_STREAM,
+    MARK,
     RECV_STREAMS,
     SEND_STREAM,
     Layout,
+    OpBlock,
     Template,
     TemplateOp,
     build_program,
     build_symmetric_program,
+    run_starts,
     symmetric_copies,
     symmetry,
 )
@@ -94,7 +97,7 @@ class LoweredStep:
     @property
     def num_ops(self) -> int:
         """Ops of every rank's program."""
-        return sum(len(t.ops) for t in self.templates) * self.layout.stage_size
+        return sum(len(t) for t in self.templates) * self.layout.stage_size
 
     def full_events(self) -> int:
         """The events a full analytical run handles: one per compute, wait and send op (a
@@ -367,16 +370,13 @@ class StepBuilder:
         t = Template()
         self._grad_ops: list[int] = []  # gradient reductions the optimizer waits for
         self._ends = _chunk_ends(order)
+        if self._repeats_passes(stage, order):
+            self._finish_step(t, stage, self._pass_block(t, stage, order))
+            return t
         inputs = {}
         for kind, chunk, mb in order:  # receives are posted first, in the order used
-            q, d = self.position(stage, chunk), self.direction(chunk)
-            if kind == "F" and q > 0:
-                tag = self.tag(0, q, chunk)
-                recv = self._p2p(Kind.RECV, RECV_STREAMS["F", -d], -d, tag, "recv act")
-                inputs[kind, chunk, mb] = t.add(recv)
-            if kind == "B" and q < self.last:
-                tag = self.tag(1, q + 1, chunk)
-                recv = self._p2p(Kind.RECV, RECV_STREAMS["B", d], d, tag, "recv grad")
+            recv = self._recv(kind, chunk, self.position(stage, chunk))
+            if recv is not None:
                 inputs[kind, chunk, mb] = t.add(recv)
         last = -1
         if self.dual:
@@ -388,6 +388,70 @@ class StepBuilder:
                 last = self._pass(t, kind, chunk, q, mb, recv)
         self._finish_step(t, stage, last)
         return t
+
+    def _recv(self, kind: str, chunk: int, q: int) -> TemplateOp | None:
+        """The receive a pass waits for: activations from the previous position (forward),
+        gradients from the next (backward); None at the ends of the pipeline."""
+        d = self.direction(chunk)
+        if kind == "F" and q > 0:
+            return self._p2p(
+                Kind.RECV, RECV_STREAMS["F", -d], -d, self.tag(0, q, chunk), "recv act"
+            )
+        if kind == "B" and q < self.last:
+            tag = self.tag(1, q + 1, chunk)
+            return self._p2p(Kind.RECV, RECV_STREAMS["B", d], d, tag, "recv grad")
+        return None
+
+    def _repeats_passes(self, stage: int, order) -> bool:
+        """Whether each pass is its (kind, chunk)'s op pattern with only the microbatch in its
+        names changed: no DualPipe slots, no ZeRO-3 gathers, no pass the stack splits."""
+        if self.dual or self._zero3 or not order:
+            return False
+        # Outside ZeRO-3 the stack splits at most a chunk's first forward and last backward.
+        ends = [(("F", c, first), ("B", c, final)) for c, (first, final) in self._ends.items()]
+        passes = [p for pair in ends for p in pair]
+        return all(self._split(k, c, self.position(stage, c), mb) is None for k, c, mb in passes)
+
+    def _pass_block(self, t: Template, stage: int, order) -> int:
+        """The passes of `order` as one block of copies (Template.add_block): each (kind, chunk)
+        has its receive and its pass written once, by _recv and _pass, as prototypes copied
+        per microbatch with numpy; the receives first, in order of use, as _pass and the
+        object path lay them out. Returns the last pass's last op (what _pass returns)."""
+        keys: dict[tuple[str, int], int] = {}
+        key = np.array([keys.setdefault((kind, chunk), len(keys)) for kind, chunk, _ in order])
+        mb = np.array([m for *_, m in order], np.int64)
+        prototypes: list[TemplateOp] = []
+        recv_of, starts, lengths, lasts = [], [], [], []
+        for kind, chunk in keys:
+            q = self.position(stage, chunk)
+            recv = self._recv(kind, chunk, q)
+            recv_of.append(-1 if recv is None else len(prototypes))
+            prototypes += [] if recv is None else [recv]
+            one = Template()  # its compute op first (index 0), with no deps: the receive's
+            lasts.append(self._pass(one, kind, chunk, q, MARK, None))
+            starts.append(len(prototypes))
+            lengths.append(len(one))
+            prototypes += one.ops
+        recv = np.array(recv_of, np.int64)[key]
+        received = recv >= 0
+        n_recv = int(received.sum())
+        length = np.array(lengths, np.int64)[key]
+        first = run_starts(length)
+        within = np.arange(int(length.sum()), dtype=np.int64) - np.repeat(first, length)
+        base = n_recv + first
+        extra = np.full(n_recv + len(within), -1, np.int64)
+        extra[base] = np.where(received, np.cumsum(received) - 1, -1)  # the pass's receive
+        block = OpBlock(
+            prototypes,
+            proto=np.concatenate(
+                [recv[received], np.repeat(np.array(starts)[key], length) + within]
+            ),
+            base=np.concatenate([np.zeros(n_recv, np.int64), np.repeat(base, length)]),
+            extra=extra,
+            label=np.concatenate([mb[received], np.repeat(mb, length)]),
+        )
+        t.add_block(block)
+        return int(base[-1] + lasts[key[-1]])
 
     # -- DualPipe's slots (plans.schedules.dualpipe_slots) --------------------------------------
 

@@ -13,7 +13,7 @@ from podsim.costs.energy import training_energy
 from podsim.costs.flops import flops_per_step
 from podsim.costs.kernels import KernelModel, provenance_summary
 from podsim.engine.core import Timeline
-from podsim.lowering.layout import COMPUTE, TemplateOp, group_tables
+from podsim.lowering.layout import COMPUTE, ROLES, Template, group_tables, run_starts
 from podsim.lowering.program import Kind
 from podsim.lowering.training import LoweredStep
 from podsim.version import __version__
@@ -115,13 +115,14 @@ class TrainResult:
         return out
 
 
-def _kind_of(op: TemplateOp) -> str:
+def _kind_of(template: Template, columns: dict[str, list], j: int) -> str:
     """An op's category: compute, optimizer, or the parallelism its communication serves."""
-    if op.kind == Kind.COMPUTE:
-        return "optimizer" if op.name == "optimizer" else "compute"
-    if op.kind == Kind.COLLECTIVE:
-        return op.role
-    if op.kind in (Kind.SEND, Kind.RECV):
+    kind = columns["kind"][j]
+    if kind == Kind.COMPUTE:
+        return "optimizer" if template.name(j) == "optimizer" else "compute"
+    if kind == Kind.COLLECTIVE:
+        return ROLES[columns["role"][j] - 1]
+    if kind in (Kind.SEND, Kind.RECV):
         return "pp"
     return "wait"
 
@@ -131,7 +132,8 @@ class _StepGraph:
     runs its stage's template; program op = base(rank) + template index): an op's stream
     predecessor and deps, a collective's members (the same template op on every rank of its
     group) and a transfer's partner (the k-th send to a peer stage with a tag meets the k-th
-    receive from this stage with that tag).
+    receive from this stage with that tag). Read from the templates' columns, as lists (one op
+    at a time is asked for).
 
     `symmetric`: the timeline is of the symmetric program (each stage's template on its first
     rank only, which every rank of the stage runs exactly like): a collective's other members
@@ -141,70 +143,92 @@ class _StepGraph:
         self.layout, self.templates = lowered.layout, lowered.templates
         self.symmetric = symmetric
         size = 1 if symmetric else self.layout.stage_size  # ranks of a stage in the program
-        lengths = [len(t.ops) for t in self.templates]
-        self.stage_base = np.concatenate([[0], np.cumsum(lengths) * size])[:-1].astype(np.int64)
-        self.prev, self.partner_index = [], []
-        for stage, template in enumerate(self.templates):
-            last: dict[int, int] = {}
-            prev = []
-            for j, op in enumerate(template.ops):
-                prev.append(last.get(op.stream, -1))
-                last[op.stream] = j
-            self.prev.append(prev)
-            channels: dict[tuple, list[int]] = {}
-            number = []
-            for j, op in enumerate(template.ops):
-                if op.kind in (Kind.SEND, Kind.RECV):
-                    peer = (stage + op.stage_offset) % self.layout.pp
-                    key = (int(op.kind), peer, op.tag)
-                    number.append(len(channels.setdefault(key, [])))
-                    channels[key].append(j)
-                else:
-                    number.append(-1)
-            self.partner_index.append((channels, number))
+        arrays = [t.columns() for t in self.templates]
+        self.lengths = [len(c["kind"]) for c in arrays]
+        self.stage_base = np.concatenate([[0], np.cumsum(self.lengths) * size])[:-1].astype(
+            np.int64
+        )
+        self.columns = [
+            {name: c[name].tolist() for name in ("kind", "role", "stage_offset", "collective")}
+            for c in arrays
+        ]
+        self.deps = [(run_starts(c["dep_counts"]).tolist(), c["dep_flat"].tolist()) for c in arrays]
+        self.dep_counts = [c["dep_counts"].tolist() for c in arrays]
+        self.prev = [_stream_predecessors(c["stream"]) for c in arrays]
+        self.transfers = [
+            np.flatnonzero((c["kind"] == Kind.SEND) | (c["kind"] == Kind.RECV)).tolist()
+            for c in arrays
+        ]
+        self.partner_index = [self._channels(stage) for stage in range(len(arrays))]
         tables = group_tables(self.layout, lowered.ep, lowered.etp)
         self.groups = {
             role: (key, np.concatenate([[0], np.cumsum(counts)]), order)
             for role, (key, counts, order) in tables.items()
         }
 
+    def _channels(self, stage: int) -> tuple[dict[tuple, list[int]], list[int]]:
+        """A stage's sends and receives by (kind, peer stage, tag), in order, and each op's
+        number in its channel (-1 if not a send or receive)."""
+        cols = self.columns[stage]
+        channels: dict[tuple, list[int]] = {}
+        number = [-1] * self.lengths[stage]
+        kinds, offsets, tags = cols["kind"], cols["stage_offset"], cols["collective"]
+        for j in self.transfers[stage]:  # a send's or receive's tag is in `collective`
+            key = (kinds[j], (stage + offsets[j]) % self.layout.pp, tags[j])
+            number[j] = len(channels.setdefault(key, []))
+            channels[key].append(j)
+        return channels, number
+
     def locate(self, op: int) -> tuple[int, int]:
         """(rank, template index) of a program op."""
         stage = int(np.searchsorted(self.stage_base, op, side="right") - 1)
-        length = len(self.templates[stage].ops)
-        local, j = divmod(op - int(self.stage_base[stage]), length)
+        local, j = divmod(op - int(self.stage_base[stage]), self.lengths[stage])
         return stage * self.layout.stage_size + local, j
 
     def op(self, rank: int, j: int) -> int:
         stage, local = divmod(rank, self.layout.stage_size)
-        return int(self.stage_base[stage]) + local * len(self.templates[stage].ops) + j
+        return int(self.stage_base[stage]) + local * self.lengths[stage] + j
 
     def participants(self, rank: int, j: int) -> list[tuple[int, int]]:
         """The (rank, template index) of every op that starts together with this one."""
         stage = rank // self.layout.stage_size
-        top = self.templates[stage].ops[j]
-        if top.kind == Kind.COLLECTIVE:
+        cols = self.columns[stage]
+        kind = cols["kind"][j]
+        if kind == Kind.COLLECTIVE:
             if self.symmetric:  # the representative stands for its group's members
                 return [(rank, j)]
-            key, offsets, order = self.groups[top.role]
+            key, offsets, order = self.groups[ROLES[cols["role"][j] - 1]]
             g = int(key[rank])
             return [(int(m), j) for m in order[offsets[g] : offsets[g + 1]]]
-        if top.kind in (Kind.SEND, Kind.RECV):
-            peer_stage = (stage + top.stage_offset) % self.layout.pp
+        if kind in (Kind.SEND, Kind.RECV):
+            peer_stage = (stage + cols["stage_offset"][j]) % self.layout.pp
             peer = rank + (peer_stage - stage) * self.layout.stage_size
-            other = Kind.RECV if top.kind == Kind.SEND else Kind.SEND
+            other = Kind.RECV if kind == Kind.SEND else Kind.SEND
             number = self.partner_index[stage][1]
-            theirs = self.partner_index[peer_stage][0].get((int(other), stage, top.tag), [])
+            tag = cols["collective"][j]
+            theirs = self.partner_index[peer_stage][0].get((int(other), stage, tag), [])
             k = number[j]
             return [(rank, j)] + ([(peer, theirs[k])] if k < len(theirs) else [])
         return [(rank, j)]
 
     def prerequisites(self, rank: int, j: int) -> list[int]:
         stage = rank // self.layout.stage_size
-        before = list(self.templates[stage].ops[j].deps)
+        starts, flat = self.deps[stage]
+        before = flat[starts[j] : starts[j] + self.dep_counts[stage][j]]
         if self.prev[stage][j] >= 0:
             before.append(self.prev[stage][j])
         return [self.op(rank, d) for d in before]
+
+
+def _stream_predecessors(stream: np.ndarray) -> list[int]:
+    """Per op: the previous op on its stream (-1 if none)."""
+    order = np.argsort(stream, kind="stable")
+    before = np.concatenate([[-1], order[:-1]])
+    sorted_streams = stream[order]
+    first = np.concatenate([[True], sorted_streams[1:] != sorted_streams[:-1]])
+    prev = np.empty(len(stream), np.int64)
+    prev[order] = np.where(first, -1, before)
+    return prev.tolist()
 
 
 def _is_symmetric(lowered: LoweredStep, timeline: Timeline) -> bool:
@@ -250,7 +274,8 @@ def breakdown(lowered: LoweredStep, timeline: Timeline) -> Breakdown:
     totals: dict[str, float] = {}
     for op in path:
         rank, j = graph.locate(op)
-        kind = _kind_of(graph.templates[rank // graph.layout.stage_size].ops[j])
+        stage = rank // graph.layout.stage_size
+        kind = _kind_of(graph.templates[stage], graph.columns[stage], j)
         totals[kind] = totals.get(kind, 0.0) + float(end[op] - start[op])
     by_kind = {k: totals.get(k, 0.0) for k in COMM_KINDS}
     comm = sum(by_kind.values())
@@ -258,12 +283,8 @@ def breakdown(lowered: LoweredStep, timeline: Timeline) -> Breakdown:
     last_rank = graph.locate(path[0])[0]
     stage = last_rank // graph.layout.stage_size
     first = graph.op(last_rank, 0)
-    ops = lowered.templates[stage].ops
-    own = float(
-        sum(
-            end[first + j] - start[first + j] for j, op in enumerate(ops) if op.kind == Kind.COMPUTE
-        )
-    )
+    computes = first + np.flatnonzero(np.array(graph.columns[stage]["kind"]) == Kind.COMPUTE)
+    own = float(sum((end[computes] - start[computes]).tolist()))  # in order, as Python adds
     compute = min(own, totals.get("compute", 0.0) + optimizer)
     bubble = max(0.0, timeline.makespan - compute - comm)
     return Breakdown(compute, comm, bubble, 0.0, optimizer, by_kind)

@@ -21,6 +21,7 @@ from podsim.front.cli import (
     train,
     validate,
 )
+from podsim.front.cli.executor_options import add_executor_options
 from podsim.lowering.collective import OPS
 from podsim.lowering.program import Algorithm
 from podsim.version import __version__
@@ -210,19 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the rows to FILE.csv (one column per key), FILE.json (as --json) or "
         "FILE.parquet (needs pandas and pyarrow: extra frames)",
     )
-    swp.add_argument(
-        "--dask",
-        metavar="ADDRESS",
-        help="run the points on a dask.distributed cluster: a scheduler address "
-        "(tcp://HOST:8786) or 'local' for a LocalCluster of --jobs workers on this machine "
-        "(extra dask); default: local processes",
-    )
-    swp.add_argument(
-        "--cache",
-        metavar="DIR",
-        help="keep every point's row in folder DIR (created if missing), so a repeated sweep "
-        "runs only new points; default: no cache on disk (rows are reused within one run)",
-    )
+    add_executor_options(swp, "points", "sweep")
     swp.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
     swp.add_argument("--json", action="store_true", help=_JSON)
     swp.set_defaults(run=sweep.cmd_sweep)

@@ -6,6 +6,7 @@ from typing import Any
 from rich.console import Console
 
 from podsim.engine.core import NETWORK_MODES
+from podsim.front.cli.executor_options import add_executor_options, executor_of
 from podsim.front.cli.output import print_json
 from podsim.front.cli.progress import progress_after
 from podsim.front.plan_space import parse_space
@@ -59,6 +60,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> None:
         "network": args.network,
         "margin": args.margin,
         "max_simulations": args.max_simulations,
+        "executor": executor_of(args),
+        "cache": args.cache,
     }
     if args.json:
         print_json(search(args.scenario, **kwargs).to_dict())
@@ -168,6 +171,7 @@ def add_parser(verb, scenario_help: str, set_help: str, json_help: str, network_
         metavar="N",
         help="simulate at most N plans",
     )
+    add_executor_options(cmd, "plans", "search")
     cmd.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=network_help)
     cmd.add_argument("--json", action="store_true", help=json_help)
     cmd.set_defaults(run=cmd_search)

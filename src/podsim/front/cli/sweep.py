@@ -5,9 +5,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from podsim.front.cli.executor_options import executor_of
 from podsim.front.cli.output import print_json
 from podsim.front.cli.progress import progress_after
-from podsim.front.executors import DASK_LOCAL
 from podsim.front.grid_sweep import grid_points, parse_grid, sweep
 from podsim.front.sweep_output import check_out_path, write_rows
 from podsim.results.tables import rows_table
@@ -36,14 +36,11 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> None:
     total = len(grid_points(grid))  # bounds checked before any work
     if args.out is not None:
         check_out_path(args.out)
-    executor = None
-    if args.dask is not None:
-        executor = DASK_LOCAL if args.dask == "local" else args.dask
     kwargs = {
         "jobs": args.jobs,
         "network": args.network,
         "sets": args.sets,
-        "executor": executor,
+        "executor": executor_of(args),
         "cache": args.cache,
     }
     if args.json:
