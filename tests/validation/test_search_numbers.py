@@ -3,6 +3,7 @@ time, MFU, memory per device and fit the table shows (to the digits shown), and 
 found fits and is faster than the published one of its scenario, unless that one does not fit."""
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,9 @@ def test_row_is_what_podsim_simulates(row):
     values = [row[k] for k in ("tp", "pp", "dp", "ep", "etp", "v", "mb", "zero", "recompute")]
     sets = [f"train.{key}={value}" for key, value in zip(KEYS, values, strict=True)]
     sets.append(f"train.schedule={row['schedule']}")
-    result = train(with_overrides(row["scenario"], sets))
+    # The step alone: the table has no long-run figure, whose Monte Carlo ([failures]) would
+    # double the time of a row.
+    result = train(replace(with_overrides(row["scenario"], sets), failures=None))
     assert f"{result.step_time_s:.2f}" == row["step (s)"]
     assert f"{result.mfu:.1%}" == row["MFU"]
     assert f"{result.memory_per_device_bytes / 1e9:.1f}" == row["memory (GB)"]

@@ -121,7 +121,20 @@ def simulate(
     engine = _engine(program, cluster, network, noise, symmetric, copies)
     if iteration:
         engine.restart(iteration)
-    _run(engine, chunk_events)
+    return finish(engine, chunk_events)
+
+
+def start(
+    program: Program, cluster: Cluster, network: NetworkMode = "analytical"
+) -> "_core.Engine":
+    """A noise-free engine for the program, not run yet: it holds its own copy of the program's
+    arrays, so that the caller may drop the program before the run (see finish)."""
+    return _engine(program, cluster, network, None)
+
+
+def finish(engine: "_core.Engine", chunk_events: int = CHUNK_EVENTS) -> Timeline:
+    """Runs an engine (start) to the end; its timeline."""
+    _run(engine, _check_chunk_events(chunk_events))
     return Timeline(
         engine.start,
         engine.end,

@@ -14,9 +14,11 @@ from podsim.engine.core import (
     NetworkMode,
     Timeline,
     check_monte_carlo_size,
+    finish,
     shared_links,
     simulate,
     simulate_steps,
+    start,
 )
 from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError
@@ -71,7 +73,9 @@ def simulate_lowered(
                 return Simulated(timeline, "symmetric")
         if simulation == "symmetric":
             raise SpecError(f"a symmetric run would not be exact here: {reason}")
-    return Simulated(simulate(lowered.program, cluster, network), "full", reason)
+    # The engine copies the program: one built for this run alone is dropped before it runs.
+    engine = start(lowered.program_once(), cluster, network)
+    return Simulated(finish(engine), "full", reason)
 
 
 def run_step(
@@ -152,6 +156,8 @@ def simulate_step(
         )
     planned = replace(plan, virtual_stages=v)
     lowered = lower_step(model, planned, cluster, v)
+    if noise is not None:  # built once, kept for the Monte Carlo (and a full noise-free run)
+        lowered.program  # noqa: B018
     if before_run is not None:
         before_run(lowered)
     run = simulate_lowered(lowered, cluster, network, simulation)

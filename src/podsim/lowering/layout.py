@@ -397,6 +397,14 @@ def symmetry(
     that role, and each send or receive crosses the same kind of path. Returns the reason
     against it (None if none) and whether any traffic crosses pods (contention mode then shares
     pod uplinks between groups, which a symmetric run does not see)."""
+    return _placement_symmetry(len(templates), layout, ep, domain_size, pod_size, etp)
+
+
+@lru_cache(maxsize=16)  # the same for every candidate number of virtual stages
+def _placement_symmetry(
+    stages: int, layout: Layout, ep: int, domain_size: int, pod_size: int, etp: int
+) -> tuple[str | None, bool]:
+    """symmetry, which depends on the templates only through their number."""
     crosses_pods = False
     tables = group_tables(layout, ep, etp)
     for role in ROLES:  # all roles: groups of one always agree, larger ones are used
@@ -412,7 +420,7 @@ def symmetry(
             if not (place == place[first]).all():
                 return f"the {role} groups of a stage lie differently over {what}", crosses_pods
         crosses_pods |= bool(((rows // pod_size) != (rows[:, :1] // pod_size)).any())
-    for stage in range(len(templates)):
+    for stage in range(stages):
         ranks = np.arange(stage * layout.stage_size, (stage + 1) * layout.stage_size)
         for offset in (-1, 1) if layout.pp > 1 else ():  # pipeline peers are neighbours
             peers = ranks + ((stage + offset) % layout.pp - stage) * layout.stage_size

@@ -78,6 +78,13 @@ class LoweredStep:
         """Every rank's program."""
         return build_program(self.templates, self.layout, self.ep, self.etp)
 
+    def program_once(self) -> Program:
+        """Every rank's program: `program` if it was built already, else built for one use and
+        not kept (a large step's program is a third of its run's peak memory)."""
+        return self.__dict__.get("program") or build_program(
+            self.templates, self.layout, self.ep, self.etp
+        )
+
     @cached_property
     def symmetric_program(self) -> Program:
         """Each stage's template on its first rank, groups at full size (exact only where
