@@ -47,3 +47,18 @@ def published_cases():
     from podsim.front.validation import case_names, run_case
 
     return {name: run_case(name) for name in case_names()}
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One local dask cluster of two worker processes, shared by the tests that compare
+    executors (starting one takes seconds)."""
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,  # any free port: a test's own LocalCluster may want the default one
+        distributed.Client(cluster) as client,
+    ):
+        yield client

@@ -7,7 +7,6 @@ import itertools
 import json
 from dataclasses import replace
 
-import distributed
 import pytest
 
 import podsim
@@ -319,17 +318,11 @@ def _plans(**kwargs) -> tuple:
     return out["plans"], out["scenario_plan"], out["simulated"]
 
 
-def test_same_plans_on_every_executor(small):
+def test_same_plans_on_every_executor(small, dask_client):
     serial = _plans(path=small, executor="serial")
     assert serial[2] >= 4  # several batches of simulations, the scenario's plan aside
     assert _plans(path=small, executor="processes", jobs=2) == serial
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        assert _plans(path=small, executor=client) == serial
+    assert _plans(path=small, executor=dask_client) == serial
     with pytest.raises(SpecError, match=r"executor = 'threads' is not allowed"):
         search(small, executor="threads")
 

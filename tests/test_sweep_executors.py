@@ -2,7 +2,6 @@
 
 import json
 
-import distributed
 import pandas
 import pytest
 
@@ -37,17 +36,11 @@ def test_unknown_executor_is_refused_before_work(executor):
         run_all(square, [(1, 2)], executor)
 
 
-def test_local_pool_and_dask_local_cluster_give_identical_tables():
+def test_local_pool_and_dask_local_cluster_give_identical_tables(dask_client):
     grid_sweep.clear_cache()
     pool_rows = sweep(SCENARIO, GRID, jobs=2, executor="processes")
     grid_sweep.clear_cache()
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        dask_rows = sweep(SCENARIO, GRID, executor=client)
+    dask_rows = sweep(SCENARIO, GRID, executor=dask_client)
     grid_sweep.clear_cache()
     serial_rows = sweep(SCENARIO, GRID, executor="serial")
     assert pool_rows == dask_rows == serial_rows

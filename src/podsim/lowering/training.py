@@ -424,12 +424,13 @@ class StepBuilder:
         has its receive and its pass written once, by _recv and _pass, as prototypes copied
         per microbatch with numpy; the receives first, in order of use, as _pass and the
         object path lay them out. Returns the last pass's last op (what _pass returns)."""
-        keys: dict[tuple[str, int], int] = {}
-        key = np.array([keys.setdefault((kind, chunk), len(keys)) for kind, chunk, _ in order])
-        mb = np.array([m for *_, m in order], np.int64)
+        kinds, chunks, mbs = zip(*order, strict=True)
+        passes = np.array(chunks, np.int64) * 2 + (np.array(kinds) == "B")
+        codes, key = np.unique(passes, return_inverse=True)  # (kind, chunk) as 0, 1, ...
+        mb = np.array(mbs, np.int64)
         prototypes: list[TemplateOp] = []
         recv_of, starts, lengths, lasts = [], [], [], []
-        for kind, chunk in keys:
+        for kind, chunk in (("FB"[c % 2], c // 2) for c in codes.tolist()):
             q = self.position(stage, chunk)
             recv = self._recv(kind, chunk, q)
             recv_of.append(-1 if recv is None else len(prototypes))

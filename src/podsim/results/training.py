@@ -155,9 +155,9 @@ class _StepGraph:
         self.deps = [(run_starts(c["dep_counts"]).tolist(), c["dep_flat"].tolist()) for c in arrays]
         self.dep_counts = [c["dep_counts"].tolist() for c in arrays]
         self.prev = [_stream_predecessors(c["stream"]) for c in arrays]
+        self.arrays = arrays
         self.transfers = [
-            np.flatnonzero((c["kind"] == Kind.SEND) | (c["kind"] == Kind.RECV)).tolist()
-            for c in arrays
+            np.flatnonzero((c["kind"] == Kind.SEND) | (c["kind"] == Kind.RECV)) for c in arrays
         ]
         self.partner_index = [self._channels(stage) for stage in range(len(arrays))]
         tables = group_tables(self.layout, lowered.ep, lowered.etp)
@@ -169,15 +169,26 @@ class _StepGraph:
     def _channels(self, stage: int) -> tuple[dict[tuple, list[int]], list[int]]:
         """A stage's sends and receives by (kind, peer stage, tag), in order, and each op's
         number in its channel (-1 if not a send or receive)."""
-        cols = self.columns[stage]
-        channels: dict[tuple, list[int]] = {}
-        number = [-1] * self.lengths[stage]
-        kinds, offsets, tags = cols["kind"], cols["stage_offset"], cols["collective"]
-        for j in self.transfers[stage]:  # a send's or receive's tag is in `collective`
-            key = (kinds[j], (stage + offsets[j]) % self.layout.pp, tags[j])
-            number[j] = len(channels.setdefault(key, []))
-            channels[key].append(j)
-        return channels, number
+        cols, pp = self.arrays[stage], self.layout.pp
+        j = self.transfers[stage]  # their tags are in the `collective` column
+        kind, peer, tag = (
+            cols["kind"][j],
+            (stage + cols["stage_offset"][j]) % pp,
+            cols["collective"][j],
+        )
+        key = (kind.astype(np.int64) * pp + peer) * 256 + tag  # tags are small and >= 0
+        order = np.argsort(key, kind="stable")  # by channel, each in op order
+        ranked = key[order]
+        starts = np.concatenate([[True], ranked[1:] != ranked[:-1]])[: len(order)]
+        first, group = np.flatnonzero(starts), np.cumsum(starts) - 1
+        number = np.full(self.lengths[stage], -1, np.int64)
+        number[j[order]] = np.arange(len(order)) - first[group]
+        ends = np.append(first, len(order))[1:]
+        channels = {
+            (int(kind[order[a]]), int(peer[order[a]]), int(tag[order[a]])): j[order[a:b]].tolist()
+            for a, b in zip(first.tolist(), ends.tolist(), strict=True)
+        }
+        return channels, number.tolist()
 
     def locate(self, op: int) -> tuple[int, int]:
         """(rank, template index) of a program op."""
