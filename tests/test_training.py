@@ -303,3 +303,31 @@ def test_node_limited_routing_cuts_expert_traffic():
     unlimited = StepBuilder(free, replace(plan, ep=64, dp=8), make_cluster("h800-sxm", 512), 1)
     assert wide.routing.nodes <= 4 < unlimited.routing.nodes
     assert wide.routing.fanout > unlimited.routing.fanout
+
+
+def test_the_autotuner_times_only_candidates_that_fit_when_one_does():
+    # Llama 3 70B, pp 8 interleaved: 43-72 GB per device over v = 1..8. On a chip of 56 GB
+    # some fit; a fake makespan makes the largest v fastest, so the rule (fitting first, then
+    # the fastest) must pick the fastest that fits, having timed only those.
+    from podsim.lowering.autotune import choose_virtual_stages, stage_memory
+
+    model = get_model("llama3-70b")
+    plan = Plan(seq_len=8192, global_batch=64, tp=8, pp=8, schedule="interleaved")
+    base = make_cluster("h100-sxm", plan.devices)
+    cluster = replace(base, chip=replace(base.chip, hbm_bytes=56e9))
+    fits = {v: stage_memory(model, plan, v).fits(56e9) for v in range(1, 9)}
+    assert 0 < sum(fits.values()) < 8
+    timed = []
+
+    def makespan(candidate, on, v):
+        timed.append(v)
+        assert candidate.dp == 1 and on.devices == plan.devices // plan.dp  # one replica
+        return 1.0 / v
+
+    chosen = choose_virtual_stages(model, plan, cluster, makespan)
+    assert timed == [v for v in range(1, 9) if fits[v]]
+    assert chosen == max(timed)
+    # None fits: every candidate is timed and the fastest overall is chosen.
+    small = replace(cluster, chip=replace(base.chip, hbm_bytes=1e9))
+    timed.clear()
+    assert choose_virtual_stages(model, plan, small, makespan) == 8 and timed == list(range(1, 9))

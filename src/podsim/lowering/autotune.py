@@ -73,12 +73,10 @@ def choose_virtual_stages(model, plan: Plan, cluster: Cluster, makespan: Makespa
         return options[0]
     small, proxy = one_replica(plan, cluster)
     capacity = cluster.chip.hbm_bytes
+    misfits = {v: not stage_memory(model, plan, v).fits(capacity) for v in options}
+    if not all(misfits.values()):  # one that fits beats every one that does not: time those
+        options = [v for v in options if not misfits[v]]
     scored = [
-        (
-            not stage_memory(model, plan, v).fits(capacity),
-            makespan(replace(small, virtual_stages=v), proxy, v),
-            v,
-        )
-        for v in options
+        (misfits[v], makespan(replace(small, virtual_stages=v), proxy, v), v) for v in options
     ]
     return min(scored)[2]
