@@ -102,37 +102,38 @@ class Template:
     def __init__(self) -> None:
         self._ops: list[TemplateOp] = []
         self._block: OpBlock | None = None
+        self._blocked = 0  # ops in the block
         self._columns: dict[str, np.ndarray] | None = None  # columns(), until ops change
 
     def add(self, op: TemplateOp) -> int:
         """Deps are checked when the template is copied to ranks (build_program)."""
         self._ops.append(op)
         self._columns = None
-        return len(self) - 1
+        return self._blocked + len(self._ops) - 1
 
     def add_block(self, block: "OpBlock") -> None:
         """Starts an empty template with a block of copied prototypes."""
         if len(self):
             raise ValueError("a block must come first in a template")
-        self._block, self._columns = block, None
+        self._block, self._blocked, self._columns = block, len(block.proto), None
 
     def __len__(self) -> int:
-        return len(self._ops) + (len(self._block.proto) if self._block is not None else 0)
+        return self._blocked + len(self._ops)
 
     @property
     def ops(self) -> list[TemplateOp]:
         """Every op as a TemplateOp (the block written out once, on first use)."""
         if self._block is not None:
             self._ops = self._block.materialise() + self._ops
-            self._block = None
+            self._block, self._blocked = None, 0
         self._columns = None  # the caller may change the ops
         return self._ops
 
     def name(self, j: int) -> str:
         """Op j's name (without writing the block out)."""
         block = self._block
-        if block is None or j >= len(block.proto):
-            return self._ops[j - (len(block.proto) if block is not None else 0)].name
+        if block is None or j >= self._blocked:
+            return self._ops[j - self._blocked].name
         return block.prototypes[block.proto[j]].name.replace(MARK, str(block.label[j]))
 
     def collectives(self) -> list[TemplateOp]:

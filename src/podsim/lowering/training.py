@@ -425,8 +425,9 @@ class StepBuilder:
         per microbatch with numpy; the receives first, in order of use, as _pass and the
         object path lay them out. Returns the last pass's last op (what _pass returns)."""
         kinds, chunks, mbs = zip(*order, strict=True)
-        passes = np.array(chunks, np.int64) * 2 + (np.array(kinds) == "B")
-        codes, key = np.unique(passes, return_inverse=True)  # (kind, chunk) as 0, 1, ...
+        passes = np.array(chunks, np.int64) * 2 + np.array([k == "B" for k in kinds])
+        seen = np.bincount(passes) > 0
+        codes, key = np.flatnonzero(seen), (np.cumsum(seen) - 1)[passes]  # as 0, 1, ...
         mb = np.array(mbs, np.int64)
         prototypes: list[TemplateOp] = []
         recv_of, starts, lengths, lasts = [], [], [], []
