@@ -342,3 +342,15 @@ def test_low_latency_kernels_serve_decode_only():
     auto = server("deepseek-v3", "h800-sxm", 32, **keys)
     assert ll.prefill_at(2).step.comm_parts == auto.prefill_at(2).step.comm_parts
     assert ll.decode_at(64).step.comm_parts != auto.decode_at(64).step.comm_parts
+
+
+@pytest.mark.parametrize("phase, slo", [("decode", "tpot_slo"), ("prefill", "ttft_slo")])
+def test_a_batch_is_the_plans_else_the_best_under_the_slo_else_one(phase, slo):
+    base = f'phase = "{phase}"\ncontext_len = 2048\ninput_len = 2048\n'
+    given = serve(_scenario("llama3-8b", "h100-sxm", 1, base + "batch = 3"))
+    assert given.batch == 3 and given.notes == ()
+    loose = serve(_scenario("llama3-8b", "h100-sxm", 1, base + f'{slo} = "10 s"'))
+    assert loose.batch > 1 and loose.notes == ()
+    tight = serve(_scenario("llama3-8b", "h100-sxm", 1, base + f'{slo} = "1 us"'))
+    assert tight.batch == 1
+    assert tight.notes == (f"no batch meets {slo} and fits: batch 1 shown",)

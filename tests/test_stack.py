@@ -12,7 +12,12 @@ from test_symmetric import check
 
 from podsim import SpecError, make_cluster
 from podsim.costs.kernels import KernelModel
-from podsim.costs.layers import BACKWARD_ATTENTION, LayerShape, attention_forward
+from podsim.costs.layers import (
+    BACKWARD_ATTENTION,
+    LayerShape,
+    attention_backward,
+    attention_forward,
+)
 from podsim.engine.core import simulate
 from podsim.engine.reference import Topology
 from podsim.engine.reference import simulate as reference_simulate
@@ -230,22 +235,49 @@ def test_unfused_attention_costs_its_score_matrix_traffic():
     fused = attention_forward(model, LayerShape(tokens, seq, 1, 1, True), k)
     unfused_shape = LayerShape(tokens, seq, 1, 1, True, flash_attention=False)
     unfused = attention_forward(model, unfused_shape, k)
-    # QK^T and AV over the whole s x s matrix, as batched GEMMs, and 13 bytes per score
-    # (QK^T write 2, softmax read and write 4, dropout read and write 4 + 1-byte mask, AV read 2)
+    # Forward (Megatron-LM 2021-22): QK^T and AV as batched GEMMs over the whole s x s matrix
+    # (their own score writes and reads are in their roofline), and 8 bytes per score of the
+    # kernels between them: the causal fused softmax reads half of each row and writes all
+    # of it (1 + 2), dropout reads and writes it (2 + 2) and writes a 1-byte mask.
     d = model.hidden // model.heads
     matmuls = k.gemm(tokens, seq, d, count=heads) + k.gemm(tokens, d, seq, count=heads)
-    scores = k.memory(tokens * seq * heads * 13)
-    assert unfused.attention == pytest.approx(matmuls + scores, rel=1e-12)
+    assert unfused.attention == pytest.approx(matmuls + k.memory(tokens * seq * heads * 8))
     assert unfused.gemm == fused.gemm and unfused.memory == fused.memory
+    # Backward: dP = dC V^T, dV = P^T dC, dQ = dS K, dK = dS^T Q, and 9 bytes per score:
+    # dropout's backward reads dP and the mask and writes (2 + 1 + 2), the softmax backward
+    # reads half rows of its gradient and of the probabilities and writes the row (1 + 1 + 2).
+    grads = k.gemm(tokens, seq, d, count=heads) + k.gemm(seq, d, tokens, count=heads)
+    grads += k.gemm(tokens, d, seq, count=heads) + k.gemm(seq, d, tokens, count=heads)
+    backward = grads + k.memory(tokens * seq * heads * 9)
+    assert attention_backward(model, unfused_shape, k, unfused.attention) == pytest.approx(
+        backward, rel=1e-12
+    )
+    # Fused attention keeps its FlashAttention-2 ratio.
+    shape = LayerShape(tokens, seq, 1, 1, True)
+    assert attention_backward(model, shape, k, fused.attention) == (
+        BACKWARD_ATTENTION * fused.attention
+    )
     # On one device the step grows by the cores' difference in every forward and backward.
     fast = run(devices=1, seq_len=4096, global_batch=2, micro_batch=1)
     slow = run(devices=1, seq_len=4096, global_batch=2, micro_batch=1, flash_attention=False)
-    shape = LayerShape(4096.0, 4096, 1, 1, True)
     k = KernelModel(make_cluster("h100-sxm", 1).chip, "bf16")
     core = attention_forward(model, shape, k).attention
-    unfused_core = attention_forward(model, replace(shape, flash_attention=False), k).attention
-    per_pass = (1 + BACKWARD_ATTENTION) * model.layers * (unfused_core - core)
+    unfused_core = attention_forward(model, unfused_shape, k).attention
+    unfused_pass = unfused_core + attention_backward(model, unfused_shape, k, unfused_core)
+    per_pass = model.layers * (unfused_pass - (1 + BACKWARD_ATTENTION) * core)
     assert slow.step_time_s - fast.step_time_s == pytest.approx(2 * per_pass, rel=1e-9)
+
+
+def test_unfused_attention_costs_less_than_the_scaled_forward_did():
+    # The backward over the scores moves 9 bytes per element (not 2.5 x the forward's) and
+    # runs 4 GEMMs (2 x the forward's, as every other GEMM's backward), so it is below what
+    # BACKWARD_ATTENTION x the forward gave before.
+    k = KernelModel(make_cluster("a100-sxm-80gb", 1).chip, "bf16")
+    shape = LayerShape(2048.0, 2048, 8, 1, True, flash_attention=False)
+    model = MODEL
+    forward = attention_forward(model, shape, k).attention
+    backward = attention_backward(model, shape, k, forward)
+    assert 1.5 * forward < backward < BACKWARD_ATTENTION * forward
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -286,3 +318,45 @@ def test_a_stack_needs_a_training_plan():
     text = '[cluster]\nchip = "h100-sxm"\ndevices = 8\n[stack]\npreset = "fsdp2"\n'
     with pytest.raises(SpecError, match=r"\[stack\] needs a \[train\] table"):
         parse_scenario(text)
+
+
+# -- DualPipe and the stack's layer-by-layer splits ----------------------------------------------
+
+DUALPIPE = BASE.replace("global_batch = 8", "global_batch = 32") + 'pp = 2\nschedule = "dualpipe"\n'
+
+
+@pytest.mark.parametrize(
+    "train, stack, key",
+    [
+        ("zero = 1", "overlap_grad_reduce = true", "stack.overlap_grad_reduce = True"),
+        ("zero = 0", "overlap_grad_reduce = true", "stack.overlap_grad_reduce = True"),
+        ("zero = 2", 'preset = "mindspeed"', "stack.overlap_param_gather = True"),
+        ("zero = 3", 'preset = "deepspeed-2021"', "stack.zero3_granularity = 'module'"),
+        ("zero = 3", "zero3_prefetch = 2", "stack.zero3_prefetch = 2"),
+        ("zero = 3", "zero3_regather = false", "stack.zero3_regather = False"),
+    ],
+)
+def test_dualpipe_refuses_a_stack_that_splits_passes(train, stack, key):
+    # Outside DualPipe these split a pass layer by layer (StepBuilder._split); DualPipe's
+    # overlapped F&B chunks have no place for that, so the plan is refused, never costed
+    # without the stack's gathers and reductions.
+    with pytest.raises(SpecError) as error:
+        parse_scenario(DUALPIPE + train + "\n[stack]\n" + stack + "\n")
+    message = str(error.value)
+    assert key in message and "train.schedule = 'dualpipe'" in message
+    assert "megatron-core's" in message
+    # The same stack and ZeRO stage with 1F1B is accepted.
+    parse_scenario(DUALPIPE.replace("dualpipe", "1f1b") + train + "\n[stack]\n" + stack + "\n")
+
+
+@pytest.mark.parametrize(
+    "train, stack",
+    [
+        ("zero = 3", 'preset = "megatron-core"'),  # ZeRO-3 gathers per chunk: no split
+        ("zero = 0", "overlap_param_gather = true"),  # no ZeRO gather to overlap
+        ("zero = 1\ndp = 1\ntp = 4", "overlap_grad_reduce = true"),  # no dp reduction
+    ],
+)
+def test_dualpipe_accepts_a_stack_that_splits_nothing(train, stack):
+    scenario = parse_scenario(DUALPIPE + train + "\n[stack]\n" + stack + "\n")
+    assert scenario.train.schedule == "dualpipe"

@@ -3,6 +3,7 @@
     PYTHONPATH=src python tools/calibrate.py a100|h800|serving|deepspeed-2021 [--write]
 
 The fits, their declared calibration rows and what they write: podsim.front.calibration.
+`podsim calibrate NAME [--json] [--write] [--out FILE]` runs the same fits from the CLI.
 """
 
 import argparse

@@ -33,9 +33,10 @@ def test_a100_rows_are_the_declared_calibration_set():
 
 
 def test_a100_catalog_is_a_local_minimum_of_the_objective(published_cases):
-    # On all 14 rows (three perturbed points, about a minute on two cores; the centre is the
-    # catalog's own run). A parameter at its upper bound (memory, A100_UPPER) is only moved
-    # down: the fit holds it there because the objective falls towards the bound.
+    # On all 14 rows (four perturbed points, about a minute on two cores; the centre is the
+    # catalog's own run). A parameter at its upper bound (A100_UPPER) would only be moved
+    # down: the fit holds it there when the objective falls towards the bound. Since the
+    # unfused score passes are counted as Megatron-LM's kernels move them, neither is.
     catalog = a100_catalog()
     point = {k: catalog[k] for k in A100_PARAMETERS}
     centre = objective(np.array([math.log(1 + published_cases[row].error) for row in A100_ROWS]))
@@ -45,11 +46,13 @@ def test_a100_catalog_is_a_local_minimum_of_the_objective(published_cases):
         probes += [
             point | {key: point[key] + d} for d in moves if point[key] + d <= A100_UPPER[key]
         ]
-    assert len(probes) == 3
+    assert len(probes) == 4 and all(point[k] < A100_UPPER[k] for k in A100_PARAMETERS)
     moved = [objective(r) for r in RowCache(A100_ROWS).evaluate(probes)]
     assert all(centre < value for value in moved), (centre, moved)
-    # The objective at the old constants with unfused rows (0.319) is far above the minimum.
-    assert centre < 0.1
+    # The objective at the old constants with unfused rows (0.319) is far above the minimum;
+    # with the unfused passes counted as Megatron-LM ran them the fit's minimum is 0.042
+    # (0.073 before, with memory held at its bound).
+    assert centre < 0.05
 
 
 def test_the_unfused_rows_never_run_the_attention_class():

@@ -1,5 +1,5 @@
 """Published training runs reproduced, each within its bound, and the mean absolute
-percentage error within 10%: Megatron-LM SC'21 Table 1 and Korthikanti et al. 2022 Tables 3
+percentage error within 7%: Megatron-LM SC'21 Table 1 and Korthikanti et al. 2022 Tables 3
 and 5 (the A100 kernel efficiencies were fitted once on these 14 rows), Megatron-LM SC'21
 Table 2 (5 rows, not fitted on) and DeepSeek-V3 on 2,048 H800s (ISCA'25 Table 4; the H800 FP8
 GEMM efficiencies were fitted on it by `tools/calibrate.py h800`). Out-of-sample runs (MoE on
@@ -29,8 +29,10 @@ from podsim.front.validation import (
     v3_phases,
 )
 
-ROW_BOUND = 0.20
-MAPE_BOUND = 0.10
+# Tightened from 20% / 10% when the unfused score passes were counted kernel by kernel (worst
+# row 11.9%, MAPE 4.5% over the 20 rows).
+ROW_BOUND = 0.15
+MAPE_BOUND = 0.07
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +51,23 @@ def test_mean_absolute_percentage_error(cases):
 
 
 @pytest.mark.parametrize("name", ["megatron_sc21_t1_1p7B", "korthikanti22_22B"])
-def test_small_runs_within_fifteen_percent(cases, name):
-    # Runs without pipeline parallelism isolate the kernel model. The 1.7B run (hidden 2,304)
-    # is 12% slow: its unfused score passes weigh most against its GEMMs, and podsim's
-    # backward passes over the scores count more bytes than the kernels move (docs/training.md).
-    assert abs(cases[name].error) <= 0.15
+def test_small_runs_within_six_percent(cases, name):
+    # Runs without pipeline parallelism isolate the kernel model. The 1.7B run (hidden 2,304),
+    # whose unfused score passes weigh most against its GEMMs, was 12% slow while the backward
+    # over the scores was costed as 2.5x the forward; counted as Megatron-LM's kernels move
+    # them (docs/training.md, "Unfused attention") it is within 2%, the 22B run within 4%.
+    assert abs(cases[name].error) <= 0.06
 
 
-def test_rows_not_fitted_on_within_ten_percent(cases):
+def test_rows_not_fitted_on_within_eight_percent(cases):
     # Table 2's weak scaling at a fixed batch: more data parallelism, fewer microbatches each.
     # Run unfused (as they ran) at the efficiencies fitted on unfused Table 1 rows, they come
-    # out 4-9% fast, like Table 1's large runs (within 4% when the A100's attention efficiency
-    # of 0.12 absorbed the unfused core).
+    # out 2-7% fast, like Table 1's large runs (4-9% fast, bound 10%, before the unfused
+    # passes were counted kernel by kernel; within 4% when the A100's attention efficiency of
+    # 0.12 absorbed the unfused core).
     held_out = [c for name, c in cases.items() if name.startswith("megatron_sc21_t2")]
     assert len(held_out) == 5
-    assert all(abs(c.error) <= 0.10 for c in held_out)
+    assert all(0 < c.error <= 0.08 for c in held_out)
 
 
 def test_deepseek_v3_fits_and_keeps_its_published_step():

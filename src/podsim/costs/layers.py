@@ -86,28 +86,58 @@ def attention_forward(model, shape: LayerShape, k: KernelModel) -> PassTimes:
     return PassTimes(gemm, core, k.memory(norm_and_residual))
 
 
-# Unfused attention (Megatron-LM before FlashAttention; Korthikanti et al. 2022, section 4.1):
-# the s x s scores of every head go through HBM. Bytes per score element in the forward, with
-# 2-byte activations: QK^T writes it (2), the fused scale-mask-softmax reads and writes it
-# (2 + 2), dropout reads and writes it (2 + 2) and writes a 1-byte mask, AV reads it (2).
-UNFUSED_SCORE_PASSES = 6  # activation-sized reads and writes per score element
-DROPOUT_MASK_BYTES = 1
+# Unfused attention as Megatron-LM ran it in 2021-22 (SC'21; Korthikanti et al. 2022), read
+# from NVIDIA/Megatron-LM megatron/model/transformer.py (CoreAttention / ParallelAttention) and
+# megatron/model/fused_softmax.py with its CUDA kernel scaled_upper_triang_masked_softmax.h:
+#   forward:  torch.baddbmm(beta=0) writes the s x s scores; the fused causal scale-mask-softmax
+#             (ScaledUpperTriangMaskedSoftmax) reads the lower triangle of each row and writes
+#             the whole row; torch dropout (_fused_dropout) reads the probabilities and writes
+#             them and a 1-byte mask; torch.bmm reads them.
+#   backward: bmm's backward writes dP (dC V^T) and reads P (P^T dC); dropout's backward
+#             (_masked_scale) reads dP and the mask and writes its gradient; the softmax
+#             backward reads the lower triangle of that gradient and of the saved probabilities
+#             and writes the whole row (in place); baddbmm's backward reads dS twice (dS K and
+#             dS^T Q).
+# The batched GEMMs' own reads and writes of the scores are in their roofline (KernelModel.gemm
+# counts m x n outputs and m x k inputs), so only the softmax and dropout kernels are counted
+# here: activation-sized passes per score element (a causal half-row read is half a pass).
+UNFUSED_FORWARD_PASSES = 0.5 + 1 + 1 + 1  # softmax read (causal half), write; dropout read, write
+UNFUSED_BACKWARD_PASSES = 1 + 1 + 0.5 + 0.5 + 1  # dropout read, write; softmax 2 half reads, write
+DROPOUT_MASK_BYTES = 1  # written in the forward, read in the backward
 
 
-def unfused_score_bytes(k: KernelModel) -> float:
-    """HBM bytes per score element of the unfused forward (13 with 2-byte activations)."""
-    return UNFUSED_SCORE_PASSES * k.activation_bytes + DROPOUT_MASK_BYTES
+def unfused_score_bytes(k: KernelModel, passes: float = UNFUSED_FORWARD_PASSES) -> float:
+    """HBM bytes per score element of the unfused softmax and dropout kernels in one pass
+    (8 in the forward, 9 in the backward with 2-byte activations)."""
+    return passes * k.activation_bytes + DROPOUT_MASK_BYTES
 
 
 def unfused_attention_core(model, shape: LayerShape, k: KernelModel) -> float:
     """The unfused attention core of one layer's forward on one rank: QK^T and AV as batched
     GEMMs (one per head) over the whole s x s matrix (the causal mask is applied to it, not
-    skipped), and the memory-bound passes over the scores. Its backward takes
-    BACKWARD_ATTENTION times it, as the fused core's does."""
+    skipped), and the softmax and dropout passes over the scores."""
     T, s, heads = shape.tokens, shape.seq_len, model.heads / shape.tp
     qk = k.gemm(T, s, model.qk_head_dim, count=heads)
     av = k.gemm(T, model.v_dim, s, count=heads)
     return qk + av + k.memory(T * s * heads * unfused_score_bytes(k))
+
+
+def unfused_attention_backward(model, shape: LayerShape, k: KernelModel) -> float:
+    """Its backward: the four batched GEMMs of the gradients (dP = dC V^T, dV = P^T dC,
+    dQ = dS K, dK = dS^T Q) and the dropout and softmax backward passes over the scores."""
+    T, s, heads = shape.tokens, shape.seq_len, model.heads / shape.tp
+    qk, v = model.qk_head_dim, model.v_dim
+    gemms = k.gemm(T, s, v, count=heads) + k.gemm(s, v, T, count=heads)
+    gemms += k.gemm(T, qk, s, count=heads) + k.gemm(s, qk, T, count=heads)
+    return gemms + k.memory(T * s * heads * unfused_score_bytes(k, UNFUSED_BACKWARD_PASSES))
+
+
+def attention_backward(model, shape: LayerShape, k: KernelModel, forward_core: float) -> float:
+    """The attention core's backward given its forward time: BACKWARD_ATTENTION times it
+    when fused, the unfused kernels' own backward otherwise."""
+    if shape.flash_attention:
+        return forward_core * BACKWARD_ATTENTION
+    return unfused_attention_backward(model, shape, k)
 
 
 def dense_mlp_forward(model, shape: LayerShape, k: KernelModel, ffn: float) -> PassTimes:
@@ -176,11 +206,16 @@ def layer_backward(
     attention_forward_s: float,
     recompute: str,
     selective: PassTimes | None = None,
+    attention_backward_s: float | None = None,
 ) -> PassTimes:
     """Backward of one layer, plus what the recompute mode runs again first: full recompute
     repeats the whole forward; selective the attention core (Korthikanti et al. 2022), or
-    the modules' kernels in `selective` when given (selective_recompute)."""
+    the modules' kernels in `selective` when given (selective_recompute). The attention
+    core's backward is `attention_backward_s` when given (attention_backward), else
+    BACKWARD_ATTENTION times its forward."""
     backward = forward.scaled(BACKWARD_GEMMS, BACKWARD_ATTENTION, BACKWARD_MEMORY)
+    if attention_backward_s is not None:
+        backward = PassTimes(backward.gemm, attention_backward_s, backward.memory)
     if recompute == "full":
         return backward + forward
     if recompute == "selective":

@@ -1,10 +1,13 @@
 """Named fits of efficiencies on declared calibration sets, rerunnable:
 
+    podsim calibrate NAME [--json] [--write] [--out FILE]
     PYTHONPATH=src python tools/calibrate.py NAME [--write]
 
-Each fit prints its declared rows, its parameters before and after and every row's error;
-with --write it puts the fitted values where podsim reads them (a chips.toml entry and its
-CALIBRATED source text, or the plan default the fit owns). NAME is one of FITS:
+Each fit prints its declared rows, its parameters before and after and every row's error (all
+in sample); with --write (a source checkout only) it puts the fitted values where podsim reads
+them (a chips.toml entry and its CALIBRATED source text, or the plan default the fit owns);
+with --out it writes them as scenario tables, with their provenance, that a user passes back
+in a scenario (fit_toml). NAME is one of FITS:
 
 - a100: the A100's gemm and memory efficiencies on the 14 A100 calibration rows (Megatron-LM
   SC'21 Table 1, Korthikanti et al. 2022 Tables 3/5), run with unfused attention as they ran.
@@ -23,6 +26,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +34,11 @@ from podsim.costs.kernels import DEFAULT_EFFICIENCY
 from podsim.errors import SpecError, shown
 from podsim.front.executors import run_all
 from podsim.front.scenario import parse_scenario
+from podsim.front.showcase.documents import toml_text
 from podsim.front.training import train
+from podsim.front.validation import HELD_OUT_PREFIX
 from podsim.specs.chips import get_chip
+from podsim.version import __version__
 
 PACKAGE = Path(resources.files("podsim"))  # type: ignore[arg-type]
 CHIPS = PACKAGE / "data/chips.toml"
@@ -119,7 +126,7 @@ A100_ROWS = tuple(
     ]
     + [f"korthikanti22_{size}" for size in ("22B", "175B", "530B", "1T")]
 )
-A100_HELD_OUT = "megatron_sc21_t2_"  # SC'21 Table 2 rows: never in the fit
+A100_HELD_OUT = HELD_OUT_PREFIX  # SC'21 Table 2 rows: never in the fit
 # Fitted classes. The rows run unfused attention (train.flash_attention = false), whose QK^T
 # and AV are GEMMs: the fused "attention" class never runs on them, so it cannot be fitted
 # there and the A100 keeps the default estimate for fused kernels.
@@ -399,6 +406,8 @@ class Fit:
     target: str  # where --write puts the values
     run: Callable[..., Outcome]
     write: Callable[[Outcome], None]
+    # The fitted values as the scenario tables that apply them to one run (fit_toml)
+    scenario: Callable[[dict[str, float]], dict[str, Any]]
 
 
 FITS: dict[str, Fit] = {
@@ -407,24 +416,28 @@ FITS: dict[str, Fit] = {
         f"chips.toml [{A100}] kernel_efficiency and its source",
         fit_a100,
         write_a100,
+        lambda after: {"stack": {"kernel_efficiency": {A100: after}}},
     ),
     "h800": Fit(
         H800_CASE,
         "chips.toml [h800-sxm] kernel_efficiency (gemm_fp8, grouped_gemm_fp8)",
         fit_h800,
         write_h800,
+        lambda after: {"stack": {"kernel_efficiency": {"h800-sxm": after}}},
     ),
     "serving": Fit(
         ", ".join(name for name, _, _ in SERVING_ROWS),
         "DECODE_EFFICIENCY / PREFILL_EFFICIENCY in podsim/plans/serving.py",
         fit_serving,
         write_serving,
+        lambda after: {"serve": after},
     ),
     "deepspeed-2021": Fit(
         "DeepSpeed issue #1174 / pull request #1188 (5.1B BERT, 8 A100s, ZeRO-3 forward)",
         'PRESETS["deepspeed-2021"]["collective_efficiency"] in podsim/plans/stack.py',
         fit_deepspeed_2021,
         write_deepspeed_2021,
+        lambda after: {"stack": {"preset": "deepspeed-2021"} | after},
     ),
 }
 
@@ -449,3 +462,84 @@ def report(outcome: Outcome, log: Callable[[str], None] = print) -> None:
     for label, rows in (("before", outcome.rows_before), ("after", outcome.rows_after)):
         errors = [abs(r.error) for r in rows]
         log(f"{label}: MAPE {sum(errors) / len(errors):.1%}, worst {max(errors):.1%}")
+
+
+def _error_summary(rows: list[Row]) -> dict[str, float | None]:
+    errors = [abs(r.error) for r in rows]
+    if not errors:
+        return {"mape": None, "worst": None}
+    return {"mape": sum(errors) / len(errors), "worst": max(errors)}
+
+
+def outcome_dict(name: str, outcome: Outcome) -> dict[str, Any]:
+    """A fit's outcome as `podsim calibrate NAME --json` prints it: every declared row is in
+    sample (the fit saw it), with its prediction and error before and after."""
+    fit = get_fit(name)
+    rows = [
+        {
+            "name": new.name,
+            "published": new.published,
+            "predicted_before": old.predicted,
+            "error_before": old.error,
+            "predicted_after": new.predicted,
+            "error_after": new.error,
+        }
+        for old, new in zip(outcome.rows_before, outcome.rows_after, strict=True)
+    ]
+    before, after = _error_summary(outcome.rows_before), _error_summary(outcome.rows_after)
+    return {
+        "name": name,
+        "declared_rows": fit.rows,
+        "target": fit.target,
+        "before": outcome.before,
+        "after": outcome.after,
+        "rows": rows,
+        "in_sample_mape_before": before["mape"],
+        "in_sample_worst_before": before["worst"],
+        "in_sample_mape_after": after["mape"],
+        "in_sample_worst_after": after["worst"],
+        "scenario": fit.scenario(outcome.after),
+    }
+
+
+def fit_toml(name: str, outcome: Outcome) -> str:
+    """The fitted values as TOML scenario tables, headed by their provenance: a [stack] (or
+    [serve]) table to put in a scenario, or to merge into its own."""
+    fit = get_fit(name)
+    after = _error_summary(outcome.rows_after)
+    comments = [
+        f"podsim calibrate {name} (podsim {__version__}): fitted values and their provenance",
+        f"declared calibration rows: {fit.rows}",
+        f"before: {inline_table(outcome.before, 3)}; after: {inline_table(outcome.after, 3)}",
+    ]
+    if after["mape"] is not None:
+        comments.append(
+            f"in-sample MAPE {after['mape']:.1%}, worst row {after['worst']:.1%} "
+            f"({len(outcome.rows_after)} rows)"
+        )
+    comments += [
+        f"the package keeps them in {fit.target}",
+        "use: copy these tables into a scenario (merge the keys into its own table of the",
+        "same name if it has one); they apply to that scenario only",
+    ]
+    return toml_text(fit.scenario(outcome.after), comments)
+
+
+def source_checkout() -> Path | None:
+    """The root of the source checkout podsim runs from (src/podsim beside pyproject.toml), or
+    None when it runs as an installed package."""
+    root = PACKAGE.parent.parent
+    if PACKAGE.parent.name == "src" and (root / "pyproject.toml").is_file():
+        return root
+    return None
+
+
+def check_writable(name: str) -> None:
+    """--write edits the package's own files: refuse it outside a source checkout."""
+    if source_checkout() is None:
+        raise SpecError(
+            f"calibrate {name} --write: podsim at {PACKAGE} is an installed package, not a "
+            f"source checkout (src/podsim beside pyproject.toml), and --write would edit its "
+            f"files ({get_fit(name).target}); use --out FILE to write the fitted values as "
+            "scenario tables to pass back in a scenario"
+        )

@@ -15,10 +15,15 @@ from collections.abc import Iterable
 
 from podsim.front import deepep, nccl_tests
 from podsim.front.serve_validation import ServingCase
-from podsim.front.validation import V3_PUBLISHED_PHASES, Case, mape, out_of_sample_bound
+from podsim.front.validation import (
+    V3_PUBLISHED_PHASES,
+    Case,
+    in_sample,
+    mape,
+    out_of_sample_bound,
+)
 from podsim.units import format_size
 
-HELD_OUT_PREFIX = "megatron_sc21_t2_"
 HELD_OUT_LABELS = {
     "megatron_sc21_t2_174p6B_384gpu": "174.6B, 384 GPUs (pp 12, dp 4), batch 1,536",
     "megatron_sc21_t2_174p6B_768gpu": "174.6B, 768 GPUs (dp 8)",
@@ -62,8 +67,8 @@ def _row(cells: Iterable[str]) -> str:
 def validation_blocks(cases: list[Case]) -> dict[str, str]:
     """docs/validation.md's training cases: the calibration table with its MAPE and worst
     row, and the held-out table with the MAPE over all cases."""
-    fitted = [c for c in cases if not c.name.startswith(HELD_OUT_PREFIX)]
-    held = [c for c in cases if c.name.startswith(HELD_OUT_PREFIX)]
+    fitted = [c for c in cases if in_sample(c)]
+    held = [c for c in cases if not in_sample(c)]
     order = {name: i for i, name in enumerate(HELD_OUT_LABELS)}
     held.sort(key=lambda c: order.get(c.name, len(order)))
     fitted.sort(key=lambda c: _calibration_order(c.name))

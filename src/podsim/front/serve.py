@@ -12,8 +12,9 @@ tokens per rank).
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from podsim.costs.energy import serving_energy
 from podsim.costs.serving import kv_bytes_per_token
@@ -257,17 +258,32 @@ def _common(server: Server) -> dict[str, Any]:
     }
 
 
+Point = TypeVar("Point")
+
+
+def _chosen_point(
+    batch: int | None,
+    slo: float | None,
+    best: Callable[[float | None], Point | None],
+    at: Callable[[int], Point],
+    slo_key: str,
+) -> tuple[Point, list[str]]:
+    """The batch a result shows: the plan's when given, else the best under the SLO (`best`),
+    else batch 1 with a note saying so; (the point `at` that batch, notes)."""
+    if batch is not None:
+        return at(batch), []
+    point = best(slo)
+    if point is None:
+        return at(1), [f"no batch meets {slo_key} and fits: batch 1 shown"]
+    return point, []
+
+
 def _decode_result(server: Server) -> ServeResult:
     plan = server.plan
     fit_cap = server.max_batch()
-    notes: list[str] = []
-    if plan.batch is not None:
-        point = server.decode_at(plan.batch)
-    else:
-        point = server.best_decode(plan.tpot_slo)
-        if point is None:
-            notes.append("no batch meets tpot_slo and fits: batch 1 shown")
-            point = server.decode_at(1)
+    point, notes = _chosen_point(
+        plan.batch, plan.tpot_slo, server.best_decode, server.decode_at, "tpot_slo"
+    )
     ttft = server.prefill_at(1)
     prefill = server.best_prefill(plan.ttft_slo)
     memory = _memory_at(server, point.batch)
@@ -292,14 +308,9 @@ def _decode_result(server: Server) -> ServeResult:
 
 def _prefill_result(server: Server) -> ServeResult:
     plan = server.plan
-    notes: list[str] = []
-    if plan.batch is not None:
-        point = server.prefill_at(plan.batch)
-    else:
-        point = server.best_prefill(plan.ttft_slo)
-        if point is None:
-            notes.append("no batch meets ttft_slo and fits: batch 1 shown")
-            point = server.prefill_at(1)
+    point, notes = _chosen_point(
+        plan.batch, plan.ttft_slo, server.best_prefill, server.prefill_at, "ttft_slo"
+    )
     tokens = point.batch * server.new_tokens
     memory = serve_memory(
         server.model,

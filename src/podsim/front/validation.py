@@ -28,6 +28,9 @@ class Case:
         return (self.predicted - self.published) / self.published
 
 
+# The top folder's rows are the calibration set (in sample: `podsim calibrate` fits on them)
+# and, by this prefix, the rows held out of it (Megatron-LM SC'21 Table 2: never fitted on).
+HELD_OUT_PREFIX = "megatron_sc21_t2_"
 OUT_OF_SAMPLE = "out_of_sample"  # a subfolder: published runs nothing was fitted on
 # How far an out-of-sample row may miss, by row family (a case-name prefix); every other row
 # within OUT_OF_SAMPLE_BOUND. A family's wider bound is a reported limit of podsim
@@ -74,6 +77,11 @@ def run_case(
 
 def mape(cases: list[Case]) -> float:
     return sum(abs(c.error) for c in cases) / len(cases)
+
+
+def in_sample(case: Case) -> bool:
+    """Whether a top-folder case is a calibration row (not held out)."""
+    return not case.name.startswith(HELD_OUT_PREFIX)
 
 
 def out_of_sample_bound(name: str) -> float:

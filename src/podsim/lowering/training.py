@@ -16,6 +16,7 @@ from podsim.costs.kernels import KernelModel
 from podsim.costs.layers import (
     LayerShape,
     PassTimes,
+    attention_backward,
     attention_forward,
     embedding_forward,
     layer_backward,
@@ -309,7 +310,10 @@ class StepBuilder:
             forward = self._layer_forward(layer, k)
             attention = attention_forward(self.model, shape, k).attention
             selective = selective_recompute(self.model, layer, shape, k, self.recompute)
-            cache[key] = layer_backward(forward, attention, recompute, selective).total
+            core_backward = attention_backward(self.model, shape, k, attention)
+            cache[key] = layer_backward(
+                forward, attention, recompute, selective, core_backward
+            ).total
         return cache[key]
 
     def _recompute_of(self, q: int, index: int) -> str:
@@ -577,6 +581,7 @@ class StepBuilder:
         the gradient is sent after both, as DeepSeek's backward chunk sends it)."""
         forward, d = kind == "F", self.direction(chunk)
         deps = [] if recv is None else [recv]
+        # Plan refuses a stack that splits passes with DualPipe (dualpipe_stack_conflict).
         split = None if self.dual else self._split(kind, chunk, q, mb)
         if split is not None:  # layer by layer, with the stack's gathers and reductions
             duration = self.forward_s[q] if forward else self.backward_s[q]

@@ -224,7 +224,30 @@ class Plan:
         )
         if self.schedule == "dualpipe":
             check(self.pp % 2 == 0, "train.pp", self.pp, "even for the dualpipe schedule")
+            self._check_dualpipe_stack()
         self._check_moe_fields()
+
+    def _check_dualpipe_stack(self) -> None:
+        """DualPipe runs a forward and a backward of two chunks as one overlapped compute op and
+        splits backward into input and weight gradients: the stack's layer-by-layer splits of a
+        pass (ZeRO-3 gathers and reductions by layer or module, a bounded prefetch, no backward
+        gather; overlapped ZeRO-1/2 gathers and gradient reductions) have no place in it, and
+        no published DualPipe run uses them (DeepSeek-V3: ZeRO-1, gradients reduced after the
+        backward). Refused rather than silently dropped."""
+        # Gradients and ZeRO states go over dp and, for routed experts apart, expert dp.
+        apart = self.ep > 1 or self.expert_tp != self.tp
+        ranks = max(self.dp, self.expert_dp) if apart else self.dp
+        key = dualpipe_stack_conflict(self.stack, self.zero, ranks)
+        if key is not None:
+            check(
+                False,
+                f"stack.{key}",
+                getattr(self.stack, key),
+                f"{_toml(getattr(MEGATRON_CORE, key))} (megatron-core's) with train.schedule = "
+                f"'dualpipe' and train.zero = {self.zero} over more than one rank: DualPipe's "
+                "overlapped forward-and-backward chunks have no place for the stack's "
+                "layer-by-layer split of a pass (docs/training.md)",
+            )
 
     def _check_moe_fields(self) -> None:
         # Types and ranges come from TRAIN_FIELDS (check_all above); what they cannot say:
@@ -327,6 +350,27 @@ def plan_from_table(table: dict[str, Any], devices: int) -> Plan:
         f"equal to cluster.devices ({devices})",
     )
     return plan
+
+
+def _toml(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def dualpipe_stack_conflict(stack: Stack, zero: int, dp: int) -> str | None:
+    """The first [stack] key that would split a pass layer by layer under this ZeRO stage over
+    `dp` ranks (what podsim.lowering.training's StepBuilder._split applies outside DualPipe),
+    or None."""
+    if dp <= 1:
+        return None
+    if zero == 3:
+        for key in ("zero3_granularity", "zero3_prefetch", "zero3_regather"):
+            if getattr(stack, key) != getattr(MEGATRON_CORE, key):
+                return key
+        return None
+    for key in ("overlap_param_gather", "overlap_grad_reduce"):
+        if getattr(stack, key) and (zero > 0 or key == "overlap_grad_reduce"):
+            return key
+    return None
 
 
 def check_plan(model, plan: Plan, cluster) -> None:

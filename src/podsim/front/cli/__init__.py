@@ -10,6 +10,7 @@ from rich.console import Console
 from podsim.engine.core import NETWORK_MODES
 from podsim.errors import PodsimError
 from podsim.front.cli import (
+    calibrate,
     catalogs,
     collective,
     compare,
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = verb(name, text)
         sub.add_argument("--json", action="store_true", help=_JSON)
         sub.set_defaults(run=runner)
+    calibrate.add_parser(verb, _JSON)
     scen = verb("scenarios", "built-in scenarios: list, show or copy one; the key reference")
     what = scen.add_mutually_exclusive_group()
     what.add_argument("--show", metavar="NAME", help="print built-in scenario NAME (TOML)")

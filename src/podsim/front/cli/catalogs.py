@@ -9,7 +9,7 @@ from rich.table import Table
 
 from podsim.errors import SpecError
 from podsim.front.api import builtin_scenarios
-from podsim.front.cli.output import print_json
+from podsim.front.cli.output import check_new_file, print_json
 from podsim.front.reference_page import reference_markdown
 from podsim.specs.chips import catalog
 from podsim.specs.clusters import preset_cluster, presets
@@ -148,10 +148,5 @@ def _what(text: str) -> str:
 
 def _copy(name: str, path: Path, text: str, force: bool) -> None:
     """Write built-in `name` to `path`: never over a directory, nor over a file unless force."""
-    if path.is_dir():
-        raise SpecError(f"--copy {name} {str(path)!r}: is a directory; give a file path")
-    if path.exists() and not force:
-        raise SpecError(
-            f"--copy {name} {str(path)!r}: the file exists; add --force to overwrite it"
-        )
+    check_new_file(f"--copy {name}", path, force)
     path.write_text(text, encoding="utf-8")

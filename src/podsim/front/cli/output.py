@@ -11,9 +11,12 @@ string. The encoder runs with allow_nan=False, so a non-finite number can never 
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from podsim.errors import SpecError
 
 
 def finite_json(value: Any) -> Any:
@@ -48,3 +51,11 @@ def print_json(value: Any) -> None:
     """Write `value` as one line of strict JSON on stdout."""
     sys.stdout.write(dumps(value) + "\n")
     sys.stdout.flush()
+
+
+def check_new_file(option: str, path: Path, force: bool) -> None:
+    """Refuse to write `option`'s file over a directory, or over a file unless `force`."""
+    if path.is_dir():
+        raise SpecError(f"{option} {str(path)!r}: is a directory; give a file path")
+    if path.exists() and not force:
+        raise SpecError(f"{option} {str(path)!r}: the file exists; add --force to overwrite it")

@@ -1,4 +1,6 @@
-"""`podsim validate`: published runs against podsim, with the error of each."""
+"""`podsim validate`: published runs against podsim, with the error of each: in sample (the
+calibration rows `podsim calibrate` fits on), held out of the fit, out of sample, and other
+software stacks, each with its own mean absolute percentage error."""
 
 import argparse
 
@@ -12,6 +14,7 @@ from podsim.front.validation import (
     SOFTWARE_STACKS,
     Case,
     case_names,
+    in_sample,
     mape,
     run_case,
 )
@@ -34,15 +37,21 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> None:
         by_folder.setdefault(folder, []).append(case)
     cases, outside = by_folder.get("", []), by_folder.get(OUT_OF_SAMPLE, [])
     stacks = by_folder.get(SOFTWARE_STACKS, [])
+    fitted = [c for c in cases if in_sample(c)]
+    held = [c for c in cases if not in_sample(c)]
     if args.json:
-        rows = [{**vars(c), "error": c.error} for c in cases]
+        rows = [{**vars(c), "error": c.error, "in_sample": in_sample(c)} for c in cases]
         out = [{**vars(c), "error": c.error} for c in outside]
         stack_rows = [{**vars(c), "error": c.error} for c in stacks]
         out_json = {"cases": rows, "mape": mape(cases), "out_of_sample": out}
-        out_json["out_of_sample_mape"] = mape(outside) if outside else None
+        out_json["in_sample_mape"] = _mape(fitted)
+        out_json["held_out_mape"] = _mape(held)
+        out_json["out_of_sample_mape"] = _mape(outside)
         print_json(out_json | {"software_stacks": stack_rows})
         return
-    _print(console, cases, "published results against podsim (calibration and held out)")
+    _print(console, fitted, "in sample: the calibration rows (`podsim calibrate` fits on them)")
+    if held:
+        _print(console, held, "held out: the calibrated chips' rows the fit never saw")
     if outside:
         _print(console, outside, "out of sample (nothing fitted on these)")
     if stacks:
@@ -59,3 +68,7 @@ def _print(console: Console, cases: list[Case], title: str) -> None:
         )
     console.print(table)
     console.print(f"mean absolute percentage error: {mape(cases):.1%} over {len(cases)} cases")
+
+
+def _mape(cases: list[Case]) -> float | None:
+    return mape(cases) if cases else None
