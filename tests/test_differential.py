@@ -13,10 +13,16 @@ from podsim import ProgramBuilder, _core, simulate
 from podsim.engine.core import core_topology
 from podsim.engine.reference import Topology
 from podsim.engine.reference import simulate as reference_simulate
-from podsim.engine.reference.collectives import applicable, phases
+from podsim.engine.reference.collectives import (
+    applicable,
+    choose_protocol,
+    collective_time,
+    phases,
+)
 from podsim.lowering.program import Collective
 from podsim.lowering.training import StepBuilder
 from podsim.plans.training import Plan
+from podsim.specs.clusters import PROTOCOLS
 from podsim.specs.models import Model
 
 OPS = ["all-reduce", "all-gather", "reduce-scatter", "all-to-all", "broadcast", "reduce"]
@@ -68,7 +74,14 @@ def programs(draw):
             tag = draw(st.integers(-1, 1))
             ops_of[src].append(b.send(src, dst, size, stream, deps(src), tag))
             ops_of[dst].append(b.recv(dst, src, size, stream, deps(dst), tag))
-    c = cluster(n, domain_size=domain, pod_size=domain * pod_domains, oversubscription=oversub)
+    protocol = draw(st.sampled_from(PROTOCOLS))
+    c = cluster(
+        n,
+        domain_size=domain,
+        pod_size=domain * pod_domains,
+        oversubscription=oversub,
+        protocol=protocol,
+    )
     return b.build(), c
 
 
@@ -109,6 +122,26 @@ def test_cpp_phases_match_the_reference(devices, domain, op, algorithm):
     ours = _core.collective_phases(core_topology(c), int(op), int(algorithm), ranks, 1e6)
     theirs = phases(Topology.from_cluster(c), op, algorithm, list(ranks), 1e6)
     assert _flows(ours) == _flows(theirs)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(("devices", "domain"), [(8, 8), (16, 4), (6, 4)])
+@pytest.mark.parametrize("size", [8.0, 1e5, 1e6])
+def test_ring_protocols_match_the_reference(protocol, devices, domain, size):
+    # the protocol each engine picks, its phases and its closed form
+    c = cluster(devices, domain_size=domain, protocol=protocol)
+    ranks = np.arange(devices, dtype=np.int32)
+    reference = Topology.from_cluster(c)
+    for op in (Collective.ALL_REDUCE, Collective.ALL_GATHER, Collective.REDUCE_SCATTER):
+        args = (core_topology(c), int(op), 1, ranks, size)
+        assert _core.collective_protocol(*args) == choose_protocol(
+            reference, op, "ring", list(ranks), size
+        )
+        ours = _core.collective_phases(*args)
+        assert _flows(ours) == _flows(phases(reference, op, "ring", list(ranks), size))
+        assert _core.collective_time(*args)[1] == pytest.approx(
+            collective_time(reference, op, "ring", list(ranks), size), rel=1e-12
+        )
 
 
 TRAINING_PLANS = [

@@ -700,8 +700,10 @@ double channel_plan(const Topology& topology, CollectiveOp op, Members members, 
 }
 
 // Per member: (g-1)/g of the ring's bytes over scale-up, 1/g over its NIC, in parallel.
-// Costed from the hops the channels use, without building their g x n flows.
-double channel_time(const Topology& topology, CollectiveOp op, Members members, double S) {
+// Costed from the hops the channels use, without building their g x n flows. Returns the step
+// cost (largest hop latency, seconds per byte of the ring's bytes) and the latency steps.
+std::pair<StepCost, double> channel_cost(const Topology& topology, CollectiveOp op,
+                                         Members members) {
   const auto domains = by_domain(topology, members);
   const std::size_t m = domains.size(), g = domains.front().size();
   StepCost up, out;
@@ -726,7 +728,106 @@ double channel_time(const Topology& topology, CollectiveOp op, Members members, 
   const double n = n_of(members), gd = static_cast<double>(g);
   const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
   const double b = std::max((gd - 1) / gd * up.b, out.b / gd);
-  return rounds * (n - 1) * std::max(up.a, out.a) + rounds * (n - 1) / n * S * b;
+  return {{std::max(up.a, out.a), b}, rounds * (n - 1)};
+}
+
+// --- Protocols (docs/engine.md, "Protocols") ------------------------------------------------
+
+// What a protocol changes against Simple (the plain model): its set-up time (a factor on the
+// launch latency), its per-step latency (a factor on the hop latency) and the fraction of the
+// bandwidth it delivers. Latency ratios: NCCL's tuner constants for rings (NVIDIA/nccl,
+// src/graph/tuning.cc: baseLatencies 6.6 / 14.0 / 8.4 us for LL / LL128 / Simple; hwLatencies
+// per step 0.6 / 1.9 / 3.4 us over NVLink, 2.7 / 4.0 / 14.0 us over the network). Bandwidth:
+// LL128 sends 120 data bytes per 128-byte line (NCCL's tuner: 0.92); LL's 8-byte lines carry 4
+// data bytes (at most 1/2), and kLLEfficiency is fitted on nccl-tests (tools/fit_nvls.py).
+struct ProtocolCost {
+  double launch = 1.0;
+  double hop = 1.0;
+  double bandwidth = 1.0;
+};
+
+constexpr double kLLEfficiency = 0.335;
+
+ProtocolCost protocol_cost(Protocol protocol, bool across_domains) {
+  switch (protocol) {
+    case Protocol::LL:
+      return {6.6 / 8.4, across_domains ? 2.7 / 14.0 : 0.6 / 3.4, kLLEfficiency};
+    case Protocol::LL128:
+      return {14.0 / 8.4, across_domains ? 4.0 / 14.0 : 1.9 / 3.4, 0.92};
+    default:
+      return {};
+  }
+}
+
+// A protocol's latency on top of the launch latency: its set-up change plus its steps (never
+// below 0, so that a cluster without hop latencies keeps its launch latency).
+double protocol_latency(const Topology& topology, const ProtocolCost& f, double steps_latency) {
+  if (f.launch == 1.0 && f.hop == 1.0) return steps_latency;
+  return std::max(0.0, topology.launch_latency * (f.launch - 1.0) + steps_latency * f.hop);
+}
+
+ProtocolCost ring_protocol(const Topology& topology, Members members, Protocol protocol) {
+  return protocol_cost(protocol, !one_domain(topology, members));
+}
+
+// A ring of all-reduce, all-gather or reduce-scatter under `protocol` (never Auto), launch
+// latency included.
+double ring_time(const Topology& topology, CollectiveOp op, Members members, double S,
+                 Protocol protocol) {
+  const ProtocolCost f = ring_protocol(topology, members, protocol);
+  const double n = n_of(members);
+  const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
+  // L + (latency + bandwidth): Simple keeps the bits of the plain closed form, and with them
+  // the ties AUTO breaks by order.
+  if (channelled(topology, members)) {
+    const auto [c, steps] = channel_cost(topology, op, members);
+    return topology.launch_latency + (protocol_latency(topology, f, steps * c.a) +
+                                      rounds * (n - 1) / n * S * c.b / f.bandwidth);
+  }
+  const Plan plan = flat_plan(op, Algorithm::Ring, members, S);
+  const StepCost c = cost_of(topology, plan.phases);
+  const double steps = rounds * (n - 1);
+  return topology.launch_latency +
+         (protocol_latency(topology, f, steps * c.a) +
+          flat_time(op, Algorithm::Ring, members.size(), S, {0.0, c.b / f.bandwidth}));
+}
+
+// The ring's phases under `protocol`: its latency, and the bytes each flow puts on the wire (the
+// protocol's flags included).
+std::vector<Phase> ring_phases(const Topology& topology, CollectiveOp op, Members members, double S,
+                               Protocol protocol) {
+  const ProtocolCost f = ring_protocol(topology, members, protocol);
+  std::vector<Phase> out;
+  if (channelled(topology, members)) {
+    Phase phase;
+    const double steps = channel_plan(topology, op, members, S, phase);
+    phase.latency = steps * cost_of(topology, {phase}).a;
+    out.push_back(std::move(phase));
+  } else {
+    Plan plan = flat_plan(op, Algorithm::Ring, members, S);
+    scale_latencies(plan, cost_of(topology, plan.phases).a);
+    out = std::move(plan.phases);
+  }
+  for (Phase& phase : out) {
+    phase.latency = protocol_latency(topology, f, phase.latency);
+    for (Flow& flow : phase.flows) flow.bytes /= f.bandwidth;
+  }
+  return out;
+}
+
+// NCCL's tuner: the protocol of the smallest predicted time (Simple on a tie), unless the
+// topology forces one; algorithms other than rings run Simple.
+Protocol choose_protocol(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                         Members members, double S) {
+  if (!ring_family(op, algorithm) || members.size() < 2) return Protocol::Simple;
+  if (topology.protocol != Protocol::Auto) return topology.protocol;
+  Protocol best = Protocol::Simple;
+  double best_time = ring_time(topology, op, members, S, best);
+  for (const Protocol p : {Protocol::LL128, Protocol::LL}) {
+    const double time = ring_time(topology, op, members, S, p);
+    if (time < best_time) best = p, best_time = time;
+  }
+  return best;
 }
 
 // NVLS all-reduce (NVLink SHARP): each member writes its S through the switch, which reduces,
@@ -794,8 +895,14 @@ bool applicable(const Topology& topology, CollectiveOp op, Algorithm algorithm, 
   }
 }
 
+Protocol resolve_protocol(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                          Members members, double bytes) {
+  require_members(members);
+  return choose_protocol(topology, op, algorithm, members, bytes);
+}
+
 double collective_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                       Members members, double bytes, Shape shape) {
+                       Members members, double bytes, Shape shape, Protocol protocol) {
   require_members(members);
   if (algorithm == Algorithm::LowLatency || algorithm == Algorithm::NodeForwarded) {
     if (members.size() < 2) return topology.launch_latency;
@@ -817,8 +924,10 @@ double collective_time(const Topology& topology, CollectiveOp op, Algorithm algo
     return topology.launch_latency +
            plan_time(topology, topology_plan(topology, op, algorithm, members, bytes));
   }
-  if (ring_family(op, algorithm) && channelled(topology, members)) {
-    return topology.launch_latency + channel_time(topology, op, members, bytes);
+  if (ring_family(op, algorithm) && members.size() >= 2) {
+    if (protocol == Protocol::Auto)
+      protocol = choose_protocol(topology, op, algorithm, members, bytes);
+    return ring_time(topology, op, members, bytes, protocol);
   }
   const Plan plan = flat_plan(op, algorithm, members, bytes);
   return topology.launch_latency +
@@ -862,7 +971,8 @@ Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm
 }
 
 std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                                     Members members, double bytes, Shape shape) {
+                                     Members members, double bytes, Shape shape,
+                                     Protocol protocol) {
   require_members(members);
   if (members.size() < 2) return {};
   if (algorithm == Algorithm::LowLatency)
@@ -894,11 +1004,10 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, 
     }
     return out;
   }
-  if (ring_family(op, algorithm) && channelled(topology, members)) {
-    Phase phase;
-    const double steps = channel_plan(topology, op, members, bytes, phase);
-    phase.latency = steps * cost_of(topology, {phase}).a;
-    return {std::move(phase)};
+  if (ring_family(op, algorithm)) {
+    if (protocol == Protocol::Auto)
+      protocol = choose_protocol(topology, op, algorithm, members, bytes);
+    return ring_phases(topology, op, members, bytes, protocol);
   }
   Plan plan = flat_plan(op, algorithm, members, bytes);
   scale_latencies(plan, cost_of(topology, plan.phases).a);
@@ -972,8 +1081,9 @@ std::vector<double> phase_bandwidth(const Topology& topology, CollectiveOp op, A
                                     Members members, double S, Shape shape,
                                     const std::vector<Phase>& phases) {
   if (phases.size() <= 1) {  // one phase: the whole bandwidth term of the closed form
-    return {collective_time(topology, op, algorithm, members, S, shape) -
-            collective_time(topology, op, algorithm, members, kNoBytes, shape)};
+    const Protocol p = choose_protocol(topology, op, algorithm, members, S);
+    return {collective_time(topology, op, algorithm, members, S, shape, p) -
+            collective_time(topology, op, algorithm, members, kNoBytes, shape, p)};
   }
   std::vector<double> out;
   if (algorithm == Algorithm::Hierarchical) {

@@ -220,9 +220,46 @@ void nvls_closed_form() {
          "no nvls where the switch does not reduce");
 }
 
+// Ring protocols (docs/engine.md, "Protocols"): L + max(0, L (r_base - 1) + steps a r_hop) + W / f
+// with NCCL's ring ratios (base 6.6 / 14.0 / 8.4 us, NVLink step 0.6 / 1.9 / 3.4 us).
+void protocols_closed_form() {
+  Topology t = topology(8, 8, 8);
+  const double bytes = 1e5;
+  const double ll =
+      kLaunch + kLaunch * (6.6 / 8.4 - 1) + 14 * kUpLat * 0.6 / 3.4 + 1.75 * bytes * bu / 0.335;
+  const double ll128 =
+      kLaunch + kLaunch * (14.0 / 8.4 - 1) + 14 * kUpLat * 1.9 / 3.4 + 1.75 * bytes * bu / 0.92;
+  const double simple = kLaunch + 14 * kUpLat + 1.75 * bytes * bu;
+  const auto ring = [&](Protocol p) {
+    return collective_time(t, CollectiveOp::AllReduce, Algorithm::Ring, first(8), bytes, {}, p);
+  };
+  expect_near(ring(Protocol::LL), ll, "ll ring all-reduce");
+  expect_near(ring(Protocol::LL128), ll128, "ll128 ring all-reduce");
+  expect_near(ring(Protocol::Simple), simple, "simple ring all-reduce");
+  expect_near(ring(Protocol::Auto), simple, "the topology's protocol (simple) by default");
+  t.protocol = Protocol::Auto;
+  expect_near(ring(Protocol::Auto), ll, "auto: the fastest, ll at 100 kB");
+  expect(resolve_protocol(t, CollectiveOp::AllReduce, Algorithm::Ring, first(8), 1e9) ==
+             Protocol::Simple,
+         "auto: simple at 1 GB");
+  expect(resolve_protocol(t, CollectiveOp::AllReduce, Algorithm::Tree, first(8), 8) ==
+             Protocol::Simple,
+         "trees run simple");
+  // Contention: one phase of the ll latency, each flow carrying its bytes / 0.335.
+  const auto phases =
+      collective_phases(t, CollectiveOp::AllReduce, Algorithm::Ring, first(8), bytes);
+  expect(phases.size() == 1 && phases[0].flows.size() == 8, "one ring phase");
+  expect_near(phases[0].latency, ll - kLaunch - 1.75 * bytes * bu / 0.335, "ll phase latency");
+  expect_near(phases[0].flows[0].bytes, 1.75 * bytes / 0.335, "ll flow bytes");
+  Topology bad = t;
+  bad.protocol = static_cast<Protocol>(9);
+  expect_throws<SpecError>([&] { bad.validate(); }, "unknown protocol", "protocol");
+}
+
 }  // namespace
 
 int main() {
+  protocols_closed_form();
   nvls_closed_form();
   one_domain_closed_forms();
   multi_domain_closed_forms();

@@ -48,6 +48,24 @@ ALGORITHMS = {
 }
 
 
+# Protocols (docs/engine.md, "Protocols"), the codes of Topology.protocol.
+AUTO_PROTOCOL, LL, LL128, SIMPLE = 0, 1, 2, 3
+PROTOCOL_NAMES = ("auto", "ll", "ll128", "simple")
+
+# Against Simple (the plain model): (factor on the launch latency, on the hop latency inside a
+# domain, on the hop latency across domains, fraction of the bandwidth). Latency ratios: NCCL's
+# ring tuner constants (NVIDIA/nccl src/graph/tuning.cc: base 6.6 / 14.0 / 8.4 us for LL /
+# LL128 / Simple, per step 0.6 / 1.9 / 3.4 us over NVLink and 2.7 / 4.0 / 14.0 us over the
+# network). Bandwidth: LL128's 120 data bytes per 128-byte line (NCCL: 0.92); LL's 4 data bytes
+# per 8-byte line bound it by 1/2, LL_EFFICIENCY is fitted on nccl-tests (tools/fit_nvls.py).
+LL_EFFICIENCY = 0.335
+_PROTOCOL_COST = {
+    LL: (6.6 / 8.4, 0.6 / 3.4, 2.7 / 14.0, LL_EFFICIENCY),
+    LL128: (14.0 / 8.4, 1.9 / 3.4, 4.0 / 14.0, 0.92),
+    SIMPLE: (1.0, 1.0, 1.0, 1.0),
+}
+
+
 @dataclass(frozen=True)
 class Shape:
     """An all-to-all's shape (docs/engine.md); other collectives ignore it."""
@@ -145,6 +163,65 @@ def resolve(
             f"{len(group)} ranks is not allowed; allowed: {names}"
         )
     return algorithm
+
+
+def _ring_family(op: Collective, algorithm: Algorithm) -> bool:
+    return algorithm == A.RING and op in (C.ALL_REDUCE, C.ALL_GATHER, C.REDUCE_SCATTER)
+
+
+def _protocol_cost(
+    topology: Topology, group: Sequence[int], protocol: int
+) -> tuple[float, float, float]:
+    """(launch factor, hop factor, bandwidth fraction) of a ring over this group."""
+    launch, inside, across, share = _PROTOCOL_COST[protocol]
+    return launch, across if len(_domains(topology, group)) > 1 else inside, share
+
+
+def _protocol_latency(topology: Topology, launch: float, hop: float, steps: float) -> float:
+    """A protocol's latency on top of the launch latency (`steps`: its Simple hop latency),
+    never below 0."""
+    if launch == 1.0 and hop == 1.0:
+        return steps
+    return max(0.0, topology.launch_latency * (launch - 1.0) + steps * hop)
+
+
+def _ring_time(
+    topology: Topology, op: Collective, group: tuple[int, ...], S: float, protocol: int
+) -> float:
+    """A ring of all-reduce, all-gather or reduce-scatter under `protocol` (not auto)."""
+    p = _pattern(topology, op, A.RING, group)
+    n = len(group)
+    steps = (2 if op == C.ALL_REDUCE else 1) * (n - 1)
+    per_byte = p.b[UP]
+    if _channelled(topology, op, A.RING, group):
+        per_byte = max((p.g - 1) / p.g * p.b_in, p.b_out / p.g)
+    launch, hop, share = _protocol_cost(topology, group, protocol)
+    latency = _protocol_latency(topology, launch, hop, steps * p.a[UP])
+    return topology.launch_latency + latency + steps / n * S * per_byte / share
+
+
+def choose_protocol(
+    topology: Topology,
+    op: "Collective | str",
+    algorithm: "Algorithm | str",
+    group: Sequence[int],
+    nbytes: float,
+) -> int:
+    """NCCL's tuner: the protocol of the smallest time (simple on a tie) for rings of
+    all-reduce, all-gather and reduce-scatter, unless the topology forces one; simple for every
+    other algorithm."""
+    op, algorithm = Collective.parse(op), Algorithm.parse(algorithm)
+    if not _ring_family(op, algorithm) or len(group) < 2:
+        return SIMPLE
+    if topology.protocol != AUTO_PROTOCOL:
+        return topology.protocol
+    group = tuple(group)
+    best, best_time = SIMPLE, _ring_time(topology, op, group, nbytes, SIMPLE)
+    for protocol in (LL128, LL):
+        t = _ring_time(topology, op, group, nbytes, protocol)
+        if t < best_time:
+            best, best_time = protocol, t
+    return best
 
 
 def choose_algorithm(
@@ -317,11 +394,17 @@ def _closed_form(
     group: tuple[int, ...],
     nbytes: float,
     shape: Shape = Shape(),
+    protocol: int = AUTO_PROTOCOL,
 ) -> float:
-    """The table of docs/engine.md, term by term."""
+    """The table of docs/engine.md, term by term; rings under `protocol` (auto: the one
+    choose_protocol gives at these bytes)."""
     n, S, L = len(group), nbytes, topology.launch_latency
     if n == 1:
         return L
+    if _ring_family(op, algorithm):
+        if protocol == AUTO_PROTOCOL:
+            protocol = choose_protocol(topology, op, algorithm, group, S)
+        return _ring_time(topology, op, group, S, protocol)
     if algorithm in (A.LOW_LATENCY, A.NODE_FORWARDED):
         latency, flows = _expert_all_to_all(topology, algorithm, group, S, shape)
         return L + latency + _busiest_link(topology, flows)
@@ -340,18 +423,11 @@ def _closed_form(
             + k * (m - 1) * a_o
             + k * (m - 1) / m * (S / g) * b_o
         )
-    if _channelled(topology, op, algorithm, group):
-        steps = (2 if op == C.ALL_REDUCE else 1) * (n - 1)
-        return L + steps * a + steps / n * S * max((g - 1) / g * p.b_in, p.b_out / g)
     if op == C.ALL_REDUCE:
-        if algorithm == A.RING:
-            return L + 2 * (n - 1) * a + 2 * (n - 1) / n * S * b
         if algorithm == A.TREE:  # on 2 ranks each sends one half only
             return L + 2 * h * a + 2 * (0.5 if n == 2 else 1.0) * S * b
         return L + 2 * log2n * a + 2 * (n - 1) / n * S * b
-    if op in (C.ALL_GATHER, C.REDUCE_SCATTER):
-        if algorithm == A.RING:
-            return L + (n - 1) * a + (n - 1) / n * S * b
+    if op in (C.ALL_GATHER, C.REDUCE_SCATTER):  # halving-doubling
         return L + log2n * a + (n - 1) / n * S * b
     if op == C.ALL_TO_ALL:
         return L + (n - 1) * a + S * _direct_seconds_per_byte(topology, group)
@@ -426,14 +502,15 @@ def collective_time(
     group_ranks: Sequence[int],
     nbytes: float,
     shape: Shape = Shape(),
+    protocol: int = AUTO_PROTOCOL,
 ) -> float:
     """The analytical network's time of one collective alone, launch latency included: the
     closed form, each phase's bandwidth term at least what its traffic needs on the busiest pod
-    link it crosses (analytical_time)."""
+    link it crosses (analytical_time). `protocol`: auto resolves it at these bytes."""
     group = _group(group_ranks)
     op = Collective.parse(op)
     algorithm = resolve(topology, op, algorithm, group, nbytes, shape)
-    return analytical_time(topology, op, algorithm, group, float(nbytes), shape)
+    return analytical_time(topology, op, algorithm, group, float(nbytes), shape, protocol=protocol)
 
 
 def phases(
@@ -461,8 +538,14 @@ def phases(
             )
         ]
     p = _pattern(topology, op, algorithm, group)
-    return [
-        (s.steps * p.a[s.level], [(src, dst, f * nbytes) for src, dst, f in s.flows])
+    launch, hop, share = _protocol_cost(
+        topology, group, choose_protocol(topology, op, algorithm, group, nbytes)
+    )
+    return [  # the bytes on the wire: the protocol's flags included
+        (
+            _protocol_latency(topology, launch, hop, s.steps * p.a[s.level]),
+            [(src, dst, f * nbytes / share) for src, dst, f in s.flows],
+        )
         for s in p.steps
     ]
 
@@ -506,6 +589,11 @@ def pod_loads(
     else:
         pattern = algorithm if algorithm != A.LOW_LATENCY else A.DIRECT
         steps = [step.flows for step in _pattern(topology, op, pattern, group).steps]
+        # a protocol's flags travel too
+        share = _protocol_cost(
+            topology, group, choose_protocol(topology, op, algorithm, group, nbytes)
+        )[2]
+        steps = [[(src, dst, f / share) for src, dst, f in flows] for flows in steps]
     out: PodLoads = []
     for flows in steps:
         loads: dict[Link, float] = {}
@@ -543,8 +631,9 @@ def _phase_bandwidth(
         return [whole - topology.launch_latency - hops]
     p = _pattern(topology, op, algorithm, group)
     if len(p.steps) <= 1:
-        whole = _closed_form(topology, op, algorithm, group, nbytes, shape)
-        return [whole - _closed_form(topology, op, algorithm, group, 0.0, shape)]
+        protocol = choose_protocol(topology, op, algorithm, group, nbytes)
+        whole = _closed_form(topology, op, algorithm, group, nbytes, shape, protocol)
+        return [whole - _closed_form(topology, op, algorithm, group, 0.0, shape, protocol)]
     out = []
     for step in p.steps:
         sent: dict[int, float] = {}
@@ -563,11 +652,13 @@ def analytical_time(
     nbytes: float,
     shape: Shape = Shape(),
     seconds: Sequence[float] | None = None,
+    protocol: int = AUTO_PROTOCOL,
 ) -> float:
     """The closed form, except that phase k's bandwidth term is at least seconds[k], the time
     its traffic (and any concurrent copies counted by the caller) needs on the busiest pod link
-    it crosses; by default the group's own traffic alone."""
-    base = _closed_form(topology, op, algorithm, group, nbytes, shape)
+    it crosses; by default the group's own traffic alone. `protocol`: auto resolves it at these
+    bytes; pass the resolved one to cost other bytes under the same protocol."""
+    base = _closed_form(topology, op, algorithm, group, nbytes, shape, protocol)
     if len(group) < 2 or not spans_pods(topology, group):
         return base
     if seconds is None:
