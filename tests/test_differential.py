@@ -81,6 +81,7 @@ def programs(draw):
         pod_size=domain * pod_domains,
         oversubscription=oversub,
         protocol=protocol,
+        in_network_reduction=draw(st.booleans()),  # nvls and nvls-tree
     )
     return b.build(), c
 
@@ -122,6 +123,33 @@ def test_cpp_phases_match_the_reference(devices, domain, op, algorithm):
     ours = _core.collective_phases(core_topology(c), int(op), int(algorithm), ranks, 1e6)
     theirs = phases(Topology.from_cluster(c), op, algorithm, list(ranks), 1e6)
     assert _flows(ours) == _flows(theirs)
+
+
+@pytest.mark.parametrize(
+    ("devices", "domain", "pod_domains"), [(16, 8, 2), (32, 8, 1), (24, 4, 2), (12, 2, 3)]
+)
+@pytest.mark.parametrize("size", [8.0, 1e6, 1e9])
+def test_nvls_tree_matches_the_reference(devices, domain, pod_domains, size):
+    c = cluster(
+        devices,
+        domain_size=domain,
+        pod_size=domain * pod_domains,
+        oversubscription=2.0,
+        in_network_reduction=True,
+    )
+    ranks = np.arange(devices, dtype=np.int32)
+    reference = Topology.from_cluster(c)
+    args = (core_topology(c), int(Collective.ALL_REDUCE), 11, ranks, size)  # nvls-tree
+    assert _flows(_core.collective_phases(*args)) == _flows(
+        phases(reference, "all-reduce", "nvls-tree", list(ranks), size)
+    )
+    assert _core.collective_time(*args)[1] == pytest.approx(
+        collective_time(reference, "all-reduce", "nvls-tree", list(ranks), size), rel=1e-12
+    )
+    auto = (core_topology(c), int(Collective.ALL_REDUCE), 0, ranks, size)
+    assert _core.collective_time(*auto)[1] == pytest.approx(
+        collective_time(reference, "all-reduce", "auto", list(ranks), size), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

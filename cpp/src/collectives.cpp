@@ -847,6 +847,63 @@ Phase nvls_phase(const Topology& topology, Members members, double S) {
   return phase;
 }
 
+// NVLS-tree all-reduce (NCCL's NVLSTree) over m >= 2 balanced domains of g members: the switch
+// of each domain reduces (nvls), member j of every domain all-reduces the j-th S/g shard with
+// its peers in the other domains over a double binary tree through its NIC, and the switch
+// multicasts the result; the three stages pipeline by chunks, so the slower of the switch's
+// and the NIC's bandwidth terms sets the time after the start-up and the tree's 2h hops.
+struct NvlsTree {
+  std::vector<std::vector<std::int32_t>> domains;
+  double g = 1.0, m = 1.0;
+  double tree_steps = 0.0;  // 2 floor(log2 m)
+  double half = 1.0;        // the tree's share of each half: 1/2 on 2 domains (one edge each)
+};
+
+NvlsTree nvls_tree(const Topology& topology, Members members) {
+  NvlsTree t;
+  t.domains = by_domain(topology, members);
+  t.g = static_cast<double>(t.domains.front().size());
+  t.m = static_cast<double>(t.domains.size());
+  t.tree_steps = 2.0 * floor_log2(t.domains.size());
+  t.half = t.domains.size() == 2 ? 0.5 : 1.0;
+  return t;
+}
+
+// The tree flows (both trees, reduce and broadcast at once) across domains, S/g per shard.
+Phase nvls_tree_flows(const NvlsTree& t, double S) {
+  Phase phase;
+  for (const auto& rail : rails(t.domains)) {
+    for (const bool up : {true, false}) {
+      Phase one = tree_phase(rail, S / t.g / 2, up);
+      phase.flows.insert(phase.flows.end(), one.flows.begin(), one.flows.end());
+    }
+  }
+  return phase;
+}
+
+double nvls_tree_time(const Topology& topology, Members members, double S) {
+  const NvlsTree t = nvls_tree(topology, members);
+  const StepCost out = cost_of(topology, {nvls_tree_flows(t, 1.0)});
+  const double in_switch = (t.g + 1) / t.g * S / topology.nvls_bandwidth;
+  const double across = 2 * t.half * S / t.g * out.b;
+  return topology.nvls_latency + t.tree_steps * out.a + std::max(in_switch, across);
+}
+
+// One phase: every domain's nvls flows (as nvls_phase) and the trees' flows at once.
+Phase nvls_tree_phase(const Topology& topology, Members members, double S) {
+  const NvlsTree t = nvls_tree(topology, members);
+  Phase phase = nvls_tree_flows(t, S);
+  const double scale = topology.scale_up_bandwidth / topology.nvls_bandwidth;
+  for (const auto& domain : t.domains) {
+    if (domain.size() < 2) continue;
+    const Phase one = ring(domain, (t.g + 1) / t.g * S * scale, 0.0);
+    phase.flows.insert(phase.flows.end(), one.flows.begin(), one.flows.end());
+  }
+  phase.latency =
+      topology.nvls_latency + t.tree_steps * cost_of(topology, {phase}, Paths::InterDomain).a;
+  return phase;
+}
+
 // NCCL's tuner takes NVLS for all-reduce unless the message is small (docs/engine.md): podsim
 // takes it once moving the bytes costs at least its start-up time.
 bool nvls_preferred(const Topology& topology, Members members, double S) {
@@ -890,6 +947,11 @@ bool applicable(const Topology& topology, CollectiveOp op, Algorithm algorithm, 
     case Algorithm::Nvls:
       return all_reduce && topology.nvls_bandwidth > 0 && members.size() >= 2 &&
              one_domain(topology, members);
+    case Algorithm::NvlsTree: {
+      if (!all_reduce || topology.nvls_bandwidth <= 0) return false;
+      const auto domains = by_domain(topology, members);
+      return domains.size() >= 2 && balanced(domains) && domains.front().size() >= 2;
+    }
     default:
       return false;
   }
@@ -913,6 +975,9 @@ double collective_time(const Topology& topology, CollectiveOp op, Algorithm algo
   }
   if (algorithm == Algorithm::Nvls) {
     return topology.launch_latency + nvls_time(topology, members, bytes);
+  }
+  if (algorithm == Algorithm::NvlsTree) {
+    return topology.launch_latency + nvls_tree_time(topology, members, bytes);
   }
   if (algorithm == Algorithm::Hierarchical) {
     return topology.launch_latency + hierarchical_time(topology, op, members, bytes);
@@ -961,7 +1026,7 @@ Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm
       Algorithm::Mesh,   Algorithm::Torus,           Algorithm::Ring,
       Algorithm::Tree,   Algorithm::HalvingDoubling, Algorithm::Hierarchical,
       Algorithm::Direct, Algorithm::LowLatency,      Algorithm::NodeForwarded,
-      Algorithm::Nvls};
+      Algorithm::Nvls,   Algorithm::NvlsTree};
   for (const Algorithm algorithm : kOrder) {
     if (!applicable(topology, op, algorithm, members)) continue;
     const double time = analytical_time(topology, op, algorithm, members, bytes, shape);
@@ -981,6 +1046,7 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, 
     return {node_forwarded_phase(topology, members, bytes, shape)};
   }
   if (algorithm == Algorithm::Nvls) return {nvls_phase(topology, members, bytes)};
+  if (algorithm == Algorithm::NvlsTree) return {nvls_tree_phase(topology, members, bytes)};
   if (algorithm == Algorithm::Direct) {
     Phase phase = all_pairs(members, bytes);
     phase.latency = (n_of(members) - 1) * cost_of(topology, {phase}).a;
@@ -1186,7 +1252,7 @@ const char* to_string(CollectiveOp op) {
 const char* to_string(Algorithm algorithm) {
   static const char* names[] = {"auto",         "ring",   "tree",        "halving-doubling",
                                 "hierarchical", "direct", "low-latency", "node-forwarded",
-                                "mesh",         "torus",  "nvls"};
+                                "mesh",         "torus",  "nvls",        "nvls-tree"};
   return names[static_cast<int>(algorithm)];
 }
 

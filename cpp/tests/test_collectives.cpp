@@ -256,10 +256,36 @@ void protocols_closed_form() {
   expect_throws<SpecError>([&] { bad.validate(); }, "unknown protocol", "protocol");
 }
 
+// NVLS-tree over m balanced domains of g: L + T_s + 2 floor(log2 m) a_o + max((g+1)/g S /
+// nvls_bandwidth, 2 c (S/g) b_o), c = 1/2 on two domains (each tree edge carries one half).
+void nvls_tree_closed_form() {
+  Topology t = topology(32, 8, 32);
+  t.nvls_bandwidth = 200e9;
+  t.nvls_latency = 20e-6;
+  const auto time = [&](std::int32_t n) {
+    return time_of(t, CollectiveOp::AllReduce, Algorithm::NvlsTree, n);
+  };
+  // 2 domains: switch 9/8 S / 200 GB/s = 5.625 ms, NICs S/8 / 50 GB/s = 2.5 ms
+  expect_near(time(16), kLaunch + 20e-6 + 2 * kOutLat + 9.0 / 8.0 * S / 200e9,
+              "nvls-tree on 2 domains, switch-bound");
+  t.nvls_bandwidth = 400e9;  // 4 domains: switch 2.81 ms, NICs 2 S/8 / 50 GB/s = 5 ms
+  expect_near(time(32), kLaunch + 20e-6 + 4 * kOutLat + 2.0 * S / 8.0 * bo,
+              "nvls-tree on 4 domains, NIC-bound");
+  expect(!applicable(t, CollectiveOp::AllReduce, Algorithm::NvlsTree, first(8)),
+         "no nvls-tree inside one domain");
+  expect(!applicable(t, CollectiveOp::AllGather, Algorithm::NvlsTree, first(16)),
+         "nvls-tree is all-reduce only");
+  const auto phases =
+      collective_phases(t, CollectiveOp::AllReduce, Algorithm::NvlsTree, first(16), S);
+  expect(phases.size() == 1, "one pipelined phase");
+  expect_near(phases[0].latency, 20e-6 + 2 * kOutLat, "start-up and two tree hops");
+}
+
 }  // namespace
 
 int main() {
   protocols_closed_form();
+  nvls_tree_closed_form();
   nvls_closed_form();
   one_domain_closed_forms();
   multi_domain_closed_forms();

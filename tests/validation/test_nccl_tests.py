@@ -52,10 +52,16 @@ def test_the_readme_quotes_the_1_gib_busbw():
 
 @pytest.mark.parametrize("nodes", [2, 4])
 def test_multi_node_all_reduce_is_bounded_by_the_nics(nodes):
-    # Across nodes no switch reduces (no NVLS-tree in podsim): the ring's channels leave each
-    # node over its 8 NICs, so busbw tends to 8 x the achieved NIC bandwidth and never exceeds it
+    # The ring's channels leave each node over its 8 NICs, so its busbw tends to 8 x the
+    # achieved NIC bandwidth and never exceeds it
     cluster = preset_cluster("dgx-h100", 8 * nodes)
-    result = collective(cluster, "all-reduce", 2**30)
     nics = 8 * cluster.scale_out_bandwidth * cluster.scale_out_efficiency
-    assert result.algorithm != "nvls"
-    assert 0.9 * nics < result.busbw_bytes_per_s <= nics
+    ring = collective(cluster, "all-reduce", 2**30, "ring")
+    assert 0.9 * nics < ring.busbw_bytes_per_s <= nics
+    # Whatever auto takes (nvls-tree reduces in each node's switch first), each NIC still carries
+    # at least 2(m-1)/m of its node's S/8 shard: busbw counted over the m nodes stays within
+    # the 8 NICs (on 2 nodes nvls-tree's busbw over all 16 ranks exceeds them, as NCCL's
+    # NVLSTree does)
+    result = collective(cluster, "all-reduce", 2**30)
+    assert result.algorithm in ("ring", "nvls-tree")
+    assert 0.7 * nics < 2 * (nodes - 1) / nodes * result.algbw_bytes_per_s <= nics

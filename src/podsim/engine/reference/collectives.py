@@ -36,10 +36,11 @@ ORDER = (
     A.LOW_LATENCY,
     A.NODE_FORWARDED,
     A.NVLS,
+    A.NVLS_TREE,
 )
 
 ALGORITHMS = {
-    C.ALL_REDUCE: (A.RING, A.TREE, A.HALVING_DOUBLING, A.HIERARCHICAL, A.NVLS),
+    C.ALL_REDUCE: (A.RING, A.TREE, A.HALVING_DOUBLING, A.HIERARCHICAL, A.NVLS, A.NVLS_TREE),
     C.ALL_GATHER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
     C.REDUCE_SCATTER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
     C.ALL_TO_ALL: (A.DIRECT, A.LOW_LATENCY, A.NODE_FORWARDED),
@@ -129,6 +130,14 @@ def _applies(topology: Topology, algorithm: Algorithm, group: Sequence[int]) -> 
         return _balanced(_domains(topology, group))
     if algorithm == A.NVLS:  # the switch of one domain reduces
         return topology.nvls_bandwidth > 0 and n >= 2 and len(_domains(topology, group)) == 1
+    if algorithm == A.NVLS_TREE:  # every domain's switch reduces, a tree joins them
+        domains = _domains(topology, group)
+        return (
+            topology.nvls_bandwidth > 0
+            and len(domains) >= 2
+            and _balanced(domains)
+            and len(domains[0]) >= 2
+        )
     return True
 
 
@@ -410,6 +419,9 @@ def _closed_form(
         return L + latency + _busiest_link(topology, flows)
     if algorithm == A.NVLS:
         return L + topology.nvls_latency + _nvls_bytes(group, S) / topology.nvls_bandwidth
+    if algorithm == A.NVLS_TREE:
+        latency, _, bandwidth = _nvls_tree(topology, group, S)
+        return L + latency + bandwidth
     p = _pattern(topology, op, algorithm, group)
     (a, a_o), (b, b_o), g, m = p.a, p.b, p.g, p.m
     log2n = h = n.bit_length() - 1  # floor(log2 n); exact log2 n where n is a power of two
@@ -476,6 +488,32 @@ def _expert_all_to_all(
     return latency, flows
 
 
+def _nvls_tree(
+    topology: Topology, group: tuple[int, ...], S: float
+) -> tuple[float, list[Flow], float]:
+    """NVLS-tree (NCCL's NVLSTree) over m >= 2 balanced domains of g: every domain's switch
+    reduces (nvls), member j of each domain all-reduces the j-th S/g shard with its peers over a
+    double binary tree through its NIC, the switch multicasts the result, all three pipelined
+    by chunks. Returns its latency (start-up and 2 floor(log2 m) tree hops), its one phase's
+    flows (the trees' reduce and broadcast at once, and each domain's nvls ring as in `phases`)
+    and the closed form's bandwidth term: the slower of the switch and the NICs."""
+    domains = _domains(topology, group)
+    g, m = len(domains[0]), len(domains)
+    trees: list[Flow] = []
+    for j in range(g):
+        up = [(s, d, f * S / g) for s, d, f in _tree_flows([d[j] for d in domains])]
+        trees += up + [(d, s, b) for s, d, b in up]
+    a_out = max(topology.latency(s, d) for s, d, _ in trees)
+    b_out = max(1.0 / topology.bandwidth(s, d) for s, d, _ in trees)
+    moved = (g + 1) / g * S  # per member and direction through its switch links
+    scale = topology.scale_up_bandwidth / topology.nvls_bandwidth
+    switch = [(r, d[(i + 1) % g], moved * scale) for d in domains for i, r in enumerate(d)]
+    half = 0.5 if m == 2 else 1.0  # two domains: each tree edge carries one half only
+    bandwidth = max(moved / topology.nvls_bandwidth, 2 * half * S / g * b_out)
+    latency = topology.nvls_latency + 2 * (m.bit_length() - 1) * a_out
+    return latency, trees + switch, bandwidth
+
+
 def _busiest_link(topology: Topology, flows: list[Flow]) -> float:
     """Seconds the most loaded link of these concurrent flows needs, every flow at its path's
     bandwidth: each rank's outgoing bytes per path class over that class's slowest path."""
@@ -529,6 +567,9 @@ def phases(
         return []
     if algorithm in (A.LOW_LATENCY, A.NODE_FORWARDED):
         return [_expert_all_to_all(topology, algorithm, group, float(nbytes), shape)]
+    if algorithm == A.NVLS_TREE:
+        latency, flows, _ = _nvls_tree(topology, group, float(nbytes))
+        return [(latency, flows)]
     if algorithm == A.NVLS:  # each member's bytes once up and once down its switch links
         moved = _nvls_bytes(group, nbytes) * topology.scale_up_bandwidth / topology.nvls_bandwidth
         return [
@@ -586,6 +627,8 @@ def pod_loads(
     if algorithm == A.NODE_FORWARDED:
         _, flows = _expert_all_to_all(topology, algorithm, group, 1.0, shape)
         steps = [flows]
+    elif algorithm == A.NVLS_TREE:  # only the trees cross domains, hence pods
+        steps = [_nvls_tree(topology, group, 1.0)[1]]
     else:
         pattern = algorithm if algorithm != A.LOW_LATENCY else A.DIRECT
         steps = [step.flows for step in _pattern(topology, op, pattern, group).steps]
@@ -629,6 +672,8 @@ def _phase_bandwidth(
         hops, _ = _expert_all_to_all(topology, algorithm, group, nbytes, shape)
         whole = _closed_form(topology, op, algorithm, group, nbytes, shape)
         return [whole - topology.launch_latency - hops]
+    if algorithm == A.NVLS_TREE:  # one phase
+        return [_nvls_tree(topology, group, nbytes)[2]]
     p = _pattern(topology, op, algorithm, group)
     if len(p.steps) <= 1:
         protocol = choose_protocol(topology, op, algorithm, group, nbytes)
