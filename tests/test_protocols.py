@@ -1,7 +1,9 @@
 """Ring protocols (docs/engine.md, "Protocols"): NCCL's LL, LL128 and Simple, their closed forms
 in both network modes, the per-size choice of `auto`, forcing one, and bad input."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from podsim.engine.core import core_topology
 from podsim.engine.reference.collectives import LL_EFFICIENCY
 from podsim.errors import SpecError
 from podsim.front.cli import main
+from podsim.front.scenario import parse_scenario
 from podsim.specs.clusters import preset_cluster
 
 # NVIDIA/nccl src/graph/tuning.cc, ring: base latency, hop latency over NVLink and over the
@@ -135,3 +138,34 @@ def test_cli_shows_and_forces_the_protocol(capsys):
     assert forced["protocol"] == "simple" and forced["time_s"] > data["time_s"]
     assert main(argv[:-1]) == 0
     assert "protocol" in capsys.readouterr().out
+
+
+def test_a_scenario_sets_the_protocol_in_its_cluster_table():
+    text = '[cluster]\npreset = "dgx-h100"\ndevices = 8\nprotocol = "ll128"\n'
+    assert parse_scenario(text).cluster.protocol == "ll128"
+    assert parse_scenario(text.replace("ll128", "simple")).cluster.protocol == "simple"
+    with pytest.raises(SpecError, match=r"cluster\.protocol = 'fast' is not allowed"):
+        parse_scenario(text.replace("ll128", "fast"))
+
+
+def test_the_engine_doc_quotes_the_switch_points():
+    # docs/engine.md, "Protocols": LL below about 1.6 MB, LL128 up to about 27 MB
+    c = cluster(8, protocol="auto")
+    chosen = [collective(c, "all-reduce", s, "ring").protocol for s in (1.55e6, 1.65e6, 26.5e6)]
+    assert chosen == ["ll", "ll128", "ll128"]
+    assert collective(c, "all-reduce", 28e6, "ring").protocol == "simple"
+    doc = (Path(__file__).parents[1] / "docs/engine.md").read_text(encoding="utf-8")
+    assert "LL wins below about 1.6 MB, LL128 up to about 27 MB" in " ".join(doc.split())
+
+
+def test_the_fit_reproduces_the_ll_fraction_and_the_nvls_constants():
+    # tools/fit_nvls.py, rerun: the constants both engines carry are its output
+    spec = importlib.util.spec_from_file_location(
+        "fit_nvls", Path(__file__).parents[1] / "tools/fit_nvls.py"
+    )
+    fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit)
+    assert round(fit.fit_ll(), 3) == LL_EFFICIENCY
+    efficiency, latency = fit.fit()
+    c = preset_cluster("dgx-h100")
+    assert (round(efficiency, 3), round(latency, 7)) == (c.nvls_efficiency, c.nvls_latency)

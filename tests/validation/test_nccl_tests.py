@@ -50,6 +50,24 @@ def test_the_readme_quotes_the_1_gib_busbw():
     assert f"# nvls, {row.predicted_busbw / 1e9:.0f} GB/s busbw" in readme
 
 
+def test_the_readme_quotes_the_small_sizes_and_two_nodes():
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    one = preset_cluster("dgx-h100", 8)
+    small = collective(one, "all-reduce", 8)
+    simple = collective(one, "all-reduce", 8, protocol="simple")
+    assert f"# ring, ll, {small.time_s * 1e6:.1f} us" in readme
+    assert f"--protocol simple  # {simple.time_s * 1e6:.0f} us" in readme
+    two = preset_cluster("dgx-h100", 16)
+    tree = collective(two, "all-reduce", 2**30)
+    ring = collective(two, "all-reduce", 2**30, "ring")
+    text = " ".join(readme.split())
+    assert tree.algorithm == "nvls-tree"
+    assert (
+        f"{tree.busbw_bytes_per_s / 1e9:.0f} GB/s busbw at 1 GiB against the ring's "
+        f"{ring.busbw_bytes_per_s / 1e9:.0f}" in text
+    )
+
+
 @pytest.mark.parametrize("nodes", [2, 4])
 def test_multi_node_all_reduce_is_bounded_by_the_nics(nodes):
     # The ring's channels leave each node over its 8 NICs, so its busbw tends to 8 x the
