@@ -19,7 +19,7 @@ from podsim.engine.reference.collectives import (
     collective_time,
     phases,
 )
-from podsim.lowering.program import Collective
+from podsim.lowering.program import Algorithm, Collective
 from podsim.lowering.training import StepBuilder
 from podsim.plans.training import Plan
 from podsim.specs.clusters import PROTOCOLS
@@ -126,29 +126,34 @@ def test_cpp_phases_match_the_reference(devices, domain, op, algorithm):
 
 
 @pytest.mark.parametrize(
+    ("algorithm", "extra"),
+    [(Algorithm.NVLS_TREE, {"in_network_reduction": True})]
+    + [(Algorithm.NCCL_TREE, {"protocol": p}) for p in PROTOCOLS],
+)
+@pytest.mark.parametrize(
     ("devices", "domain", "pod_domains"), [(16, 8, 2), (32, 8, 1), (24, 4, 2), (12, 2, 3)]
 )
 @pytest.mark.parametrize("size", [8.0, 1e6, 1e9])
-def test_nvls_tree_matches_the_reference(devices, domain, pod_domains, size):
+def test_two_level_all_reduce_matches_the_reference(
+    devices, domain, pod_domains, size, algorithm, extra
+):
+    # nvls-tree and nccl-tree: phases, time, protocol, and what auto takes
     c = cluster(
-        devices,
-        domain_size=domain,
-        pod_size=domain * pod_domains,
-        oversubscription=2.0,
-        in_network_reduction=True,
+        devices, domain_size=domain, pod_size=domain * pod_domains, oversubscription=2.0, **extra
     )
     ranks = np.arange(devices, dtype=np.int32)
     reference = Topology.from_cluster(c)
-    args = (core_topology(c), int(Collective.ALL_REDUCE), 11, ranks, size)  # nvls-tree
-    assert _flows(_core.collective_phases(*args)) == _flows(
-        phases(reference, "all-reduce", "nvls-tree", list(ranks), size)
-    )
-    assert _core.collective_time(*args)[1] == pytest.approx(
-        collective_time(reference, "all-reduce", "nvls-tree", list(ranks), size), rel=1e-12
-    )
-    auto = (core_topology(c), int(Collective.ALL_REDUCE), 0, ranks, size)
-    assert _core.collective_time(*auto)[1] == pytest.approx(
-        collective_time(reference, "all-reduce", "auto", list(ranks), size), rel=1e-12
+    for code, name in ((int(algorithm), algorithm.label), (0, "auto")):
+        args = (core_topology(c), int(Collective.ALL_REDUCE), code, ranks, size)
+        assert _flows(_core.collective_phases(*args)) == _flows(
+            phases(reference, "all-reduce", name, list(ranks), size)
+        )
+        assert _core.collective_time(*args)[1] == pytest.approx(
+            collective_time(reference, "all-reduce", name, list(ranks), size), rel=1e-12
+        )
+    args = (core_topology(c), int(Collective.ALL_REDUCE), int(algorithm), ranks, size)
+    assert _core.collective_protocol(*args) == choose_protocol(
+        reference, "all-reduce", algorithm.label, list(ranks), size
     )
 
 

@@ -815,21 +815,6 @@ std::vector<Phase> ring_phases(const Topology& topology, CollectiveOp op, Member
   return out;
 }
 
-// NCCL's tuner: the protocol of the smallest predicted time (Simple on a tie), unless the
-// topology forces one; algorithms other than rings run Simple.
-Protocol choose_protocol(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                         Members members, double S) {
-  if (!ring_family(op, algorithm) || members.size() < 2) return Protocol::Simple;
-  if (topology.protocol != Protocol::Auto) return topology.protocol;
-  Protocol best = Protocol::Simple;
-  double best_time = ring_time(topology, op, members, S, best);
-  for (const Protocol p : {Protocol::LL128, Protocol::LL}) {
-    const double time = ring_time(topology, op, members, S, p);
-    if (time < best_time) best = p, best_time = time;
-  }
-  return best;
-}
-
 // NVLS all-reduce (NVLink SHARP): each member writes its S through the switch, which reduces,
 // and reads the reduced S back (multicast), 1/n of it as the shard it owns on top: (n+1)/n S
 // per link and direction, at the bandwidth NVLS achieves, after its fixed start-up time.
@@ -904,6 +889,113 @@ Phase nvls_tree_phase(const Topology& topology, Members members, double S) {
   return phase;
 }
 
+// --- NCCL's tree all-reduce (docs/engine.md, "NCCL's tree all-reduce")
+// ----------------------------
+
+// NCCL's Tree all-reduce over m >= 2 balanced domains of g members: g channels, channel j
+// carrying S/g. Inside each domain a chain starting at member j (j, j+1, ..., j-1) reduces the
+// shard up to member j; across domains the members j form a double binary tree (each tree half
+// of the shard, over their own NICs) that reduces and broadcasts; the chain broadcasts back.
+// Everything pipelines by chunks: after the 2 (g-1) chain hops and 2 floor(log2 m) tree hops,
+// the slower of the scale-up term (each member sends 2 (g-1)/g S) and the NIC term (2 c S/g,
+// c = 1/2 on two domains) sets the time.
+// Its domains and the trees across them are nvls-tree's (nvls_tree, nvls_tree_flows).
+using NcclTree = NvlsTree;
+
+// The chains inside the domains, reduce and broadcast at once, S/g per hop and direction.
+Phase nccl_tree_chains(const NcclTree& t, double S) {
+  Phase phase;
+  const std::size_t g = t.domains.front().size();
+  for (const auto& domain : t.domains) {
+    for (std::size_t j = 0; j < g; ++j) {
+      for (std::size_t i = 0; i + 1 < g; ++i) {
+        const std::int32_t near = domain[(j + i) % g], far = domain[(j + i + 1) % g];
+        phase.flows.push_back({far, near, S / t.g});
+        phase.flows.push_back({near, far, S / t.g});
+      }
+    }
+  }
+  return phase;
+}
+
+// NCCL's tree tuner (NVIDIA/nccl src/graph/tuning.cc) against the ring's Simple, podsim's
+// plain model: base latency 6.8 / 14.0 / 8.4 us (LL / LL128 / Simple) over the ring's 8.4; per
+// hop 0.6 / 1.25 / 4.0 us over NVLink (ring Simple: 3.4) and 5.0 / 8.5 / 14 us over the
+// network (ring Simple: 14). Bandwidth: the tuner's 0.92 on every tree all-reduce, times 1/3.8
+// for LL and 120/128 for LL128 across nodes.
+struct TreeProtocolCost {
+  double launch, inside, across, bandwidth;
+};
+
+TreeProtocolCost tree_protocol_cost(Protocol protocol) {
+  switch (protocol) {
+    case Protocol::LL:
+      return {6.8 / 8.4, 0.6 / 3.4, 5.0 / 14.0, 0.92 / 3.8};
+    case Protocol::LL128:
+      return {14.0 / 8.4, 1.25 / 3.4, 8.5 / 14.0, 0.92 * 120.0 / 128.0};
+    default:
+      return {1.0, 4.0 / 3.4, 1.0, 0.92};
+  }
+}
+
+struct NcclTreeCost {
+  double latency = 0.0;    // seconds after the launch latency
+  double bandwidth = 0.0;  // seconds: the pipelined bandwidth term
+  double share = 1.0;      // fraction of the bandwidth the protocol delivers
+};
+
+NcclTreeCost nccl_tree_cost(const Topology& topology, const NcclTree& t, double S,
+                            Protocol protocol) {
+  const TreeProtocolCost f = tree_protocol_cost(protocol);
+  const StepCost out = cost_of(topology, {nvls_tree_flows(t, 1.0)});
+  const StepCost up = t.g > 1 ? cost_of(topology, {nccl_tree_chains(t, 1.0)}) : StepCost{};
+  NcclTreeCost c;
+  c.share = f.bandwidth;
+  c.latency = std::max(0.0, topology.launch_latency * (f.launch - 1.0) +
+                                2 * (t.g - 1) * up.a * f.inside + t.tree_steps * out.a * f.across);
+  c.bandwidth = std::max(2 * (t.g - 1) / t.g * S * up.b, 2 * t.half * S / t.g * out.b) / c.share;
+  return c;
+}
+
+double nccl_tree_time(const Topology& topology, Members members, double S, Protocol protocol) {
+  const NcclTreeCost c = nccl_tree_cost(topology, nvls_tree(topology, members), S, protocol);
+  return topology.launch_latency + c.latency + c.bandwidth;
+}
+
+// One phase: the chains' and the trees' flows at once, the protocol's flags on the wire.
+Phase nccl_tree_phase(const Topology& topology, Members members, double S, Protocol protocol) {
+  const NcclTree t = nvls_tree(topology, members);
+  const NcclTreeCost c = nccl_tree_cost(topology, t, S, protocol);
+  Phase phase = nccl_tree_chains(t, S / c.share);
+  const Phase trees = nvls_tree_flows(t, S / c.share);
+  phase.flows.insert(phase.flows.end(), trees.flows.begin(), trees.flows.end());
+  phase.latency = c.latency;
+  return phase;
+}
+
+// A protocol's time for the algorithms that have protocols (rings and nccl-tree).
+double protocol_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                     Members members, double S, Protocol protocol) {
+  return algorithm == Algorithm::NcclTree ? nccl_tree_time(topology, members, S, protocol)
+                                          : ring_time(topology, op, members, S, protocol);
+}
+
+// NCCL's tuner: the protocol of the smallest predicted time (Simple on a tie), unless the
+// topology forces one; algorithms other than rings and nccl-tree run Simple.
+Protocol choose_protocol(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                         Members members, double S) {
+  const bool has_protocols = ring_family(op, algorithm) || algorithm == Algorithm::NcclTree;
+  if (!has_protocols || members.size() < 2) return Protocol::Simple;
+  if (topology.protocol != Protocol::Auto) return topology.protocol;
+  Protocol best = Protocol::Simple;
+  double best_time = protocol_time(topology, op, algorithm, members, S, best);
+  for (const Protocol p : {Protocol::LL128, Protocol::LL}) {
+    const double time = protocol_time(topology, op, algorithm, members, S, p);
+    if (time < best_time) best = p, best_time = time;
+  }
+  return best;
+}
+
 // NCCL's tuner takes NVLS for all-reduce unless the message is small (docs/engine.md): podsim
 // takes it once moving the bytes costs at least its start-up time.
 bool nvls_preferred(const Topology& topology, Members members, double S) {
@@ -952,6 +1044,11 @@ bool applicable(const Topology& topology, CollectiveOp op, Algorithm algorithm, 
       const auto domains = by_domain(topology, members);
       return domains.size() >= 2 && balanced(domains) && domains.front().size() >= 2;
     }
+    case Algorithm::NcclTree: {  // NVIDIA nodes: NVLink through NVSwitch inside, NICs across
+      if (!all_reduce || topology.scale_up != ScaleUp::Switch) return false;
+      const auto domains = by_domain(topology, members);
+      return domains.size() >= 2 && balanced(domains);
+    }
     default:
       return false;
   }
@@ -978,6 +1075,11 @@ double collective_time(const Topology& topology, CollectiveOp op, Algorithm algo
   }
   if (algorithm == Algorithm::NvlsTree) {
     return topology.launch_latency + nvls_tree_time(topology, members, bytes);
+  }
+  if (algorithm == Algorithm::NcclTree) {
+    if (protocol == Protocol::Auto)
+      protocol = choose_protocol(topology, op, algorithm, members, bytes);
+    return nccl_tree_time(topology, members, bytes, protocol);
   }
   if (algorithm == Algorithm::Hierarchical) {
     return topology.launch_latency + hierarchical_time(topology, op, members, bytes);
@@ -1047,6 +1149,11 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, 
   }
   if (algorithm == Algorithm::Nvls) return {nvls_phase(topology, members, bytes)};
   if (algorithm == Algorithm::NvlsTree) return {nvls_tree_phase(topology, members, bytes)};
+  if (algorithm == Algorithm::NcclTree) {
+    if (protocol == Protocol::Auto)
+      protocol = choose_protocol(topology, op, algorithm, members, bytes);
+    return {nccl_tree_phase(topology, members, bytes, protocol)};
+  }
   if (algorithm == Algorithm::Direct) {
     Phase phase = all_pairs(members, bytes);
     phase.latency = (n_of(members) - 1) * cost_of(topology, {phase}).a;
@@ -1252,7 +1359,8 @@ const char* to_string(CollectiveOp op) {
 const char* to_string(Algorithm algorithm) {
   static const char* names[] = {"auto",         "ring",   "tree",        "halving-doubling",
                                 "hierarchical", "direct", "low-latency", "node-forwarded",
-                                "mesh",         "torus",  "nvls",        "nvls-tree"};
+                                "mesh",         "torus",  "nvls",        "nvls-tree",
+                                "nccl-tree"};
   return names[static_cast<int>(algorithm)];
 }
 

@@ -281,10 +281,55 @@ void nvls_tree_closed_form() {
   expect_near(phases[0].latency, 20e-6 + 2 * kOutLat, "start-up and two tree hops");
 }
 
+// NCCL's tree over m = 4 domains of g = 8: L + latency + max(2 (g-1)/g S b_u, 2 (S/g) b_o) /
+// share, latency = L (base/8.4 - 1) + 2 (g-1) a_u nvlink/3.4 + 2 log2(m) a_o net/14 (NCCL's
+// tree tuner constants against the ring's Simple).
+void nccl_tree_closed_form() {
+  Topology t = topology(32, 8, 32);
+  const auto tree = [&](double bytes, Protocol p) {
+    return collective_time(t, CollectiveOp::AllReduce, Algorithm::NcclTree, first(32), bytes, {},
+                           p);
+  };
+  // Simple: the NICs (2 S/8 / 50 GB/s = 5 ms) bound it, not the scale-up links (4.375 ms).
+  expect_near(tree(S, Protocol::Simple),
+              kLaunch + 14 * kUpLat * 4.0 / 3.4 + 4 * kOutLat + 0.25 * S * bo / 0.92,
+              "simple nccl-tree, NIC-bound");
+  const double small = 1e5;
+  expect_near(tree(small, Protocol::LL),
+              kLaunch + kLaunch * (6.8 / 8.4 - 1) + 14 * kUpLat * 0.6 / 3.4 +
+                  4 * kOutLat * 5.0 / 14.0 + 0.25 * small * bo * 3.8 / 0.92,
+              "ll nccl-tree");
+  expect_near(tree(small, Protocol::LL128),
+              kLaunch + kLaunch * (14.0 / 8.4 - 1) + 14 * kUpLat * 1.25 / 3.4 +
+                  4 * kOutLat * 8.5 / 14.0 + 0.25 * small * bo / (0.92 * 120.0 / 128.0),
+              "ll128 nccl-tree");
+  t.protocol = Protocol::Auto;
+  expect(resolve_protocol(t, CollectiveOp::AllReduce, Algorithm::NcclTree, first(32), 8) ==
+             Protocol::LL,
+         "auto: ll at 8 bytes");
+  expect(resolve_protocol(t, CollectiveOp::AllReduce, Algorithm::NcclTree, first(32), S) ==
+             Protocol::Simple,
+         "auto: simple at 1 GB");
+  expect(!applicable(t, CollectiveOp::AllReduce, Algorithm::NcclTree, first(8)),
+         "no nccl-tree inside one domain");
+  expect(!applicable(t, CollectiveOp::AllGather, Algorithm::NcclTree, first(16)),
+         "nccl-tree is all-reduce only");
+  for (const double bytes : {8.0, 1e6, S}) {
+    expect(resolve_algorithm(t, CollectiveOp::AllReduce, Algorithm::Auto, first(32), bytes) !=
+               Algorithm::NcclTree,
+           "auto never takes nccl-tree");
+  }
+  const auto phases =
+      collective_phases(t, CollectiveOp::AllReduce, Algorithm::NcclTree, first(32), S);
+  expect(phases.size() == 1, "one pipelined phase");
+  expect_near(phases[0].latency, 14 * kUpLat * 4.0 / 3.4 + 4 * kOutLat, "chain and tree hops");
+}
+
 }  // namespace
 
 int main() {
   protocols_closed_form();
+  nccl_tree_closed_form();
   nvls_tree_closed_form();
   nvls_closed_form();
   one_domain_closed_forms();

@@ -20,7 +20,8 @@ def collective(
     protocol: str | None = None,
 ) -> CollectiveResult:
     """Simulate one collective of `size` bytes (nccl-tests convention) on every rank.
-    `protocol` (auto, ll, ll128, simple) replaces the cluster's for rings (docs/engine.md)."""
+    `protocol` (auto, ll, ll128, simple) replaces the cluster's for rings and nccl-tree
+    (docs/engine.md)."""
     if protocol is not None:
         cluster = dataclasses.replace(cluster, protocol=protocol)
     program = collective_program(op, cluster.devices, size, algorithm)

@@ -75,6 +75,7 @@ class Algorithm(_Named):
     TORUS = 9  # torus: dimension-ordered bidirectional rings (TPU)
     NVLS = 10  # all-reduce reduced in the scale-up switch (NVLink SHARP)
     NVLS_TREE = 11  # all-reduce: nvls in each domain, a tree across domains (NCCL's NVLSTree)
+    NCCL_TREE = 12  # all-reduce: a chain in each domain, a tree across domains (NCCL's Tree)
 
 
 Collective._field = "op"

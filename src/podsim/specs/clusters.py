@@ -187,10 +187,10 @@ def _overrides(high: float) -> tuple:
         ),
         Choice(
             "protocol",
-            "the protocol rings of all-reduce, all-gather and reduce-scatter run: 'auto' "
-            "(NCCL's choice per size among LL, LL128 and Simple, as on the NVIDIA presets), "
-            "'ll', 'll128', or 'simple' (the plain alpha-beta model, for libraries without "
-            "NCCL's low-latency protocols)",
+            "the protocol rings of all-reduce, all-gather and reduce-scatter (and nccl-tree) "
+            "run: 'auto' (NCCL's choice per size among LL, LL128 and Simple, as on the NVIDIA "
+            "presets), 'll', 'll128', or 'simple' (the plain alpha-beta model, for libraries "
+            "without NCCL's low-latency protocols)",
             "simple",
             choices=PROTOCOLS,
         ),

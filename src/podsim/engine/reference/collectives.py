@@ -37,10 +37,22 @@ ORDER = (
     A.NODE_FORWARDED,
     A.NVLS,
     A.NVLS_TREE,
+    A.NCCL_TREE,
 )
 
+# Algorithms that run only when named: AUTO never takes them (docs/engine.md, "NCCL's tree").
+EXPLICIT_ONLY = (A.NCCL_TREE,)
+
 ALGORITHMS = {
-    C.ALL_REDUCE: (A.RING, A.TREE, A.HALVING_DOUBLING, A.HIERARCHICAL, A.NVLS, A.NVLS_TREE),
+    C.ALL_REDUCE: (
+        A.RING,
+        A.TREE,
+        A.HALVING_DOUBLING,
+        A.HIERARCHICAL,
+        A.NVLS,
+        A.NVLS_TREE,
+        A.NCCL_TREE,
+    ),
     C.ALL_GATHER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
     C.REDUCE_SCATTER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
     C.ALL_TO_ALL: (A.DIRECT, A.LOW_LATENCY, A.NODE_FORWARDED),
@@ -138,6 +150,9 @@ def _applies(topology: Topology, algorithm: Algorithm, group: Sequence[int]) -> 
             and _balanced(domains)
             and len(domains[0]) >= 2
         )
+    if algorithm == A.NCCL_TREE:  # switched domains (this oracle's only kind), NICs across
+        domains = _domains(topology, group)
+        return len(domains) >= 2 and _balanced(domains)
     return True
 
 
@@ -220,14 +235,22 @@ def choose_protocol(
     all-reduce, all-gather and reduce-scatter, unless the topology forces one; simple for every
     other algorithm."""
     op, algorithm = Collective.parse(op), Algorithm.parse(algorithm)
-    if not _ring_family(op, algorithm) or len(group) < 2:
+    has_protocols = _ring_family(op, algorithm) or algorithm == A.NCCL_TREE
+    if not has_protocols or len(group) < 2:
         return SIMPLE
     if topology.protocol != AUTO_PROTOCOL:
         return topology.protocol
     group = tuple(group)
-    best, best_time = SIMPLE, _ring_time(topology, op, group, nbytes, SIMPLE)
+
+    def time(protocol: int) -> float:
+        if algorithm == A.NCCL_TREE:
+            latency, _, bandwidth = _nccl_tree(topology, group, nbytes, protocol)
+            return topology.launch_latency + latency + bandwidth
+        return _ring_time(topology, op, group, nbytes, protocol)
+
+    best, best_time = SIMPLE, time(SIMPLE)
     for protocol in (LL128, LL):
-        t = _ring_time(topology, op, group, nbytes, protocol)
+        t = time(protocol)
         if t < best_time:
             best, best_time = protocol, t
     return best
@@ -248,6 +271,8 @@ def choose_algorithm(
         return A.NVLS
     best, best_time = A.AUTO, float("inf")
     for algorithm in applicable(topology, op, group):
+        if algorithm in EXPLICIT_ONLY:
+            continue
         t = analytical_time(topology, op, algorithm, tuple(group), nbytes, shape)
         if t < best_time:  # strict: an equal time keeps the earlier algorithm
             best, best_time = algorithm, t
@@ -422,6 +447,11 @@ def _closed_form(
     if algorithm == A.NVLS_TREE:
         latency, _, bandwidth = _nvls_tree(topology, group, S)
         return L + latency + bandwidth
+    if algorithm == A.NCCL_TREE:
+        if protocol == AUTO_PROTOCOL:
+            protocol = choose_protocol(topology, op, algorithm, group, S)
+        latency, _, bandwidth = _nccl_tree(topology, group, S, protocol)
+        return L + latency + bandwidth
     p = _pattern(topology, op, algorithm, group)
     (a, a_o), (b, b_o), g, m = p.a, p.b, p.g, p.m
     log2n = h = n.bit_length() - 1  # floor(log2 n); exact log2 n where n is a power of two
@@ -514,6 +544,53 @@ def _nvls_tree(
     return latency, trees + switch, bandwidth
 
 
+# NCCL's tree tuner (NVIDIA/nccl src/graph/tuning.cc) against the ring's Simple, podsim's plain
+# model: (factor on the launch latency, on the hop latency inside a domain, across domains,
+# fraction of the bandwidth). Base latency 6.8 / 14.0 / 8.4 us (LL / LL128 / Simple) over the
+# ring's 8.4; per hop 0.6 / 1.25 / 4.0 us over NVLink (ring Simple: 3.4), 5.0 / 8.5 / 14 us over
+# the network (ring Simple: 14); bandwidth: 0.92 on every tree all-reduce, times 1/3.8 for LL
+# and 120/128 for LL128 across nodes.
+_TREE_PROTOCOL_COST = {
+    LL: (6.8 / 8.4, 0.6 / 3.4, 5.0 / 14.0, 0.92 / 3.8),
+    LL128: (14.0 / 8.4, 1.25 / 3.4, 8.5 / 14.0, 0.92 * 120.0 / 128.0),
+    SIMPLE: (1.0, 4.0 / 3.4, 1.0, 0.92),
+}
+
+
+def _nccl_tree(
+    topology: Topology, group: tuple[int, ...], S: float, protocol: int
+) -> tuple[float, list[Flow], float]:
+    """NCCL's Tree all-reduce over m >= 2 balanced domains of g: channel j carries S/g; a chain
+    from member j through its domain (j, j+1, ..., j-1) reduces it to member j, the members j
+    of all domains reduce and broadcast it over a double binary tree through their NICs (each
+    tree half of it), the chain broadcasts it back, all pipelined by chunks. Returns the latency
+    after the launch (2 (g-1) chain hops, 2 floor(log2 m) tree hops, under `protocol`), the one
+    phase's flows (the bytes on the wire) and the bandwidth term: the slower of the scale-up
+    links (2 (g-1)/g S per member) and the NICs (2 c S/g, c = 1/2 on two domains)."""
+    domains = _domains(topology, group)
+    g, m = len(domains[0]), len(domains)
+    launch, inside, across, share = _TREE_PROTOCOL_COST[protocol]
+    chains: list[Flow] = []
+    for d in domains:
+        for j in range(g):
+            for i in range(g - 1):
+                near, far = d[(j + i) % g], d[(j + i + 1) % g]
+                chains += [(far, near, S / g / share), (near, far, S / g / share)]
+    trees: list[Flow] = []
+    for j in range(g):
+        up = [(s, d, f * S / g / share) for s, d, f in _tree_flows([d[j] for d in domains])]
+        trees += up + [(d, s, b) for s, d, b in up]
+    a_up = max((topology.latency(s, d) for s, d, _ in chains), default=0.0)
+    b_up = max((1.0 / topology.bandwidth(s, d) for s, d, _ in chains), default=0.0)
+    a_out = max(topology.latency(s, d) for s, d, _ in trees)
+    b_out = max(1.0 / topology.bandwidth(s, d) for s, d, _ in trees)
+    half = 0.5 if m == 2 else 1.0  # two domains: each tree edge carries one half only
+    bandwidth = max(2 * (g - 1) / g * S * b_up, 2 * half * S / g * b_out) / share
+    hops = 2 * (g - 1) * a_up * inside + 2 * (m.bit_length() - 1) * a_out * across
+    latency = max(0.0, topology.launch_latency * (launch - 1.0) + hops)
+    return latency, chains + trees, bandwidth
+
+
 def _busiest_link(topology: Topology, flows: list[Flow]) -> float:
     """Seconds the most loaded link of these concurrent flows needs, every flow at its path's
     bandwidth: each rank's outgoing bytes per path class over that class's slowest path."""
@@ -569,6 +646,10 @@ def phases(
         return [_expert_all_to_all(topology, algorithm, group, float(nbytes), shape)]
     if algorithm == A.NVLS_TREE:
         latency, flows, _ = _nvls_tree(topology, group, float(nbytes))
+        return [(latency, flows)]
+    if algorithm == A.NCCL_TREE:
+        protocol = choose_protocol(topology, op, algorithm, group, nbytes)
+        latency, flows, _ = _nccl_tree(topology, group, float(nbytes), protocol)
         return [(latency, flows)]
     if algorithm == A.NVLS:  # each member's bytes once up and once down its switch links
         moved = _nvls_bytes(group, nbytes) * topology.scale_up_bandwidth / topology.nvls_bandwidth
@@ -629,6 +710,9 @@ def pod_loads(
         steps = [flows]
     elif algorithm == A.NVLS_TREE:  # only the trees cross domains, hence pods
         steps = [_nvls_tree(topology, group, 1.0)[1]]
+    elif algorithm == A.NCCL_TREE:  # only the trees cross domains; flags included
+        protocol = choose_protocol(topology, op, algorithm, group, nbytes)
+        steps = [_nccl_tree(topology, group, 1.0, protocol)[1]]
     else:
         pattern = algorithm if algorithm != A.LOW_LATENCY else A.DIRECT
         steps = [step.flows for step in _pattern(topology, op, pattern, group).steps]
@@ -674,6 +758,9 @@ def _phase_bandwidth(
         return [whole - topology.launch_latency - hops]
     if algorithm == A.NVLS_TREE:  # one phase
         return [_nvls_tree(topology, group, nbytes)[2]]
+    if algorithm == A.NCCL_TREE:  # one phase
+        protocol = choose_protocol(topology, op, algorithm, group, nbytes)
+        return [_nccl_tree(topology, group, nbytes, protocol)[2]]
     p = _pattern(topology, op, algorithm, group)
     if len(p.steps) <= 1:
         protocol = choose_protocol(topology, op, algorithm, group, nbytes)

@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     coll.add_argument(
         "--protocol",
         choices=PROTOCOLS,
-        help="protocol of ring algorithms: auto (NCCL's choice per size), ll, ll128 or simple; "
+        help="protocol of rings and nccl-tree: auto (NCCL's choice per size), ll, ll128 or simple; "
         "default: the cluster's (auto on the NVIDIA presets, simple elsewhere)",
     )
     coll.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
