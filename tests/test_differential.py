@@ -13,10 +13,16 @@ from podsim import ProgramBuilder, _core, simulate
 from podsim.engine.core import core_topology
 from podsim.engine.reference import Topology
 from podsim.engine.reference import simulate as reference_simulate
-from podsim.engine.reference.collectives import applicable, phases
-from podsim.lowering.program import Collective
+from podsim.engine.reference.collectives import (
+    applicable,
+    choose_protocol,
+    collective_time,
+    phases,
+)
+from podsim.lowering.program import Algorithm, Collective
 from podsim.lowering.training import StepBuilder
 from podsim.plans.training import Plan
+from podsim.specs.clusters import PROTOCOLS
 from podsim.specs.models import Model
 
 OPS = ["all-reduce", "all-gather", "reduce-scatter", "all-to-all", "broadcast", "reduce"]
@@ -68,7 +74,15 @@ def programs(draw):
             tag = draw(st.integers(-1, 1))
             ops_of[src].append(b.send(src, dst, size, stream, deps(src), tag))
             ops_of[dst].append(b.recv(dst, src, size, stream, deps(dst), tag))
-    c = cluster(n, domain_size=domain, pod_size=domain * pod_domains, oversubscription=oversub)
+    protocol = draw(st.sampled_from(PROTOCOLS))
+    c = cluster(
+        n,
+        domain_size=domain,
+        pod_size=domain * pod_domains,
+        oversubscription=oversub,
+        protocol=protocol,
+        in_network_reduction=draw(st.booleans()),  # nvls and nvls-tree
+    )
     return b.build(), c
 
 
@@ -109,6 +123,58 @@ def test_cpp_phases_match_the_reference(devices, domain, op, algorithm):
     ours = _core.collective_phases(core_topology(c), int(op), int(algorithm), ranks, 1e6)
     theirs = phases(Topology.from_cluster(c), op, algorithm, list(ranks), 1e6)
     assert _flows(ours) == _flows(theirs)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "extra"),
+    [(Algorithm.NVLS_TREE, {"in_network_reduction": True})]
+    + [(Algorithm.NCCL_TREE, {"protocol": p}) for p in PROTOCOLS],
+)
+@pytest.mark.parametrize(
+    ("devices", "domain", "pod_domains"), [(16, 8, 2), (32, 8, 1), (24, 4, 2), (12, 2, 3)]
+)
+@pytest.mark.parametrize("size", [8.0, 1e6, 1e9])
+def test_two_level_all_reduce_matches_the_reference(
+    devices, domain, pod_domains, size, algorithm, extra
+):
+    # nvls-tree and nccl-tree: phases, time, protocol, and what auto takes
+    c = cluster(
+        devices, domain_size=domain, pod_size=domain * pod_domains, oversubscription=2.0, **extra
+    )
+    ranks = np.arange(devices, dtype=np.int32)
+    reference = Topology.from_cluster(c)
+    for code, name in ((int(algorithm), algorithm.label), (0, "auto")):
+        args = (core_topology(c), int(Collective.ALL_REDUCE), code, ranks, size)
+        assert _flows(_core.collective_phases(*args)) == _flows(
+            phases(reference, "all-reduce", name, list(ranks), size)
+        )
+        assert _core.collective_time(*args)[1] == pytest.approx(
+            collective_time(reference, "all-reduce", name, list(ranks), size), rel=1e-12
+        )
+    args = (core_topology(c), int(Collective.ALL_REDUCE), int(algorithm), ranks, size)
+    assert _core.collective_protocol(*args) == choose_protocol(
+        reference, "all-reduce", algorithm.label, list(ranks), size
+    )
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(("devices", "domain"), [(8, 8), (16, 4), (6, 4)])
+@pytest.mark.parametrize("size", [8.0, 1e5, 1e6])
+def test_ring_protocols_match_the_reference(protocol, devices, domain, size):
+    # the protocol each engine picks, its phases and its closed form
+    c = cluster(devices, domain_size=domain, protocol=protocol)
+    ranks = np.arange(devices, dtype=np.int32)
+    reference = Topology.from_cluster(c)
+    for op in (Collective.ALL_REDUCE, Collective.ALL_GATHER, Collective.REDUCE_SCATTER):
+        args = (core_topology(c), int(op), 1, ranks, size)
+        assert _core.collective_protocol(*args) == choose_protocol(
+            reference, op, "ring", list(ranks), size
+        )
+        ours = _core.collective_phases(*args)
+        assert _flows(ours) == _flows(phases(reference, op, "ring", list(ranks), size))
+        assert _core.collective_time(*args)[1] == pytest.approx(
+            collective_time(reference, op, "ring", list(ranks), size), rel=1e-12
+        )
 
 
 TRAINING_PLANS = [

@@ -43,6 +43,7 @@ def test_validation_page_marks_its_generated_tables():
         "deepep-low-latency",
         "deepep-normal",
         "nccl-tests-dgx-h100",
+        "nccl-tests-dgx-h100-small",
         "deepseek-v3-phases",
         "serving-validation",
         "validation-out-of-sample",

@@ -92,3 +92,7 @@ def test_compare_keeps_in_switch_reduction_for_the_same_chip_only():
     other = swap_chip(base, "mi300x")
     assert not other.scenario.cluster.nvls_enabled
     assert "in-switch reduction off (mi300x's own scale-up)" in other.changes
+    # NCCL's protocols stay with NVIDIA chips; another vendor's library runs simple
+    assert swap_chip(base, "b200").scenario.cluster.protocol == "auto"
+    assert other.scenario.cluster.protocol == "simple"
+    assert "protocol auto -> simple (mi300x's own collective library)" in other.changes

@@ -123,9 +123,9 @@ def test_switch_presets_keep_a_switch_and_the_engine_sees_no_links_beyond_it():
         kind = cluster.scale_up_topology
         assert (kind != "switch") == (name in wired), name
         if kind == "switch":
-            assert cluster.topology()[-7:-2] == (0, 0.0, (1, 1, 1), 1, 0.0)
+            assert cluster.topology()[-8:-3] == (0, 0.0, (1, 1, 1), 1, 0.0)
             # in-switch reduction only where the preset says its switch reduces
-            assert (cluster.topology()[-2] > 0) == cluster.in_network_reduction, name
+            assert (cluster.topology()[-3] > 0) == cluster.in_network_reduction, name
     assert preset_cluster("cloudmatrix384").scale_up_topology == "switch"  # the unified bus
 
 
@@ -200,13 +200,13 @@ def test_a_910c_runs_as_one_rank_per_die_only_when_asked():
     # (peaks, memory, UB bandwidth, power), a package's two dies joined by their own link.
     whole = preset_cluster("cloudmatrix384")
     dies = preset_cluster("cloudmatrix384", per_die=True)
-    assert whole.package_size == 1 and whole.topology()[-4:-2] == (1, 0.0)
+    assert whole.package_size == 1 and whole.topology()[-5:-3] == (1, 0.0)
     assert (dies.devices, dies.domain_size, dies.package_size) == (768, 768, 2)
     assert dies.chip.peak("bf16") == whole.chip.peak("bf16") / 2
     assert dies.chip.hbm_bytes == whole.chip.hbm_bytes / 2 == 64e9
     assert dies.scale_up_bandwidth == whole.scale_up_bandwidth / 2
     assert dies.device_power_w == pytest.approx(whole.device_power_w / 2)
-    assert dies.topology()[-4:-2] == (2, 196e9 * dies.scale_up_efficiency)
+    assert dies.topology()[-5:-3] == (2, 196e9 * dies.scale_up_efficiency)
 
 
 def test_the_two_dies_of_a_package_talk_over_their_link():

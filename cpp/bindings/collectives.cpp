@@ -76,6 +76,13 @@ py::tuple collective_time_py(const Topology& topology, int op, int algorithm,
       analytical_time(topology, args.op, args.algorithm, args.members, bytes, shape));
 }
 
+// The protocol depends on no all-to-all shape: only rings of the other collectives run one.
+int collective_protocol_py(const Topology& topology, int op, int algorithm, const py::array& ranks,
+                           double bytes) {
+  const auto args = collective_args(topology, op, algorithm, ranks, bytes, {});
+  return static_cast<int>(resolve_protocol(topology, args.op, args.algorithm, args.members, bytes));
+}
+
 py::list collective_phases_py(const Topology& topology, int op, int algorithm,
                               const py::array& ranks, double bytes, double message_bytes,
                               double fanout) {
@@ -101,6 +108,9 @@ void register_collectives(py::module_& m) {
         py::arg("algorithm"), py::arg("ranks"), py::arg("bytes"), py::arg("message_bytes") = 0.0,
         py::arg("fanout") = 1.0,
         "(resolved algorithm, seconds) of one collective without contention.");
+  m.def("collective_protocol", &collective_protocol_py, py::arg("topology"), py::arg("op"),
+        py::arg("algorithm"), py::arg("ranks"), py::arg("bytes"),
+        "The protocol (0 auto, 1 ll, 2 ll128, 3 simple) the collective runs: never 0.");
   m.def("collective_phases", &collective_phases_py, py::arg("topology"), py::arg("op"),
         py::arg("algorithm"), py::arg("ranks"), py::arg("bytes"), py::arg("message_bytes") = 0.0,
         py::arg("fanout") = 1.0,

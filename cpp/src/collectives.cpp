@@ -700,8 +700,10 @@ double channel_plan(const Topology& topology, CollectiveOp op, Members members, 
 }
 
 // Per member: (g-1)/g of the ring's bytes over scale-up, 1/g over its NIC, in parallel.
-// Costed from the hops the channels use, without building their g x n flows.
-double channel_time(const Topology& topology, CollectiveOp op, Members members, double S) {
+// Costed from the hops the channels use, without building their g x n flows. Returns the step
+// cost (largest hop latency, seconds per byte of the ring's bytes) and the latency steps.
+std::pair<StepCost, double> channel_cost(const Topology& topology, CollectiveOp op,
+                                         Members members) {
   const auto domains = by_domain(topology, members);
   const std::size_t m = domains.size(), g = domains.front().size();
   StepCost up, out;
@@ -726,7 +728,91 @@ double channel_time(const Topology& topology, CollectiveOp op, Members members, 
   const double n = n_of(members), gd = static_cast<double>(g);
   const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
   const double b = std::max((gd - 1) / gd * up.b, out.b / gd);
-  return rounds * (n - 1) * std::max(up.a, out.a) + rounds * (n - 1) / n * S * b;
+  return {{std::max(up.a, out.a), b}, rounds * (n - 1)};
+}
+
+// --- Protocols (docs/engine.md, "Protocols") ------------------------------------------------
+
+// What a protocol changes against Simple (the plain model): its set-up time (a factor on the
+// launch latency), its per-step latency (a factor on the hop latency) and the fraction of the
+// bandwidth it delivers. Latency ratios: NCCL's tuner constants for rings (NVIDIA/nccl,
+// src/graph/tuning.cc: baseLatencies 6.6 / 14.0 / 8.4 us for LL / LL128 / Simple; hwLatencies
+// per step 0.6 / 1.9 / 3.4 us over NVLink, 2.7 / 4.0 / 14.0 us over the network). Bandwidth:
+// LL128 sends 120 data bytes per 128-byte line (NCCL's tuner: 0.92); LL's 8-byte lines carry 4
+// data bytes (at most 1/2), and kLLEfficiency is fitted on nccl-tests (tools/fit_nvls.py).
+struct ProtocolCost {
+  double launch = 1.0;
+  double hop = 1.0;
+  double bandwidth = 1.0;
+};
+
+constexpr double kLLEfficiency = 0.335;
+
+ProtocolCost protocol_cost(Protocol protocol, bool across_domains) {
+  switch (protocol) {
+    case Protocol::LL:
+      return {6.6 / 8.4, across_domains ? 2.7 / 14.0 : 0.6 / 3.4, kLLEfficiency};
+    case Protocol::LL128:
+      return {14.0 / 8.4, across_domains ? 4.0 / 14.0 : 1.9 / 3.4, 0.92};
+    default:
+      return {};
+  }
+}
+
+// A protocol's latency on top of the launch latency: its set-up change plus its steps (never
+// below 0, so that a cluster without hop latencies keeps its launch latency).
+double protocol_latency(const Topology& topology, const ProtocolCost& f, double steps_latency) {
+  if (f.launch == 1.0 && f.hop == 1.0) return steps_latency;
+  return std::max(0.0, topology.launch_latency * (f.launch - 1.0) + steps_latency * f.hop);
+}
+
+ProtocolCost ring_protocol(const Topology& topology, Members members, Protocol protocol) {
+  return protocol_cost(protocol, !one_domain(topology, members));
+}
+
+// A ring of all-reduce, all-gather or reduce-scatter under `protocol` (never Auto), launch
+// latency included.
+double ring_time(const Topology& topology, CollectiveOp op, Members members, double S,
+                 Protocol protocol) {
+  const ProtocolCost f = ring_protocol(topology, members, protocol);
+  const double n = n_of(members);
+  const double rounds = op == CollectiveOp::AllReduce ? 2.0 : 1.0;
+  // L + (latency + bandwidth): Simple keeps the bits of the plain closed form, and with them
+  // the ties AUTO breaks by order.
+  if (channelled(topology, members)) {
+    const auto [c, steps] = channel_cost(topology, op, members);
+    return topology.launch_latency + (protocol_latency(topology, f, steps * c.a) +
+                                      rounds * (n - 1) / n * S * c.b / f.bandwidth);
+  }
+  const Plan plan = flat_plan(op, Algorithm::Ring, members, S);
+  const StepCost c = cost_of(topology, plan.phases);
+  const double steps = rounds * (n - 1);
+  return topology.launch_latency +
+         (protocol_latency(topology, f, steps * c.a) +
+          flat_time(op, Algorithm::Ring, members.size(), S, {0.0, c.b / f.bandwidth}));
+}
+
+// The ring's phases under `protocol`: its latency, and the bytes each flow puts on the wire (the
+// protocol's flags included).
+std::vector<Phase> ring_phases(const Topology& topology, CollectiveOp op, Members members, double S,
+                               Protocol protocol) {
+  const ProtocolCost f = ring_protocol(topology, members, protocol);
+  std::vector<Phase> out;
+  if (channelled(topology, members)) {
+    Phase phase;
+    const double steps = channel_plan(topology, op, members, S, phase);
+    phase.latency = steps * cost_of(topology, {phase}).a;
+    out.push_back(std::move(phase));
+  } else {
+    Plan plan = flat_plan(op, Algorithm::Ring, members, S);
+    scale_latencies(plan, cost_of(topology, plan.phases).a);
+    out = std::move(plan.phases);
+  }
+  for (Phase& phase : out) {
+    phase.latency = protocol_latency(topology, f, phase.latency);
+    for (Flow& flow : phase.flows) flow.bytes /= f.bandwidth;
+  }
+  return out;
 }
 
 // NVLS all-reduce (NVLink SHARP): each member writes its S through the switch, which reduces,
@@ -744,6 +830,170 @@ Phase nvls_phase(const Topology& topology, Members members, double S) {
   const double scale = topology.scale_up_bandwidth / topology.nvls_bandwidth;
   Phase phase = ring(members, nvls_bytes(members, S) * scale, topology.nvls_latency);
   return phase;
+}
+
+// NVLS-tree all-reduce (NCCL's NVLSTree) over m >= 2 balanced domains of g members: the switch
+// of each domain reduces (nvls), member j of every domain all-reduces the j-th S/g shard with
+// its peers in the other domains over a double binary tree through its NIC, and the switch
+// multicasts the result; the three stages pipeline by chunks, so the slower of the switch's
+// and the NIC's bandwidth terms sets the time after the start-up and the tree's 2h hops.
+struct NvlsTree {
+  std::vector<std::vector<std::int32_t>> domains;
+  double g = 1.0, m = 1.0;
+  double tree_steps = 0.0;  // 2 floor(log2 m)
+  double half = 1.0;        // the tree's share of each half: 1/2 on 2 domains (one edge each)
+};
+
+NvlsTree nvls_tree(const Topology& topology, Members members) {
+  NvlsTree t;
+  t.domains = by_domain(topology, members);
+  t.g = static_cast<double>(t.domains.front().size());
+  t.m = static_cast<double>(t.domains.size());
+  t.tree_steps = 2.0 * floor_log2(t.domains.size());
+  t.half = t.domains.size() == 2 ? 0.5 : 1.0;
+  return t;
+}
+
+// The tree flows (both trees, reduce and broadcast at once) across domains, S/g per shard.
+Phase nvls_tree_flows(const NvlsTree& t, double S) {
+  Phase phase;
+  for (const auto& rail : rails(t.domains)) {
+    for (const bool up : {true, false}) {
+      Phase one = tree_phase(rail, S / t.g / 2, up);
+      phase.flows.insert(phase.flows.end(), one.flows.begin(), one.flows.end());
+    }
+  }
+  return phase;
+}
+
+double nvls_tree_time(const Topology& topology, Members members, double S) {
+  const NvlsTree t = nvls_tree(topology, members);
+  const StepCost out = cost_of(topology, {nvls_tree_flows(t, 1.0)});
+  const double in_switch = (t.g + 1) / t.g * S / topology.nvls_bandwidth;
+  const double across = 2 * t.half * S / t.g * out.b;
+  return topology.nvls_latency + t.tree_steps * out.a + std::max(in_switch, across);
+}
+
+// One phase: every domain's nvls flows (as nvls_phase) and the trees' flows at once.
+Phase nvls_tree_phase(const Topology& topology, Members members, double S) {
+  const NvlsTree t = nvls_tree(topology, members);
+  Phase phase = nvls_tree_flows(t, S);
+  const double scale = topology.scale_up_bandwidth / topology.nvls_bandwidth;
+  for (const auto& domain : t.domains) {
+    if (domain.size() < 2) continue;
+    const Phase one = ring(domain, (t.g + 1) / t.g * S * scale, 0.0);
+    phase.flows.insert(phase.flows.end(), one.flows.begin(), one.flows.end());
+  }
+  phase.latency =
+      topology.nvls_latency + t.tree_steps * cost_of(topology, {phase}, Paths::InterDomain).a;
+  return phase;
+}
+
+// --- NCCL's tree all-reduce (docs/engine.md, "NCCL's tree all-reduce")
+// ----------------------------
+
+// NCCL's Tree all-reduce over m >= 2 balanced domains of g members: g channels, channel j
+// carrying S/g. Inside each domain a chain starting at member j (j, j+1, ..., j-1) reduces the
+// shard up to member j; across domains the members j form a double binary tree (each tree half
+// of the shard, over their own NICs) that reduces and broadcasts; the chain broadcasts back.
+// Everything pipelines by chunks: after the 2 (g-1) chain hops and 2 floor(log2 m) tree hops,
+// the slower of the scale-up term (each member sends 2 (g-1)/g S) and the NIC term (2 c S/g,
+// c = 1/2 on two domains) sets the time.
+// Its domains and the trees across them are nvls-tree's (nvls_tree, nvls_tree_flows).
+using NcclTree = NvlsTree;
+
+// The chains inside the domains, reduce and broadcast at once, S/g per hop and direction.
+Phase nccl_tree_chains(const NcclTree& t, double S) {
+  Phase phase;
+  const std::size_t g = t.domains.front().size();
+  for (const auto& domain : t.domains) {
+    for (std::size_t j = 0; j < g; ++j) {
+      for (std::size_t i = 0; i + 1 < g; ++i) {
+        const std::int32_t near = domain[(j + i) % g], far = domain[(j + i + 1) % g];
+        phase.flows.push_back({far, near, S / t.g});
+        phase.flows.push_back({near, far, S / t.g});
+      }
+    }
+  }
+  return phase;
+}
+
+// NCCL's tree tuner (NVIDIA/nccl src/graph/tuning.cc) against the ring's Simple, podsim's
+// plain model: base latency 6.8 / 14.0 / 8.4 us (LL / LL128 / Simple) over the ring's 8.4; per
+// hop 0.6 / 1.25 / 4.0 us over NVLink (ring Simple: 3.4) and 5.0 / 8.5 / 14 us over the
+// network (ring Simple: 14). Bandwidth: the tuner's 0.92 on every tree all-reduce, times 1/3.8
+// for LL and 120/128 for LL128 across nodes.
+struct TreeProtocolCost {
+  double launch, inside, across, bandwidth;
+};
+
+TreeProtocolCost tree_protocol_cost(Protocol protocol) {
+  switch (protocol) {
+    case Protocol::LL:
+      return {6.8 / 8.4, 0.6 / 3.4, 5.0 / 14.0, 0.92 / 3.8};
+    case Protocol::LL128:
+      return {14.0 / 8.4, 1.25 / 3.4, 8.5 / 14.0, 0.92 * 120.0 / 128.0};
+    default:
+      return {1.0, 4.0 / 3.4, 1.0, 0.92};
+  }
+}
+
+struct NcclTreeCost {
+  double latency = 0.0;    // seconds after the launch latency
+  double bandwidth = 0.0;  // seconds: the pipelined bandwidth term
+  double share = 1.0;      // fraction of the bandwidth the protocol delivers
+};
+
+NcclTreeCost nccl_tree_cost(const Topology& topology, const NcclTree& t, double S,
+                            Protocol protocol) {
+  const TreeProtocolCost f = tree_protocol_cost(protocol);
+  const StepCost out = cost_of(topology, {nvls_tree_flows(t, 1.0)});
+  const StepCost up = t.g > 1 ? cost_of(topology, {nccl_tree_chains(t, 1.0)}) : StepCost{};
+  NcclTreeCost c;
+  c.share = f.bandwidth;
+  c.latency = std::max(0.0, topology.launch_latency * (f.launch - 1.0) +
+                                2 * (t.g - 1) * up.a * f.inside + t.tree_steps * out.a * f.across);
+  c.bandwidth = std::max(2 * (t.g - 1) / t.g * S * up.b, 2 * t.half * S / t.g * out.b) / c.share;
+  return c;
+}
+
+double nccl_tree_time(const Topology& topology, Members members, double S, Protocol protocol) {
+  const NcclTreeCost c = nccl_tree_cost(topology, nvls_tree(topology, members), S, protocol);
+  return topology.launch_latency + c.latency + c.bandwidth;
+}
+
+// One phase: the chains' and the trees' flows at once, the protocol's flags on the wire.
+Phase nccl_tree_phase(const Topology& topology, Members members, double S, Protocol protocol) {
+  const NcclTree t = nvls_tree(topology, members);
+  const NcclTreeCost c = nccl_tree_cost(topology, t, S, protocol);
+  Phase phase = nccl_tree_chains(t, S / c.share);
+  const Phase trees = nvls_tree_flows(t, S / c.share);
+  phase.flows.insert(phase.flows.end(), trees.flows.begin(), trees.flows.end());
+  phase.latency = c.latency;
+  return phase;
+}
+
+// A protocol's time for the algorithms that have protocols (rings and nccl-tree).
+double protocol_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                     Members members, double S, Protocol protocol) {
+  return algorithm == Algorithm::NcclTree ? nccl_tree_time(topology, members, S, protocol)
+                                          : ring_time(topology, op, members, S, protocol);
+}
+
+// NCCL's tuner: the protocol of the smallest predicted time (Simple on a tie), unless the
+// topology forces one; algorithms other than rings and nccl-tree run Simple.
+Protocol choose_protocol(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                         Members members, double S) {
+  const bool has_protocols = ring_family(op, algorithm) || algorithm == Algorithm::NcclTree;
+  if (!has_protocols || members.size() < 2) return Protocol::Simple;
+  if (topology.protocol != Protocol::Auto) return topology.protocol;
+  Protocol best = Protocol::Simple;
+  double best_time = protocol_time(topology, op, algorithm, members, S, best);
+  for (const Protocol p : {Protocol::LL128, Protocol::LL}) {
+    const double time = protocol_time(topology, op, algorithm, members, S, p);
+    if (time < best_time) best = p, best_time = time;
+  }
+  return best;
 }
 
 // NCCL's tuner takes NVLS for all-reduce unless the message is small (docs/engine.md): podsim
@@ -789,13 +1039,29 @@ bool applicable(const Topology& topology, CollectiveOp op, Algorithm algorithm, 
     case Algorithm::Nvls:
       return all_reduce && topology.nvls_bandwidth > 0 && members.size() >= 2 &&
              one_domain(topology, members);
+    case Algorithm::NvlsTree: {
+      if (!all_reduce || topology.nvls_bandwidth <= 0) return false;
+      const auto domains = by_domain(topology, members);
+      return domains.size() >= 2 && balanced(domains) && domains.front().size() >= 2;
+    }
+    case Algorithm::NcclTree: {  // NVIDIA nodes: NVLink through NVSwitch inside, NICs across
+      if (!all_reduce || topology.scale_up != ScaleUp::Switch) return false;
+      const auto domains = by_domain(topology, members);
+      return domains.size() >= 2 && balanced(domains);
+    }
     default:
       return false;
   }
 }
 
+Protocol resolve_protocol(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                          Members members, double bytes) {
+  require_members(members);
+  return choose_protocol(topology, op, algorithm, members, bytes);
+}
+
 double collective_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                       Members members, double bytes, Shape shape) {
+                       Members members, double bytes, Shape shape, Protocol protocol) {
   require_members(members);
   if (algorithm == Algorithm::LowLatency || algorithm == Algorithm::NodeForwarded) {
     if (members.size() < 2) return topology.launch_latency;
@@ -807,6 +1073,14 @@ double collective_time(const Topology& topology, CollectiveOp op, Algorithm algo
   if (algorithm == Algorithm::Nvls) {
     return topology.launch_latency + nvls_time(topology, members, bytes);
   }
+  if (algorithm == Algorithm::NvlsTree) {
+    return topology.launch_latency + nvls_tree_time(topology, members, bytes);
+  }
+  if (algorithm == Algorithm::NcclTree) {
+    if (protocol == Protocol::Auto)
+      protocol = choose_protocol(topology, op, algorithm, members, bytes);
+    return nccl_tree_time(topology, members, bytes, protocol);
+  }
   if (algorithm == Algorithm::Hierarchical) {
     return topology.launch_latency + hierarchical_time(topology, op, members, bytes);
   }
@@ -817,8 +1091,10 @@ double collective_time(const Topology& topology, CollectiveOp op, Algorithm algo
     return topology.launch_latency +
            plan_time(topology, topology_plan(topology, op, algorithm, members, bytes));
   }
-  if (ring_family(op, algorithm) && channelled(topology, members)) {
-    return topology.launch_latency + channel_time(topology, op, members, bytes);
+  if (ring_family(op, algorithm) && members.size() >= 2) {
+    if (protocol == Protocol::Auto)
+      protocol = choose_protocol(topology, op, algorithm, members, bytes);
+    return ring_time(topology, op, members, bytes, protocol);
   }
   const Plan plan = flat_plan(op, algorithm, members, bytes);
   return topology.launch_latency +
@@ -852,7 +1128,7 @@ Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm
       Algorithm::Mesh,   Algorithm::Torus,           Algorithm::Ring,
       Algorithm::Tree,   Algorithm::HalvingDoubling, Algorithm::Hierarchical,
       Algorithm::Direct, Algorithm::LowLatency,      Algorithm::NodeForwarded,
-      Algorithm::Nvls};
+      Algorithm::Nvls,   Algorithm::NvlsTree};
   for (const Algorithm algorithm : kOrder) {
     if (!applicable(topology, op, algorithm, members)) continue;
     const double time = analytical_time(topology, op, algorithm, members, bytes, shape);
@@ -862,7 +1138,8 @@ Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm
 }
 
 std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                                     Members members, double bytes, Shape shape) {
+                                     Members members, double bytes, Shape shape,
+                                     Protocol protocol) {
   require_members(members);
   if (members.size() < 2) return {};
   if (algorithm == Algorithm::LowLatency)
@@ -871,6 +1148,12 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, 
     return {node_forwarded_phase(topology, members, bytes, shape)};
   }
   if (algorithm == Algorithm::Nvls) return {nvls_phase(topology, members, bytes)};
+  if (algorithm == Algorithm::NvlsTree) return {nvls_tree_phase(topology, members, bytes)};
+  if (algorithm == Algorithm::NcclTree) {
+    if (protocol == Protocol::Auto)
+      protocol = choose_protocol(topology, op, algorithm, members, bytes);
+    return {nccl_tree_phase(topology, members, bytes, protocol)};
+  }
   if (algorithm == Algorithm::Direct) {
     Phase phase = all_pairs(members, bytes);
     phase.latency = (n_of(members) - 1) * cost_of(topology, {phase}).a;
@@ -894,11 +1177,10 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, 
     }
     return out;
   }
-  if (ring_family(op, algorithm) && channelled(topology, members)) {
-    Phase phase;
-    const double steps = channel_plan(topology, op, members, bytes, phase);
-    phase.latency = steps * cost_of(topology, {phase}).a;
-    return {std::move(phase)};
+  if (ring_family(op, algorithm)) {
+    if (protocol == Protocol::Auto)
+      protocol = choose_protocol(topology, op, algorithm, members, bytes);
+    return ring_phases(topology, op, members, bytes, protocol);
   }
   Plan plan = flat_plan(op, algorithm, members, bytes);
   scale_latencies(plan, cost_of(topology, plan.phases).a);
@@ -972,8 +1254,9 @@ std::vector<double> phase_bandwidth(const Topology& topology, CollectiveOp op, A
                                     Members members, double S, Shape shape,
                                     const std::vector<Phase>& phases) {
   if (phases.size() <= 1) {  // one phase: the whole bandwidth term of the closed form
-    return {collective_time(topology, op, algorithm, members, S, shape) -
-            collective_time(topology, op, algorithm, members, kNoBytes, shape)};
+    const Protocol p = choose_protocol(topology, op, algorithm, members, S);
+    return {collective_time(topology, op, algorithm, members, S, shape, p) -
+            collective_time(topology, op, algorithm, members, kNoBytes, shape, p)};
   }
   std::vector<double> out;
   if (algorithm == Algorithm::Hierarchical) {
@@ -1076,7 +1359,8 @@ const char* to_string(CollectiveOp op) {
 const char* to_string(Algorithm algorithm) {
   static const char* names[] = {"auto",         "ring",   "tree",        "halving-doubling",
                                 "hierarchical", "direct", "low-latency", "node-forwarded",
-                                "mesh",         "torus",  "nvls"};
+                                "mesh",         "torus",  "nvls",        "nvls-tree",
+                                "nccl-tree"};
   return names[static_cast<int>(algorithm)];
 }
 

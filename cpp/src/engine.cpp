@@ -501,8 +501,10 @@ struct Engine::State {
           topology, c, static_cast<Algorithm>(program.algorithm[op]), m, program.bytes[op], shape);
       // Every term is linear in the bytes: at (almost) no bytes only latencies remain (and,
       // for a low-latency all-to-all of one message per peer, its per-message costs).
+      // The protocol is the one the real bytes run (docs/engine.md, "Protocols").
+      const Protocol protocol = resolve_protocol(topology, c, a, m, program.bytes[op]);
       const double latency =
-          collective_time(topology, c, a, m, 1e-300, shape) - topology.launch_latency;
+          collective_time(topology, c, a, m, 1e-300, shape, protocol) - topology.launch_latency;
       // The analytical network charges the group's own pod-link traffic (docs/engine.md, "Pod
       // links"); waves of concurrent copies are charged per instance (pod_instance_time).
       const double time = analytical_time(topology, c, a, m, program.bytes[op], shape);

@@ -172,6 +172,9 @@ void Topology::validate() const {
           "a finite number >= 0");
   require(nvls_bandwidth == 0 || scale_up == ScaleUp::Switch, "nvls_bandwidth", nvls_bandwidth,
           "0 unless the scale-up domain is a switch (in-switch reduction)");
+  const int code = static_cast<int>(protocol);
+  require(code >= 0 && code < kProtocols, "protocol", code,
+          "0 (auto), 1 (ll), 2 (ll128) or 3 (simple)");
   validate_scale_up(*this);
   validate_packages(*this);
 }

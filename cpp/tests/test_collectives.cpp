@@ -220,9 +220,117 @@ void nvls_closed_form() {
          "no nvls where the switch does not reduce");
 }
 
+// Ring protocols (docs/engine.md, "Protocols"): L + max(0, L (r_base - 1) + steps a r_hop) + W / f
+// with NCCL's ring ratios (base 6.6 / 14.0 / 8.4 us, NVLink step 0.6 / 1.9 / 3.4 us).
+void protocols_closed_form() {
+  Topology t = topology(8, 8, 8);
+  const double bytes = 1e5;
+  const double ll =
+      kLaunch + kLaunch * (6.6 / 8.4 - 1) + 14 * kUpLat * 0.6 / 3.4 + 1.75 * bytes * bu / 0.335;
+  const double ll128 =
+      kLaunch + kLaunch * (14.0 / 8.4 - 1) + 14 * kUpLat * 1.9 / 3.4 + 1.75 * bytes * bu / 0.92;
+  const double simple = kLaunch + 14 * kUpLat + 1.75 * bytes * bu;
+  const auto ring = [&](Protocol p) {
+    return collective_time(t, CollectiveOp::AllReduce, Algorithm::Ring, first(8), bytes, {}, p);
+  };
+  expect_near(ring(Protocol::LL), ll, "ll ring all-reduce");
+  expect_near(ring(Protocol::LL128), ll128, "ll128 ring all-reduce");
+  expect_near(ring(Protocol::Simple), simple, "simple ring all-reduce");
+  expect_near(ring(Protocol::Auto), simple, "the topology's protocol (simple) by default");
+  t.protocol = Protocol::Auto;
+  expect_near(ring(Protocol::Auto), ll, "auto: the fastest, ll at 100 kB");
+  expect(resolve_protocol(t, CollectiveOp::AllReduce, Algorithm::Ring, first(8), 1e9) ==
+             Protocol::Simple,
+         "auto: simple at 1 GB");
+  expect(resolve_protocol(t, CollectiveOp::AllReduce, Algorithm::Tree, first(8), 8) ==
+             Protocol::Simple,
+         "trees run simple");
+  // Contention: one phase of the ll latency, each flow carrying its bytes / 0.335.
+  const auto phases =
+      collective_phases(t, CollectiveOp::AllReduce, Algorithm::Ring, first(8), bytes);
+  expect(phases.size() == 1 && phases[0].flows.size() == 8, "one ring phase");
+  expect_near(phases[0].latency, ll - kLaunch - 1.75 * bytes * bu / 0.335, "ll phase latency");
+  expect_near(phases[0].flows[0].bytes, 1.75 * bytes / 0.335, "ll flow bytes");
+  Topology bad = t;
+  bad.protocol = static_cast<Protocol>(9);
+  expect_throws<SpecError>([&] { bad.validate(); }, "unknown protocol", "protocol");
+}
+
+// NVLS-tree over m balanced domains of g: L + T_s + 2 floor(log2 m) a_o + max((g+1)/g S /
+// nvls_bandwidth, 2 c (S/g) b_o), c = 1/2 on two domains (each tree edge carries one half).
+void nvls_tree_closed_form() {
+  Topology t = topology(32, 8, 32);
+  t.nvls_bandwidth = 200e9;
+  t.nvls_latency = 20e-6;
+  const auto time = [&](std::int32_t n) {
+    return time_of(t, CollectiveOp::AllReduce, Algorithm::NvlsTree, n);
+  };
+  // 2 domains: switch 9/8 S / 200 GB/s = 5.625 ms, NICs S/8 / 50 GB/s = 2.5 ms
+  expect_near(time(16), kLaunch + 20e-6 + 2 * kOutLat + 9.0 / 8.0 * S / 200e9,
+              "nvls-tree on 2 domains, switch-bound");
+  t.nvls_bandwidth = 400e9;  // 4 domains: switch 2.81 ms, NICs 2 S/8 / 50 GB/s = 5 ms
+  expect_near(time(32), kLaunch + 20e-6 + 4 * kOutLat + 2.0 * S / 8.0 * bo,
+              "nvls-tree on 4 domains, NIC-bound");
+  expect(!applicable(t, CollectiveOp::AllReduce, Algorithm::NvlsTree, first(8)),
+         "no nvls-tree inside one domain");
+  expect(!applicable(t, CollectiveOp::AllGather, Algorithm::NvlsTree, first(16)),
+         "nvls-tree is all-reduce only");
+  const auto phases =
+      collective_phases(t, CollectiveOp::AllReduce, Algorithm::NvlsTree, first(16), S);
+  expect(phases.size() == 1, "one pipelined phase");
+  expect_near(phases[0].latency, 20e-6 + 2 * kOutLat, "start-up and two tree hops");
+}
+
+// NCCL's tree over m = 4 domains of g = 8: L + latency + max(2 (g-1)/g S b_u, 2 (S/g) b_o) /
+// share, latency = L (base/8.4 - 1) + 2 (g-1) a_u nvlink/3.4 + 2 log2(m) a_o net/14 (NCCL's
+// tree tuner constants against the ring's Simple).
+void nccl_tree_closed_form() {
+  Topology t = topology(32, 8, 32);
+  const auto tree = [&](double bytes, Protocol p) {
+    return collective_time(t, CollectiveOp::AllReduce, Algorithm::NcclTree, first(32), bytes, {},
+                           p);
+  };
+  // Simple: the NICs (2 S/8 / 50 GB/s = 5 ms) bound it, not the scale-up links (4.375 ms).
+  expect_near(tree(S, Protocol::Simple),
+              kLaunch + 14 * kUpLat * 4.0 / 3.4 + 4 * kOutLat + 0.25 * S * bo / 0.92,
+              "simple nccl-tree, NIC-bound");
+  const double small = 1e5;
+  expect_near(tree(small, Protocol::LL),
+              kLaunch + kLaunch * (6.8 / 8.4 - 1) + 14 * kUpLat * 0.6 / 3.4 +
+                  4 * kOutLat * 5.0 / 14.0 + 0.25 * small * bo * 3.8 / 0.92,
+              "ll nccl-tree");
+  expect_near(tree(small, Protocol::LL128),
+              kLaunch + kLaunch * (14.0 / 8.4 - 1) + 14 * kUpLat * 1.25 / 3.4 +
+                  4 * kOutLat * 8.5 / 14.0 + 0.25 * small * bo / (0.92 * 120.0 / 128.0),
+              "ll128 nccl-tree");
+  t.protocol = Protocol::Auto;
+  expect(resolve_protocol(t, CollectiveOp::AllReduce, Algorithm::NcclTree, first(32), 8) ==
+             Protocol::LL,
+         "auto: ll at 8 bytes");
+  expect(resolve_protocol(t, CollectiveOp::AllReduce, Algorithm::NcclTree, first(32), S) ==
+             Protocol::Simple,
+         "auto: simple at 1 GB");
+  expect(!applicable(t, CollectiveOp::AllReduce, Algorithm::NcclTree, first(8)),
+         "no nccl-tree inside one domain");
+  expect(!applicable(t, CollectiveOp::AllGather, Algorithm::NcclTree, first(16)),
+         "nccl-tree is all-reduce only");
+  for (const double bytes : {8.0, 1e6, S}) {
+    expect(resolve_algorithm(t, CollectiveOp::AllReduce, Algorithm::Auto, first(32), bytes) !=
+               Algorithm::NcclTree,
+           "auto never takes nccl-tree");
+  }
+  const auto phases =
+      collective_phases(t, CollectiveOp::AllReduce, Algorithm::NcclTree, first(32), S);
+  expect(phases.size() == 1, "one pipelined phase");
+  expect_near(phases[0].latency, 14 * kUpLat * 4.0 / 3.4 + 4 * kOutLat, "chain and tree hops");
+}
+
 }  // namespace
 
 int main() {
+  protocols_closed_form();
+  nccl_tree_closed_form();
+  nvls_tree_closed_form();
   nvls_closed_form();
   one_domain_closed_forms();
   multi_domain_closed_forms();

@@ -38,6 +38,7 @@ class Topology:
         package_bandwidth: _Float = 0.0,
         nvls_bandwidth: _Float = 0.0,
         nvls_latency: _Float = 0.0,
+        protocol: _Int = 3,
     ) -> None: ...
     @property
     def devices(self) -> int: ...
@@ -57,6 +58,8 @@ class Topology:
     def nvls_bandwidth(self) -> float: ...
     @property
     def nvls_latency(self) -> float: ...
+    @property
+    def protocol(self) -> int: ...
 
 class Noise:
     """Run-to-run variation (podsim/engine.hpp, docs/engine.md "Noise")."""
@@ -160,6 +163,11 @@ def collective_time(
     fanout: _Float = 1.0,
 ) -> tuple[int, float]:
     """(resolved algorithm, seconds) of one collective without contention."""
+
+def collective_protocol(
+    topology: Topology, op: _Int, algorithm: _Int, ranks: npt.NDArray[np.int32], bytes: _Float
+) -> int:
+    """The protocol (0 auto, 1 ll, 2 ll128, 3 simple) the collective runs: never 0."""
 
 def collective_phases(
     topology: Topology,

@@ -40,14 +40,23 @@ bool applicable(const Topology& topology, CollectiveOp op, Algorithm algorithm,
 Algorithm resolve_algorithm(const Topology& topology, CollectiveOp op, Algorithm requested,
                             std::span<const std::int32_t> members, double bytes, Shape shape = {});
 
-// Closed-form time without contention, launch latency included (algorithm resolved).
+// The protocol a collective runs (never Auto): for rings of all-reduce, all-gather and
+// reduce-scatter the topology's protocol, or for Auto the fastest at these bytes; Simple for
+// every other algorithm (docs/engine.md, "Protocols").
+Protocol resolve_protocol(const Topology& topology, CollectiveOp op, Algorithm algorithm,
+                          std::span<const std::int32_t> members, double bytes);
+
+// Closed-form time without contention, launch latency included (algorithm resolved). The
+// protocol: Auto resolves it at these bytes (resolve_protocol); pass the resolved one to cost
+// other byte counts under the same protocol.
 double collective_time(const Topology& topology, CollectiveOp op, Algorithm algorithm,
-                       std::span<const std::int32_t> members, double bytes, Shape shape = {});
+                       std::span<const std::int32_t> members, double bytes, Shape shape = {},
+                       Protocol protocol = Protocol::Auto);
 
 // The phases the contention network runs (launch latency not included).
 std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, Algorithm algorithm,
                                      std::span<const std::int32_t> members, double bytes,
-                                     Shape shape = {});
+                                     Shape shape = {}, Protocol protocol = Protocol::Auto);
 
 // --- Pod links in the analytical network (docs/engine.md, "Pod links") ----------------------
 

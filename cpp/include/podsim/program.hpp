@@ -30,8 +30,10 @@ enum class Algorithm : std::int8_t {
   Mesh = 8,           // full mesh: every member writes each peer over its own link at once (HCCL)
   Torus = 9,          // torus: dimension-ordered bidirectional rings (TPU)
   Nvls = 10,          // all-reduce reduced in the scale-up switch (NVLink SHARP)
+  NvlsTree = 11,      // all-reduce: nvls in each domain, a tree across domains (NCCL's NVLSTree)
+  NcclTree = 12,      // all-reduce: a chain in each domain, a tree across domains (NCCL's Tree)
 };
-inline constexpr int kAlgorithms = 11;
+inline constexpr int kAlgorithms = 13;
 
 inline constexpr int kMaxStreams = 64;
 inline constexpr std::int32_t kMaxRepeat = 1 << 20;

@@ -14,6 +14,12 @@ enum class ScaleUp : std::int8_t {
 };
 inline constexpr int kScaleUpKinds = 3;
 
+// The protocols a ring may run (docs/engine.md, "Protocols"): NCCL's LL and LL128 (flagged
+// lines: low latency, part of the bandwidth) and Simple (the plain alpha-beta model); Auto picks
+// the fastest per call, as NCCL's tuner does.
+enum class Protocol : std::int8_t { Auto = 0, LL = 1, LL128 = 2, Simple = 3 };
+inline constexpr int kProtocols = 4;
+
 // The most links a path the contention network follows may cross: 2 NIC links, 2 pod links,
 // or a torus route of up to 8 hops (the diameter of a 4x4x8 torus; a 4x4x4 cube's is 6). Longer
 // torus routes are priced (latency, bandwidth) but not followed link by link.
@@ -47,6 +53,9 @@ struct Topology {
   // NVLS all-reduce achieves (0: the switch does not reduce) and its fixed start-up time.
   double nvls_bandwidth = 0.0;  // bytes/s
   double nvls_latency = 0.0;    // seconds
+  // The protocols rings run: Simple (one protocol) or Auto (the fastest of LL, LL128, Simple),
+  // or one forced.
+  Protocol protocol = Protocol::Simple;
 
   // Throws SpecError naming the first field that is out of range.
   void validate() const;

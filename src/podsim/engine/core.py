@@ -81,6 +81,14 @@ def collective_time(
     )
 
 
+def collective_protocol(
+    cluster: Cluster, op: int, algorithm: int, ranks: np.ndarray, nbytes: float
+) -> int:
+    """The protocol (1 ll, 2 ll128, 3 simple: specs.clusters.PROTOCOLS) the collective runs."""
+    ranks = np.asarray(ranks, dtype=np.int32)
+    return _core.collective_protocol(core_topology(cluster), op, algorithm, ranks, nbytes)
+
+
 def _engine(
     program: Program,
     cluster: Cluster,

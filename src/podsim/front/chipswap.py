@@ -13,7 +13,7 @@ change is reported as one line ("scale-up 450 -> 200 GB/s").
 from dataclasses import dataclass, replace
 
 from podsim.front.scenario import Scenario
-from podsim.specs.chips import get_chip
+from podsim.specs.chips import Chip, get_chip
 from podsim.specs.clusters import Cluster, make_cluster
 
 FALLBACK_PRECISION = "bf16"
@@ -76,6 +76,17 @@ def _reduction(old: Cluster, chip_id: str, domain: int, changes: list[str]) -> d
     return {}
 
 
+def _protocol(old: Cluster, chip: Chip, changes: list[str]) -> dict:
+    """The rings' protocol belongs to the collective library: a chip of the same vendor keeps
+    it, another vendor's runs its own library, modelled as simple (docs/engine.md)."""
+    if old.protocol == "simple":
+        return {}
+    if chip.vendor == old.chip.vendor:
+        return {"protocol": old.protocol}
+    changes.append(f"protocol {old.protocol} -> simple ({chip.id}'s own collective library)")
+    return {}
+
+
 def swap_chip(scenario: Scenario, chip_id: str) -> ChipSwap:
     """`scenario` on `chip_id`, keeping the fabric (see the module docstring)."""
     chip = get_chip(chip_id)
@@ -102,6 +113,7 @@ def swap_chip(scenario: Scenario, chip_id: str) -> ChipSwap:
         kept["name"] = old.name
     kept.update(_wiring(old, chip.id, domain, changes))
     kept.update(_reduction(old, chip.id, domain, changes))
+    kept.update(_protocol(old, chip, changes))
     cluster = make_cluster(chip, old.devices, **kept)
     if cluster.scale_up_bandwidth != old.scale_up_bandwidth:
         changes.append(

@@ -179,7 +179,8 @@ def deepep_blocks() -> dict[str, str]:
 
 
 def nccl_tests_block() -> dict[str, str]:
-    """docs/validation.md's nccl-tests table: all-reduce busbw on one DGX H100 by size."""
+    """docs/validation.md's nccl-tests tables: all-reduce busbw on one DGX H100 by size, and
+    the times of the small sizes against the published 13-20 us band."""
     head = ("size", "busbw published (GB/s)", "podsim (GB/s)", "error", "podsim's algorithm")
     text = _row(head) + _row(("---",) * 5)
     for r in nccl_tests.rows():
@@ -189,10 +190,24 @@ def nccl_tests_block() -> dict[str, str]:
                 f"{r.published_busbw / 1e9:,.1f}",
                 f"{r.predicted_busbw / 1e9:,.1f}",
                 f"{r.error:+.1%}",
-                r.algorithm,
+                f"{r.algorithm} ({r.protocol})",
             )
         )
-    return {"nccl-tests-dgx-h100": text}
+    low, high = nccl_tests.small_band()
+    band = f"{low * 1e6:.0f}-{high * 1e6:.0f}"
+    small = _row(("size", "time published (us)", "podsim (us)", "off the band", "algorithm"))
+    small += _row(("---",) * 5)
+    for r in nccl_tests.small_rows():
+        small += _row(
+            (
+                format_size(r.size_bytes),
+                band,
+                f"{r.time_s * 1e6:,.1f}",
+                f"{r.error(low, high):+.1%}",
+                f"{r.algorithm} ({r.protocol})",
+            )
+        )
+    return {"nccl-tests-dgx-h100": text, "nccl-tests-dgx-h100-small": small}
 
 
 V3_PHASE_LABELS = {

@@ -74,6 +74,8 @@ class Algorithm(_Named):
     MESH = 8  # full mesh: one step over every pair link (HCCL's mesh algorithms)
     TORUS = 9  # torus: dimension-ordered bidirectional rings (TPU)
     NVLS = 10  # all-reduce reduced in the scale-up switch (NVLink SHARP)
+    NVLS_TREE = 11  # all-reduce: nvls in each domain, a tree across domains (NCCL's NVLSTree)
+    NCCL_TREE = 12  # all-reduce: a chain in each domain, a tree across domains (NCCL's Tree)
 
 
 Collective._field = "op"

@@ -27,6 +27,7 @@ class CollectiveResult:
     time_s: float
     algbw_bytes_per_s: float
     busbw_bytes_per_s: float
+    protocol: str = "simple"  # what the algorithm ran: ll, ll128 or simple (docs/engine.md)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -93,6 +93,8 @@ MAX_IDEAL_BANDWIDTH = 1e30
 # How a scale-up domain is wired (docs/engine.md, "Scale-up topologies"), in the order of the
 # engine's codes: one non-blocking switch, a link per pair of devices, a 3D wrap-around torus.
 SCALE_UP_TOPOLOGIES = ("switch", "full_mesh", "torus")
+# Protocols rings may run (docs/engine.md, "Protocols"); the index is the engines' code.
+PROTOCOLS = ("auto", "ll", "ll128", "simple")
 # The longest torus route the engine follows: the sum of floor(k / 2) over the dimensions.
 MAX_TORUS_DIAMETER = 32
 
@@ -182,6 +184,15 @@ def _overrides(high: float) -> tuple:
             "nvls_latency",
             "start-up time of an nvls all-reduce (fitted on nccl-tests, DGX H100)",
             DEFAULT_NVLS_LATENCY,
+        ),
+        Choice(
+            "protocol",
+            "the protocol rings of all-reduce, all-gather and reduce-scatter (and nccl-tree) "
+            "run: 'auto' (NCCL's choice per size among LL, LL128 and Simple, as on the NVIDIA "
+            "presets), 'll', 'll128', or 'simple' (the plain alpha-beta model, for libraries "
+            "without NCCL's low-latency protocols)",
+            "simple",
+            choices=PROTOCOLS,
         ),
         fraction(
             "scale_out_efficiency",
@@ -301,6 +312,7 @@ class Cluster:
     in_network_reduction: bool = False  # the switch reduces (NVLS): nvls all-reduce applies
     nvls_efficiency: float = DEFAULT_NVLS_EFFICIENCY
     nvls_latency: float = DEFAULT_NVLS_LATENCY
+    protocol: str = "simple"  # rings' protocol: one of PROTOCOLS
 
     @property
     def device_power_w(self) -> float:
@@ -383,6 +395,7 @@ class Cluster:
             self.die_link * self.scale_up_efficiency if self.per_die else 0.0,
             self.scale_up_bandwidth * self.nvls_efficiency if self.nvls_enabled else 0.0,
             self.nvls_latency if self.nvls_enabled else 0.0,
+            PROTOCOLS.index(self.protocol),
         )
 
     @property

@@ -36,15 +36,46 @@ ORDER = (
     A.LOW_LATENCY,
     A.NODE_FORWARDED,
     A.NVLS,
+    A.NVLS_TREE,
+    A.NCCL_TREE,
 )
 
+# Algorithms that run only when named: AUTO never takes them (docs/engine.md, "NCCL's tree").
+EXPLICIT_ONLY = (A.NCCL_TREE,)
+
 ALGORITHMS = {
-    C.ALL_REDUCE: (A.RING, A.TREE, A.HALVING_DOUBLING, A.HIERARCHICAL, A.NVLS),
+    C.ALL_REDUCE: (
+        A.RING,
+        A.TREE,
+        A.HALVING_DOUBLING,
+        A.HIERARCHICAL,
+        A.NVLS,
+        A.NVLS_TREE,
+        A.NCCL_TREE,
+    ),
     C.ALL_GATHER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
     C.REDUCE_SCATTER: (A.RING, A.HALVING_DOUBLING, A.HIERARCHICAL),
     C.ALL_TO_ALL: (A.DIRECT, A.LOW_LATENCY, A.NODE_FORWARDED),
     C.BROADCAST: (A.RING, A.TREE),
     C.REDUCE: (A.RING, A.TREE),
+}
+
+
+# Protocols (docs/engine.md, "Protocols"), the codes of Topology.protocol.
+AUTO_PROTOCOL, LL, LL128, SIMPLE = 0, 1, 2, 3
+PROTOCOL_NAMES = ("auto", "ll", "ll128", "simple")
+
+# Against Simple (the plain model): (factor on the launch latency, on the hop latency inside a
+# domain, on the hop latency across domains, fraction of the bandwidth). Latency ratios: NCCL's
+# ring tuner constants (NVIDIA/nccl src/graph/tuning.cc: base 6.6 / 14.0 / 8.4 us for LL /
+# LL128 / Simple, per step 0.6 / 1.9 / 3.4 us over NVLink and 2.7 / 4.0 / 14.0 us over the
+# network). Bandwidth: LL128's 120 data bytes per 128-byte line (NCCL: 0.92); LL's 4 data bytes
+# per 8-byte line bound it by 1/2, LL_EFFICIENCY is fitted on nccl-tests (tools/fit_nvls.py).
+LL_EFFICIENCY = 0.335
+_PROTOCOL_COST = {
+    LL: (6.6 / 8.4, 0.6 / 3.4, 2.7 / 14.0, LL_EFFICIENCY),
+    LL128: (14.0 / 8.4, 1.9 / 3.4, 4.0 / 14.0, 0.92),
+    SIMPLE: (1.0, 1.0, 1.0, 1.0),
 }
 
 
@@ -111,6 +142,17 @@ def _applies(topology: Topology, algorithm: Algorithm, group: Sequence[int]) -> 
         return _balanced(_domains(topology, group))
     if algorithm == A.NVLS:  # the switch of one domain reduces
         return topology.nvls_bandwidth > 0 and n >= 2 and len(_domains(topology, group)) == 1
+    if algorithm == A.NVLS_TREE:  # every domain's switch reduces, a tree joins them
+        domains = _domains(topology, group)
+        return (
+            topology.nvls_bandwidth > 0
+            and len(domains) >= 2
+            and _balanced(domains)
+            and len(domains[0]) >= 2
+        )
+    if algorithm == A.NCCL_TREE:  # switched domains (this oracle's only kind), NICs across
+        domains = _domains(topology, group)
+        return len(domains) >= 2 and _balanced(domains)
     return True
 
 
@@ -147,6 +189,73 @@ def resolve(
     return algorithm
 
 
+def _ring_family(op: Collective, algorithm: Algorithm) -> bool:
+    return algorithm == A.RING and op in (C.ALL_REDUCE, C.ALL_GATHER, C.REDUCE_SCATTER)
+
+
+def _protocol_cost(
+    topology: Topology, group: Sequence[int], protocol: int
+) -> tuple[float, float, float]:
+    """(launch factor, hop factor, bandwidth fraction) of a ring over this group."""
+    launch, inside, across, share = _PROTOCOL_COST[protocol]
+    return launch, across if len(_domains(topology, group)) > 1 else inside, share
+
+
+def _protocol_latency(topology: Topology, launch: float, hop: float, steps: float) -> float:
+    """A protocol's latency on top of the launch latency (`steps`: its Simple hop latency),
+    never below 0."""
+    if launch == 1.0 and hop == 1.0:
+        return steps
+    return max(0.0, topology.launch_latency * (launch - 1.0) + steps * hop)
+
+
+def _ring_time(
+    topology: Topology, op: Collective, group: tuple[int, ...], S: float, protocol: int
+) -> float:
+    """A ring of all-reduce, all-gather or reduce-scatter under `protocol` (not auto)."""
+    p = _pattern(topology, op, A.RING, group)
+    n = len(group)
+    steps = (2 if op == C.ALL_REDUCE else 1) * (n - 1)
+    per_byte = p.b[UP]
+    if _channelled(topology, op, A.RING, group):
+        per_byte = max((p.g - 1) / p.g * p.b_in, p.b_out / p.g)
+    launch, hop, share = _protocol_cost(topology, group, protocol)
+    latency = _protocol_latency(topology, launch, hop, steps * p.a[UP])
+    return topology.launch_latency + latency + steps / n * S * per_byte / share
+
+
+def choose_protocol(
+    topology: Topology,
+    op: "Collective | str",
+    algorithm: "Algorithm | str",
+    group: Sequence[int],
+    nbytes: float,
+) -> int:
+    """NCCL's tuner: the protocol of the smallest time (simple on a tie) for rings of
+    all-reduce, all-gather and reduce-scatter, unless the topology forces one; simple for every
+    other algorithm."""
+    op, algorithm = Collective.parse(op), Algorithm.parse(algorithm)
+    has_protocols = _ring_family(op, algorithm) or algorithm == A.NCCL_TREE
+    if not has_protocols or len(group) < 2:
+        return SIMPLE
+    if topology.protocol != AUTO_PROTOCOL:
+        return topology.protocol
+    group = tuple(group)
+
+    def time(protocol: int) -> float:
+        if algorithm == A.NCCL_TREE:
+            latency, _, bandwidth = _nccl_tree(topology, group, nbytes, protocol)
+            return topology.launch_latency + latency + bandwidth
+        return _ring_time(topology, op, group, nbytes, protocol)
+
+    best, best_time = SIMPLE, time(SIMPLE)
+    for protocol in (LL128, LL):
+        t = time(protocol)
+        if t < best_time:
+            best, best_time = protocol, t
+    return best
+
+
 def choose_algorithm(
     topology: Topology,
     op: "Collective | str",
@@ -162,6 +271,8 @@ def choose_algorithm(
         return A.NVLS
     best, best_time = A.AUTO, float("inf")
     for algorithm in applicable(topology, op, group):
+        if algorithm in EXPLICIT_ONLY:
+            continue
         t = analytical_time(topology, op, algorithm, tuple(group), nbytes, shape)
         if t < best_time:  # strict: an equal time keeps the earlier algorithm
             best, best_time = algorithm, t
@@ -317,16 +428,30 @@ def _closed_form(
     group: tuple[int, ...],
     nbytes: float,
     shape: Shape = Shape(),
+    protocol: int = AUTO_PROTOCOL,
 ) -> float:
-    """The table of docs/engine.md, term by term."""
+    """The table of docs/engine.md, term by term; rings under `protocol` (auto: the one
+    choose_protocol gives at these bytes)."""
     n, S, L = len(group), nbytes, topology.launch_latency
     if n == 1:
         return L
+    if _ring_family(op, algorithm):
+        if protocol == AUTO_PROTOCOL:
+            protocol = choose_protocol(topology, op, algorithm, group, S)
+        return _ring_time(topology, op, group, S, protocol)
     if algorithm in (A.LOW_LATENCY, A.NODE_FORWARDED):
         latency, flows = _expert_all_to_all(topology, algorithm, group, S, shape)
         return L + latency + _busiest_link(topology, flows)
     if algorithm == A.NVLS:
         return L + topology.nvls_latency + _nvls_bytes(group, S) / topology.nvls_bandwidth
+    if algorithm == A.NVLS_TREE:
+        latency, _, bandwidth = _nvls_tree(topology, group, S)
+        return L + latency + bandwidth
+    if algorithm == A.NCCL_TREE:
+        if protocol == AUTO_PROTOCOL:
+            protocol = choose_protocol(topology, op, algorithm, group, S)
+        latency, _, bandwidth = _nccl_tree(topology, group, S, protocol)
+        return L + latency + bandwidth
     p = _pattern(topology, op, algorithm, group)
     (a, a_o), (b, b_o), g, m = p.a, p.b, p.g, p.m
     log2n = h = n.bit_length() - 1  # floor(log2 n); exact log2 n where n is a power of two
@@ -340,18 +465,11 @@ def _closed_form(
             + k * (m - 1) * a_o
             + k * (m - 1) / m * (S / g) * b_o
         )
-    if _channelled(topology, op, algorithm, group):
-        steps = (2 if op == C.ALL_REDUCE else 1) * (n - 1)
-        return L + steps * a + steps / n * S * max((g - 1) / g * p.b_in, p.b_out / g)
     if op == C.ALL_REDUCE:
-        if algorithm == A.RING:
-            return L + 2 * (n - 1) * a + 2 * (n - 1) / n * S * b
         if algorithm == A.TREE:  # on 2 ranks each sends one half only
             return L + 2 * h * a + 2 * (0.5 if n == 2 else 1.0) * S * b
         return L + 2 * log2n * a + 2 * (n - 1) / n * S * b
-    if op in (C.ALL_GATHER, C.REDUCE_SCATTER):
-        if algorithm == A.RING:
-            return L + (n - 1) * a + (n - 1) / n * S * b
+    if op in (C.ALL_GATHER, C.REDUCE_SCATTER):  # halving-doubling
         return L + log2n * a + (n - 1) / n * S * b
     if op == C.ALL_TO_ALL:
         return L + (n - 1) * a + S * _direct_seconds_per_byte(topology, group)
@@ -400,6 +518,79 @@ def _expert_all_to_all(
     return latency, flows
 
 
+def _nvls_tree(
+    topology: Topology, group: tuple[int, ...], S: float
+) -> tuple[float, list[Flow], float]:
+    """NVLS-tree (NCCL's NVLSTree) over m >= 2 balanced domains of g: every domain's switch
+    reduces (nvls), member j of each domain all-reduces the j-th S/g shard with its peers over a
+    double binary tree through its NIC, the switch multicasts the result, all three pipelined
+    by chunks. Returns its latency (start-up and 2 floor(log2 m) tree hops), its one phase's
+    flows (the trees' reduce and broadcast at once, and each domain's nvls ring as in `phases`)
+    and the closed form's bandwidth term: the slower of the switch and the NICs."""
+    domains = _domains(topology, group)
+    g, m = len(domains[0]), len(domains)
+    trees: list[Flow] = []
+    for j in range(g):
+        up = [(s, d, f * S / g) for s, d, f in _tree_flows([d[j] for d in domains])]
+        trees += up + [(d, s, b) for s, d, b in up]
+    a_out = max(topology.latency(s, d) for s, d, _ in trees)
+    b_out = max(1.0 / topology.bandwidth(s, d) for s, d, _ in trees)
+    moved = (g + 1) / g * S  # per member and direction through its switch links
+    scale = topology.scale_up_bandwidth / topology.nvls_bandwidth
+    switch = [(r, d[(i + 1) % g], moved * scale) for d in domains for i, r in enumerate(d)]
+    half = 0.5 if m == 2 else 1.0  # two domains: each tree edge carries one half only
+    bandwidth = max(moved / topology.nvls_bandwidth, 2 * half * S / g * b_out)
+    latency = topology.nvls_latency + 2 * (m.bit_length() - 1) * a_out
+    return latency, trees + switch, bandwidth
+
+
+# NCCL's tree tuner (NVIDIA/nccl src/graph/tuning.cc) against the ring's Simple, podsim's plain
+# model: (factor on the launch latency, on the hop latency inside a domain, across domains,
+# fraction of the bandwidth). Base latency 6.8 / 14.0 / 8.4 us (LL / LL128 / Simple) over the
+# ring's 8.4; per hop 0.6 / 1.25 / 4.0 us over NVLink (ring Simple: 3.4), 5.0 / 8.5 / 14 us over
+# the network (ring Simple: 14); bandwidth: 0.92 on every tree all-reduce, times 1/3.8 for LL
+# and 120/128 for LL128 across nodes.
+_TREE_PROTOCOL_COST = {
+    LL: (6.8 / 8.4, 0.6 / 3.4, 5.0 / 14.0, 0.92 / 3.8),
+    LL128: (14.0 / 8.4, 1.25 / 3.4, 8.5 / 14.0, 0.92 * 120.0 / 128.0),
+    SIMPLE: (1.0, 4.0 / 3.4, 1.0, 0.92),
+}
+
+
+def _nccl_tree(
+    topology: Topology, group: tuple[int, ...], S: float, protocol: int
+) -> tuple[float, list[Flow], float]:
+    """NCCL's Tree all-reduce over m >= 2 balanced domains of g: channel j carries S/g; a chain
+    from member j through its domain (j, j+1, ..., j-1) reduces it to member j, the members j
+    of all domains reduce and broadcast it over a double binary tree through their NICs (each
+    tree half of it), the chain broadcasts it back, all pipelined by chunks. Returns the latency
+    after the launch (2 (g-1) chain hops, 2 floor(log2 m) tree hops, under `protocol`), the one
+    phase's flows (the bytes on the wire) and the bandwidth term: the slower of the scale-up
+    links (2 (g-1)/g S per member) and the NICs (2 c S/g, c = 1/2 on two domains)."""
+    domains = _domains(topology, group)
+    g, m = len(domains[0]), len(domains)
+    launch, inside, across, share = _TREE_PROTOCOL_COST[protocol]
+    chains: list[Flow] = []
+    for d in domains:
+        for j in range(g):
+            for i in range(g - 1):
+                near, far = d[(j + i) % g], d[(j + i + 1) % g]
+                chains += [(far, near, S / g / share), (near, far, S / g / share)]
+    trees: list[Flow] = []
+    for j in range(g):
+        up = [(s, d, f * S / g / share) for s, d, f in _tree_flows([d[j] for d in domains])]
+        trees += up + [(d, s, b) for s, d, b in up]
+    a_up = max((topology.latency(s, d) for s, d, _ in chains), default=0.0)
+    b_up = max((1.0 / topology.bandwidth(s, d) for s, d, _ in chains), default=0.0)
+    a_out = max(topology.latency(s, d) for s, d, _ in trees)
+    b_out = max(1.0 / topology.bandwidth(s, d) for s, d, _ in trees)
+    half = 0.5 if m == 2 else 1.0  # two domains: each tree edge carries one half only
+    bandwidth = max(2 * (g - 1) / g * S * b_up, 2 * half * S / g * b_out) / share
+    hops = 2 * (g - 1) * a_up * inside + 2 * (m.bit_length() - 1) * a_out * across
+    latency = max(0.0, topology.launch_latency * (launch - 1.0) + hops)
+    return latency, chains + trees, bandwidth
+
+
 def _busiest_link(topology: Topology, flows: list[Flow]) -> float:
     """Seconds the most loaded link of these concurrent flows needs, every flow at its path's
     bandwidth: each rank's outgoing bytes per path class over that class's slowest path."""
@@ -426,14 +617,15 @@ def collective_time(
     group_ranks: Sequence[int],
     nbytes: float,
     shape: Shape = Shape(),
+    protocol: int = AUTO_PROTOCOL,
 ) -> float:
     """The analytical network's time of one collective alone, launch latency included: the
     closed form, each phase's bandwidth term at least what its traffic needs on the busiest pod
-    link it crosses (analytical_time)."""
+    link it crosses (analytical_time). `protocol`: auto resolves it at these bytes."""
     group = _group(group_ranks)
     op = Collective.parse(op)
     algorithm = resolve(topology, op, algorithm, group, nbytes, shape)
-    return analytical_time(topology, op, algorithm, group, float(nbytes), shape)
+    return analytical_time(topology, op, algorithm, group, float(nbytes), shape, protocol=protocol)
 
 
 def phases(
@@ -452,6 +644,13 @@ def phases(
         return []
     if algorithm in (A.LOW_LATENCY, A.NODE_FORWARDED):
         return [_expert_all_to_all(topology, algorithm, group, float(nbytes), shape)]
+    if algorithm == A.NVLS_TREE:
+        latency, flows, _ = _nvls_tree(topology, group, float(nbytes))
+        return [(latency, flows)]
+    if algorithm == A.NCCL_TREE:
+        protocol = choose_protocol(topology, op, algorithm, group, nbytes)
+        latency, flows, _ = _nccl_tree(topology, group, float(nbytes), protocol)
+        return [(latency, flows)]
     if algorithm == A.NVLS:  # each member's bytes once up and once down its switch links
         moved = _nvls_bytes(group, nbytes) * topology.scale_up_bandwidth / topology.nvls_bandwidth
         return [
@@ -461,8 +660,14 @@ def phases(
             )
         ]
     p = _pattern(topology, op, algorithm, group)
-    return [
-        (s.steps * p.a[s.level], [(src, dst, f * nbytes) for src, dst, f in s.flows])
+    launch, hop, share = _protocol_cost(
+        topology, group, choose_protocol(topology, op, algorithm, group, nbytes)
+    )
+    return [  # the bytes on the wire: the protocol's flags included
+        (
+            _protocol_latency(topology, launch, hop, s.steps * p.a[s.level]),
+            [(src, dst, f * nbytes / share) for src, dst, f in s.flows],
+        )
         for s in p.steps
     ]
 
@@ -503,9 +708,19 @@ def pod_loads(
     if algorithm == A.NODE_FORWARDED:
         _, flows = _expert_all_to_all(topology, algorithm, group, 1.0, shape)
         steps = [flows]
+    elif algorithm == A.NVLS_TREE:  # only the trees cross domains, hence pods
+        steps = [_nvls_tree(topology, group, 1.0)[1]]
+    elif algorithm == A.NCCL_TREE:  # only the trees cross domains; flags included
+        protocol = choose_protocol(topology, op, algorithm, group, nbytes)
+        steps = [_nccl_tree(topology, group, 1.0, protocol)[1]]
     else:
         pattern = algorithm if algorithm != A.LOW_LATENCY else A.DIRECT
         steps = [step.flows for step in _pattern(topology, op, pattern, group).steps]
+        # a protocol's flags travel too
+        share = _protocol_cost(
+            topology, group, choose_protocol(topology, op, algorithm, group, nbytes)
+        )[2]
+        steps = [[(src, dst, f / share) for src, dst, f in flows] for flows in steps]
     out: PodLoads = []
     for flows in steps:
         loads: dict[Link, float] = {}
@@ -541,10 +756,16 @@ def _phase_bandwidth(
         hops, _ = _expert_all_to_all(topology, algorithm, group, nbytes, shape)
         whole = _closed_form(topology, op, algorithm, group, nbytes, shape)
         return [whole - topology.launch_latency - hops]
+    if algorithm == A.NVLS_TREE:  # one phase
+        return [_nvls_tree(topology, group, nbytes)[2]]
+    if algorithm == A.NCCL_TREE:  # one phase
+        protocol = choose_protocol(topology, op, algorithm, group, nbytes)
+        return [_nccl_tree(topology, group, nbytes, protocol)[2]]
     p = _pattern(topology, op, algorithm, group)
     if len(p.steps) <= 1:
-        whole = _closed_form(topology, op, algorithm, group, nbytes, shape)
-        return [whole - _closed_form(topology, op, algorithm, group, 0.0, shape)]
+        protocol = choose_protocol(topology, op, algorithm, group, nbytes)
+        whole = _closed_form(topology, op, algorithm, group, nbytes, shape, protocol)
+        return [whole - _closed_form(topology, op, algorithm, group, 0.0, shape, protocol)]
     out = []
     for step in p.steps:
         sent: dict[int, float] = {}
@@ -563,11 +784,13 @@ def analytical_time(
     nbytes: float,
     shape: Shape = Shape(),
     seconds: Sequence[float] | None = None,
+    protocol: int = AUTO_PROTOCOL,
 ) -> float:
     """The closed form, except that phase k's bandwidth term is at least seconds[k], the time
     its traffic (and any concurrent copies counted by the caller) needs on the busiest pod link
-    it crosses; by default the group's own traffic alone."""
-    base = _closed_form(topology, op, algorithm, group, nbytes, shape)
+    it crosses; by default the group's own traffic alone. `protocol`: auto resolves it at these
+    bytes; pass the resolved one to cost other bytes under the same protocol."""
+    base = _closed_form(topology, op, algorithm, group, nbytes, shape, protocol)
     if len(group) < 2 or not spans_pods(topology, group):
         return base
     if seconds is None:

@@ -559,7 +559,8 @@ class _Simulation:
             one = collectives.collective_time(*args, inst.nbytes, inst.shape)
         time = one * inst.repeat
         if draws.latency_sigma > 0:
-            latency = collectives.collective_time(*args, 1e-300, inst.shape)
+            protocol = collectives.choose_protocol(*args, inst.nbytes)  # the real bytes' one
+            latency = collectives.collective_time(*args, 1e-300, inst.shape, protocol)
             latency -= topology.launch_latency
             for r in range(inst.repeat):
                 factor = draws.latency_factor((inst.index << 20) | r, len(inst.ranks))

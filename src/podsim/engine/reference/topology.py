@@ -45,6 +45,7 @@ class Topology:
     package_bandwidth: float = 0.0
     nvls_bandwidth: float = 0.0  # in-switch reduction: NVLS all-reduce B/s per device; 0: none
     nvls_latency: float = 0.0  # its start-up time, s
+    protocol: int = 3  # rings' protocol: 0 auto, 1 ll, 2 ll128, 3 simple (collectives.py)
 
     def __post_init__(self) -> None:
         check(
@@ -86,6 +87,12 @@ class Topology:
             value = getattr(self, name)
             check(0 <= value < float("inf"), f"topology.{name}", value, "a finite number >= 0")
         check(
+            self.protocol in (0, 1, 2, 3),
+            "topology.protocol",
+            self.protocol,
+            "0 (auto), 1 (ll), 2 (ll128) or 3 (simple)",
+        )
+        check(
             0 < self.forward_efficiency <= 1,
             "topology.forward_efficiency",
             self.forward_efficiency,
@@ -104,7 +111,7 @@ class Topology:
 
     @classmethod
     def of(cls, value: "Topology | tuple | Any") -> "Topology":
-        """A Topology from a Topology, a 9- to 17-tuple or anything with a `.topology()`."""
+        """A Topology from a Topology, a 9- to 20-tuple or anything with a `.topology()`."""
         if isinstance(value, Topology):
             return value
         if hasattr(value, "topology"):

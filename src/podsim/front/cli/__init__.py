@@ -25,6 +25,7 @@ from podsim.front.cli import (
 from podsim.front.cli.executor_options import add_executor_options
 from podsim.lowering.collective import OPS
 from podsim.lowering.program import Algorithm
+from podsim.specs.clusters import PROTOCOLS
 from podsim.version import __version__
 
 
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=[a.label for a in Algorithm],
         help="collective algorithm; auto picks the fastest",
+    )
+    coll.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="protocol of rings and nccl-tree: auto (NCCL's choice per size), ll, ll128 or simple; "
+        "default: the cluster's (auto on the NVIDIA presets, simple elsewhere)",
     )
     coll.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
     coll.add_argument(

@@ -85,7 +85,10 @@ def cmd_collective(args: argparse.Namespace, console: Console) -> None:
             f"--devices = {cluster.devices} is not allowed: a collective needs at least 2 "
             "devices (one device moves no data)"
         )
-    results = [collective(cluster, args.op, size, args.algorithm, args.network) for size in sizes]
+    results = [
+        collective(cluster, args.op, size, args.algorithm, args.network, args.protocol)
+        for size in sizes
+    ]
     if args.json:
         where = {"chip": cluster.chip.id, "cluster": cluster.name or None}
         print_json({**collective_json([r.to_dict() for r in results]), **where})
@@ -95,7 +98,7 @@ def cmd_collective(args: argparse.Namespace, console: Console) -> None:
         f" ({cluster.name or 'custom'}, {args.network} network)"
     )
     table = Table(title=title)
-    for column in ("size", "time (us)", "algbw (GB/s)", "busbw (GB/s)", "algorithm"):
+    for column in ("size", "time (us)", "algbw (GB/s)", "busbw (GB/s)", "algorithm", "protocol"):
         table.add_column(column, justify="right")
     for r in results:
         table.add_row(
@@ -104,6 +107,7 @@ def cmd_collective(args: argparse.Namespace, console: Console) -> None:
             f"{r.algbw_bytes_per_s / 1e9:,.2f}",
             f"{r.busbw_bytes_per_s / 1e9:,.2f}",
             r.algorithm,
+            r.protocol,
         )
     console.print(table)
 
