@@ -88,26 +88,23 @@ struct CopyPaths {
   std::int64_t count;
 };
 
-// Everything the event loop reads or writes per op, in one cache line (internal order): an event
-// touches the line of the op it completes and those of its dependents, where separate columns
-// would cost a cache miss each (the run visits ops of 16,384 ranks in an order the noise
-// shuffles). The first dependent is kept inline: most ops have one or two.
-struct alignas(64) Slot {
-  double duration = 0.0;  // compute: its duration; send: its pod-link seconds (or 0)
-  double start = 0.0, end = 0.0;
-  std::int64_t more = 0;           // dependents after the first: graph.dependent_ops[more ...]
-  std::int32_t dependents = 0;     // how many
-  std::int32_t next = -1;          // the first dependent, or -1
-  std::int32_t pending = 0;        // prerequisites not yet done
-  std::int32_t prerequisites = 0;  // at the start of a run
+// What the event loop reads per op, in half a cache line (internal order): an event touches
+// the slot of the op it completes and those of its dependents, where separate columns would cost
+// a cache miss each (the run visits ops of 16,384 ranks in an order the noise shuffles); what it
+// only writes (start, end, algorithm) stays in columns. The first dependent is kept inline:
+// most ops have one or two.
+struct alignas(32) Slot {
+  double duration = 0.0;     // compute: its duration; send: its pod-link seconds (or 0)
+  std::int32_t pending = 0;  // prerequisites not yet done
   std::int32_t rank = 0;
   std::int32_t original = 0;  // the program's op (ops are numbered in int32)
   std::int32_t link = -1;     // collective: its instance; send/recv: its partner (internal)
+  std::int32_t next = -1;     // the first dependent, or -1
   std::int8_t kind = 0;
   std::int8_t ready = 0;
-  std::int8_t resolved = -1;
+  std::int8_t more = 0;  // 1: further dependents, graph.dependent_ops after the first
 };
-static_assert(sizeof(Slot) == 64);
+static_assert(sizeof(Slot) == 32);
 
 struct Cost {
   Algorithm algorithm;
@@ -126,6 +123,8 @@ struct Engine::State {
   Program program;
   std::vector<double> op_duration;  // while building: compute duration, send pod-link seconds
   std::vector<Slot> slots;
+  std::vector<double> start, end;     // per op (internal order)
+  std::vector<std::int8_t> resolved;  // per op: the algorithm a collective ran, or -1
   Topology topology;
   NetworkMode mode;
   bool symmetric;
@@ -196,11 +195,9 @@ struct Engine::State {
       const auto o = static_cast<std::size_t>(original[op]);
       const auto kind = static_cast<Kind>(program.kind[o]);
       s.duration = op_duration[op];
-      s.more = graph.dependent_offsets[op] + 1;
-      s.dependents =
-          static_cast<std::int32_t>(graph.dependent_offsets[op + 1] - graph.dependent_offsets[op]);
-      s.next = s.dependents > 0 ? graph.dependent_ops[graph.dependent_offsets[op]] : -1;
-      s.prerequisites = graph.initial_pending[op];
+      const std::int64_t dependents = graph.dependent_offsets[op + 1] - graph.dependent_offsets[op];
+      s.next = dependents > 0 ? graph.dependent_ops[graph.dependent_offsets[op]] : -1;
+      s.more = dependents > 1 ? 1 : 0;
       s.rank = program.rank[o];
       s.original = static_cast<std::int32_t>(o);
       s.link = kind == Kind::Collective ? graph.instance_of[op]
@@ -210,10 +207,8 @@ struct Engine::State {
       s.kind = program.kind[o];
     }
     std::vector<double>().swap(op_duration);
-    std::vector<std::int32_t>().swap(graph.initial_pending);
     std::vector<std::int32_t>().swap(graph.instance_of);
     std::vector<std::int64_t>().swap(graph.partner);
-    std::vector<std::int64_t>().swap(graph.dependent_offsets);
   }
 
   // Constants of the draws, computed once as compute_time computed them per op (same values).
@@ -441,13 +436,20 @@ struct Engine::State {
     for (const Slot& s : slots) out[static_cast<std::size_t>(s.original)] = field(s);
     return out;
   }
+  // A per-op column, in program order.
+  template <class T>
+  std::vector<T> in_program_order(const std::vector<T>& values) const {
+    std::vector<T> out(values.size());
+    for (std::size_t op = 0; op < values.size(); ++op) out[original[op]] = values[op];
+    return out;
+  }
 
   std::string deadlock() const {
     const ProgramIndex index = index_program(program, topology);
     return describe_deadlock(
         program, index, in_program_order<std::int32_t>([](const Slot& s) { return s.pending; }),
         in_program_order<char>([](const Slot& s) { return static_cast<char>(s.ready); }),
-        in_program_order<double>([](const Slot& s) { return s.end; }));
+        in_program_order(end));
   }
 
   // The program's op behind an internal one.
@@ -508,11 +510,12 @@ struct Engine::State {
   void init() {
     constexpr double nan = std::numeric_limits<double>::quiet_NaN();
     for (Slot& s : slots) {
-      s.pending = s.prerequisites;
       s.ready = 0;
-      s.start = s.end = nan;
-      s.resolved = -1;
     }
+    for (std::size_t op = 0; op < slots.size(); ++op) slots[op].pending = graph.initial_pending[op];
+    start.assign(slots.size(), nan);
+    end.assign(slots.size(), nan);
+    resolved.assign(slots.size(), -1);
     instances.resize(graph.instance_groups.size());  // arrival counts are reset by reset()
     for (std::size_t i = 0; i < instances.size(); ++i) {
       Instance& instance = instances[i];
@@ -544,7 +547,7 @@ struct Engine::State {
     switch (static_cast<Kind>(s.kind)) {
       case Kind::Compute:
       case Kind::Wait:
-        s.start = t;
+        start[static_cast<std::size_t>(op)] = t;
         push(t + compute_time(s), 2, EventType::OpDone, op, s.next);
         break;
       case Kind::Collective: {
@@ -610,9 +613,8 @@ struct Engine::State {
     instance.algorithm = algorithm;
     const double hops = static_cast<double>(members(instance.group).size());
     for (std::int64_t member : graph.instance_ops(index)) {
-      Slot& s = slots[static_cast<std::size_t>(member)];
-      s.start = t;
-      s.resolved = static_cast<std::int8_t>(algorithm);
+      start[static_cast<std::size_t>(member)] = t;
+      resolved[static_cast<std::size_t>(member)] = static_cast<std::int8_t>(algorithm);
     }
     const std::int32_t repeat = program.repeat[op];
     if (mode == NetworkMode::Analytical) {
@@ -656,7 +658,7 @@ struct Engine::State {
   void start_transfer(std::int64_t send, double t) {
     Slot& from = slots[static_cast<std::size_t>(send)];
     Slot& to = slots[static_cast<std::size_t>(from.link)];
-    from.start = to.start = t;
+    start[static_cast<std::size_t>(send)] = start[static_cast<std::size_t>(from.link)] = t;
     const Path path = route(topology, from.rank, to.rank);
     // Transfers draw from keys above every collective instance's.
     const double latency =
@@ -726,16 +728,18 @@ struct Engine::State {
 
   void complete(std::int64_t op, double t) {
     Slot& s = slots[static_cast<std::size_t>(op)];
-    s.end = t;
+    end[static_cast<std::size_t>(op)] = t;
     ++completed;
     makespan = std::max(makespan, t);
-    if (s.dependents == 0) return;
+    if (s.next < 0) return;
     // In the index's order: the inline first dependent, then the rest.
-    const std::int64_t more = s.more;
-    const std::int32_t count = s.dependents;
+    const bool more = s.more != 0;
     if (--slots[static_cast<std::size_t>(s.next)].pending == 0) on_ready(s.next, t);
-    for (std::int32_t k = 1; k < count; ++k) {
-      const std::int32_t next = graph.dependent_ops[static_cast<std::size_t>(more + k - 1)];
+    if (!more) return;
+    const auto first = static_cast<std::size_t>(graph.dependent_offsets[op]) + 1;
+    const auto last = static_cast<std::size_t>(graph.dependent_offsets[op + 1]);
+    for (std::size_t k = first; k < last; ++k) {
+      const std::int32_t next = graph.dependent_ops[k];
       if (--slots[static_cast<std::size_t>(next)].pending == 0) on_ready(next, t);
     }
   }
@@ -843,14 +847,10 @@ bool Engine::advance(std::uint64_t max_events) {
 }
 
 bool Engine::done() const { return state_->queue.empty(); }
-std::vector<double> Engine::start() const {
-  return state_->in_program_order<double>([](const Slot& s) { return s.start; });
-}
-std::vector<double> Engine::end() const {
-  return state_->in_program_order<double>([](const Slot& s) { return s.end; });
-}
+std::vector<double> Engine::start() const { return state_->in_program_order(state_->start); }
+std::vector<double> Engine::end() const { return state_->in_program_order(state_->end); }
 std::vector<std::int8_t> Engine::resolved_algorithm() const {
-  return state_->in_program_order<std::int8_t>([](const Slot& s) { return s.resolved; });
+  return state_->in_program_order(state_->resolved);
 }
 std::uint64_t Engine::events_processed() const { return state_->events; }
 double Engine::makespan() const { return state_->makespan; }
