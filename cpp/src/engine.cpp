@@ -116,10 +116,11 @@ struct Cost {
 
 struct Engine::State {
   // The run works on ops renumbered for memory locality (locality_order: the k-th ops of all
-  // ranks side by side), through one slot per op (what the loop reads and writes) and the
-  // index; `original` maps them back to the program, which keeps the program's numbering and is
-  // read only where an instance or transfer starts. Noise draws and outputs use the program's
-  // numbers, and events are handled in the same order as in program order: nothing else changes.
+  // ranks side by side), through one slot per op (what the loop reads), the columns it writes
+  // (start, end, resolved) and the index; `original` maps them back to the program, which keeps the
+  // program's numbering and is read only where an instance or transfer starts. Noise draws and
+  // outputs use the program's numbers, and events are handled in the same order as in program
+  // order: nothing else changes.
   Program program;
   std::vector<double> op_duration;  // while building: compute duration, send pod-link seconds
   std::vector<Slot> slots;
