@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import podsim
-from podsim.engine.core import MAX_MONTE_CARLO_OPS, simulate_steps
+from podsim.engine.core import MAX_MONTE_CARLO_OPS, simulate, simulate_steps
 from podsim.engine.noise import NoiseModel
 from podsim.front.api import parse_scenario, resolve_scenario
 from podsim.front.training import simulate_lowered, simulate_step
@@ -117,37 +117,59 @@ def test_405b_step_noise_free(benchmark):
 
 
 def test_405b_step_with_jitter_every_rank(benchmark):
+    # Every rank's program with compute jitter and latency tails, against the noise-free run of
+    # the same program (full, not symmetric), both built and run in this process: the noise (its
+    # draws, and the order of events it shuffles across 16,384 ranks) may cost at most 2.5 times
+    # the noise-free run. CPU seconds (the machine is shared); figures in extra_info and
+    # docs/engine.md, "Event loop".
     model, plan, cluster = llama405b()
     planned = replace(plan, virtual_stages=4)
+    program = lower_step(model, planned, cluster, 4).program
+    cpu = {}
 
     def step():
-        program = lower_step(model, planned, cluster, 4).program
-        return simulate_steps(program, cluster, "analytical", JITTER, 1)[0]
+        t = time.process_time()
+        makespan = simulate_steps(program, cluster, "analytical", JITTER, 1)[0]
+        cpu["jitter"] = time.process_time() - t
+        return makespan
 
     makespan = benchmark.pedantic(step, rounds=1, iterations=1)
-    clean = simulate_lowered(lower_step(model, planned, cluster, 4), cluster, "analytical")
-    assert makespan > clean.timeline.makespan  # synchronous collectives wait for the slowest
+    t = time.process_time()
+    clean = simulate(program, cluster, "analytical")
+    cpu["clean"] = time.process_time() - t
+    assert makespan > clean.makespan  # synchronous collectives wait for the slowest
+    benchmark.extra_info.update(
+        ops=program.num_ops, jitter_cpu_s=cpu["jitter"], noise_free_full_cpu_s=cpu["clean"]
+    )
+    assert cpu["jitter"] < 2.5 * cpu["clean"]
 
 
-def test_noisy_steps_of_405b_up_to_the_monte_carlo_cap(benchmark):
-    # 100 steps of the 405B's 8.4M ops exceed what one Monte Carlo may simulate
-    # (MAX_MONTE_CARLO_OPS): run as many as it allows and report the time per step (the 100-step
-    # figure in docs/engine.md is set-up plus 100 of these).
+def test_100_noisy_steps_of_405b(benchmark):
+    # 100 steps of the 405B's 8.4M ops fit one Monte Carlo (MAX_MONTE_CARLO_OPS). The program is
+    # checked and indexed once; each further step only re-runs the event loop with its own draws,
+    # so a step of the Monte Carlo costs at most 0.7 times a step built from scratch (measured in
+    # this process, CPU seconds).
     model, plan, cluster = llama405b()
     program = lower_step(model, replace(plan, virtual_stages=4), cluster, 4).program
-    steps = MAX_MONTE_CARLO_OPS // program.num_ops
+    steps = 100
+    assert steps * program.num_ops <= MAX_MONTE_CARLO_OPS
+    t = time.process_time()
+    simulate_steps(program, cluster, "analytical", JITTER, 1)
+    one = time.process_time() - t
     t = time.process_time()
     times = benchmark.pedantic(
         simulate_steps, (program, cluster, "analytical", JITTER, steps), rounds=1, iterations=1
     )
     cpu = time.process_time() - t
-    assert steps >= 10 and len(set(times.tolist())) == steps and np.all(times > 0)
+    assert len(set(times.tolist())) == steps and np.all(times > 0)
     benchmark.extra_info.update(
         steps=steps,
         cpu_s=cpu,
         cpu_s_per_step=cpu / steps,
+        from_scratch_cpu_s=one,
         p99_over_p50=float(np.percentile(times, 99) / np.median(times)),
     )
+    assert cpu / steps < 0.7 * one
 
 
 GPT3_6144 = """

@@ -4,12 +4,12 @@
 #include <cmath>
 #include <limits>
 #include <map>
-#include <queue>
 #include <span>
 #include <string>
 #include <tuple>
 #include <unordered_map>
 
+#include "event_queue.hpp"
 #include "podsim/collectives.hpp"
 #include "podsim/copies.hpp"
 #include "podsim/errors.hpp"
@@ -23,17 +23,22 @@ namespace {
 
 enum class EventType : std::int8_t { FlowCheck, PhaseStart, OpDone, InstanceDone, TransferDone };
 
-// 24 bytes: the order key (priority in the top 2 bits of `order`, the sequence number below)
-// and the type in the low 3 bits of `data`, the payload above them.
+// 32 bytes: the order key (priority in the top 2 bits of `order`, the sequence number below),
+// the type in the low 3 bits of `data`, the payload above them, and `hint`: another op the
+// event's handling will touch (an op's first dependent, a transfer's receive), fetched into the
+// cache while the event before it is handled.
 struct Event {
   double time;
   std::uint64_t order;
   std::uint64_t data;
+  std::int64_t hint;
 
-  Event(double t, int priority, std::uint64_t seq, EventType type, std::int64_t payload)
+  Event(double t, int priority, std::uint64_t seq, EventType type, std::int64_t payload,
+        std::int64_t hint_op = -1)
       : time(t),
         order((static_cast<std::uint64_t>(priority) << 62) | seq),
-        data((static_cast<std::uint64_t>(payload) << 3) | static_cast<std::uint64_t>(type)) {}
+        data((static_cast<std::uint64_t>(payload) << 3) | static_cast<std::uint64_t>(type)),
+        hint(hint_op) {}
 
   EventType type() const { return static_cast<EventType>(data & 7); }
   std::int64_t payload() const { return static_cast<std::int64_t>(data >> 3); }
@@ -49,6 +54,7 @@ struct Cost;
 struct Instance {
   std::int32_t group = 0;
   std::int32_t arrived = 0;
+  std::int32_t expected = 0;  // ops that start it: the group's size, or the program's (symmetric)
   Algorithm algorithm = Algorithm::Auto;
   const Cost* cost = nullptr;  // looked up once, kept over restarts
 };
@@ -82,6 +88,24 @@ struct CopyPaths {
   std::int64_t count;
 };
 
+// What the event loop reads per op, in half a cache line (internal order): an event touches
+// the slot of the op it completes and those of its dependents, where separate columns would cost
+// a cache miss each (the run visits ops of 16,384 ranks in an order the noise shuffles); what it
+// only writes (start, end, algorithm) stays in columns. The first dependent is kept inline:
+// most ops have one or two.
+struct alignas(32) Slot {
+  double duration = 0.0;     // compute: its duration; send: its pod-link seconds (or 0)
+  std::int32_t pending = 0;  // prerequisites not yet done
+  std::int32_t rank = 0;
+  std::int32_t original = 0;  // the program's op (ops are numbered in int32)
+  std::int32_t link = -1;     // collective: its instance; send/recv: its partner (internal)
+  std::int32_t next = -1;     // the first dependent, or -1
+  std::int8_t kind = 0;
+  std::int8_t ready = 0;
+  std::int8_t more = 0;  // 1: further dependents, graph.dependent_ops after the first
+};
+static_assert(sizeof(Slot) == 32);
+
 struct Cost {
   Algorithm algorithm;
   double time;     // closed form, launch included
@@ -92,40 +116,41 @@ struct Cost {
 
 struct Engine::State {
   // The run works on ops renumbered for memory locality (locality_order: the k-th ops of all
-  // ranks side by side), through the columns it reads per op (kind, duration, rank) and the
-  // index; `original` maps them back to the program, which keeps the program's numbering and is
-  // read only where an instance or transfer starts. Noise draws and outputs use the program's
-  // numbers, and events are handled in the same order as in program order: nothing else changes.
+  // ranks side by side), through one slot per op (what the loop reads), the columns it writes
+  // (start, end, resolved) and the index; `original` maps them back to the program, which keeps the
+  // program's numbering and is read only where an instance or transfer starts. Noise draws and
+  // outputs use the program's numbers, and events are handled in the same order as in program
+  // order: nothing else changes.
   Program program;
-  std::vector<std::int8_t> op_kind;
-  std::vector<double> op_duration;  // compute: its duration; send: its pod-link seconds (or 0)
-  std::vector<std::int32_t> op_rank;
+  std::vector<double> op_duration;  // while building: compute duration, send pod-link seconds
+  std::vector<Slot> slots;
+  std::vector<double> start, end;     // per op (internal order)
+  std::vector<std::int8_t> resolved;  // per op: the algorithm a collective ran, or -1
   Topology topology;
   NetworkMode mode;
   bool symmetric;
-  ProgramIndex graph;  // dependents, stream successors, collective instances, send/recv partners
+  // Instance members, groups and further dependents (what the slots do not hold).
+  ProgramIndex graph;
   std::vector<std::int64_t> original;       // internal op -> its index in the caller's program
   std::vector<std::int64_t> initial_ready;  // ops with no prerequisites, in program order
 
-  std::vector<std::int32_t> pending;
-  std::vector<char> ready;
-  std::vector<double> start, end;
-  std::vector<std::int8_t> resolved;
   std::vector<Instance> instances;
   std::vector<Activity> activities;
   std::map<CostKey, Cost> costs;
   Noise noise;
+  double jitter_s2 = 0.0, jitter_sigma = 0.0;  // log-space variance and spread of compute jitter
+  std::vector<char> slow_rank;                 // per rank (only with a straggler slowdown)
   std::uint64_t iteration = 0;
   // Analytical mode over several pods (docs/engine.md, "Pod links"): the time of each collective
   // instance, and the pod-link seconds of each send, whose traffic crosses pods, counting every
   // concurrent copy of it (its wave).
   // NaN: the instance's own closed form (no pod links). A send's pod-link seconds are kept in
-  // op_duration, which sends do not otherwise use (their duration is 0).
+  // op_duration (then the slot's duration), which sends do not otherwise use (their duration is 0).
   std::vector<double> pod_instance_time;
   Copies copies;              // what a symmetric program's groups and ranks stand for
   std::string symmetry_note;  // the first copy that would not run as its representative
 
-  std::priority_queue<Event, std::vector<Event>, std::greater<>> queue;
+  EventQueue<Event> queue;
   std::uint64_t seq = 0, events = 0, generation = 0;
   std::size_t completed = 0;
   double now = 0.0, makespan = 0.0;
@@ -150,15 +175,59 @@ struct Engine::State {
       check_interrupt();
     }
     program = std::move(p);
-    op_kind = gather(program.kind, original);
     op_duration = gather(program.duration, original);
-    op_rank = gather(program.rank, original);
     for (std::size_t op = 0; op < original.size(); ++op) {
       if (graph.initial_pending[op] == 0) initial_ready.push_back(static_cast<std::int64_t>(op));
     }
     std::sort(initial_ready.begin(), initial_ready.end(),
               [&](std::int64_t a, std::int64_t b) { return original[a] < original[b]; });
     if (mode == NetworkMode::Analytical && topology.num_pods() > 1) prepare_pod_links();
+    prepare_noise();
+    fill_slots();
+  }
+
+  // The per-op state of a run, from the index (which then keeps only what the loop reads rarely:
+  // further dependents, instance members, groups).
+  void fill_slots() {
+    const std::size_t n = original.size();
+    slots.resize(n);
+    for (std::size_t op = 0; op < n; ++op) {
+      Slot& s = slots[op];
+      const auto o = static_cast<std::size_t>(original[op]);
+      const auto kind = static_cast<Kind>(program.kind[o]);
+      s.duration = op_duration[op];
+      const std::int64_t dependents = graph.dependent_offsets[op + 1] - graph.dependent_offsets[op];
+      s.next = dependents > 0 ? graph.dependent_ops[graph.dependent_offsets[op]] : -1;
+      s.more = dependents > 1 ? 1 : 0;
+      s.rank = program.rank[o];
+      s.original = static_cast<std::int32_t>(o);
+      s.link = kind == Kind::Collective ? graph.instance_of[op]
+               : kind == Kind::Send || kind == Kind::Recv
+                   ? static_cast<std::int32_t>(graph.partner[op])
+                   : -1;
+      s.kind = program.kind[o];
+    }
+    std::vector<double>().swap(op_duration);
+    std::vector<std::int32_t>().swap(graph.instance_of);
+    std::vector<std::int64_t>().swap(graph.partner);
+  }
+
+  // Constants of the draws, computed once as compute_time computed them per op (same values).
+  void prepare_noise() {
+    if (noise.compute_cv > 0) {
+      jitter_s2 = std::log1p(noise.compute_cv * noise.compute_cv);
+      jitter_sigma = std::sqrt(jitter_s2);
+    }
+    if (noise.straggler_slowdown == 1.0) return;
+    std::int32_t ranks = 0;  // the ranks the program uses (not the whole cluster)
+    for (std::int32_t r : program.rank) ranks = std::max(ranks, r + 1);
+    slow_rank.assign(static_cast<std::size_t>(ranks), 0);
+    for (std::int32_t r = 0; r < ranks; ++r) {
+      if (std::binary_search(noise.straggler_ranks.begin(), noise.straggler_ranks.end(), r) ||
+          random::uniform(noise.seed, SlowRank, static_cast<std::uint64_t>(r), 0) <
+              noise.straggler_fraction)
+        slow_rank[static_cast<std::size_t>(r)] = 1;
+    }
   }
 
   // Waves: the k-th instance on every group of the same size, op, algorithm, bytes, shape and
@@ -361,7 +430,14 @@ struct Engine::State {
     return out;
   }
 
-  // A per-op vector in program order.
+  // A field of every slot, in program order.
+  template <class T, class Field>
+  std::vector<T> in_program_order(Field field) const {
+    std::vector<T> out(slots.size());
+    for (const Slot& s : slots) out[static_cast<std::size_t>(s.original)] = field(s);
+    return out;
+  }
+  // A per-op column, in program order.
   template <class T>
   std::vector<T> in_program_order(const std::vector<T>& values) const {
     std::vector<T> out(values.size());
@@ -371,37 +447,36 @@ struct Engine::State {
 
   std::string deadlock() const {
     const ProgramIndex index = index_program(program, topology);
-    return describe_deadlock(program, index, in_program_order(pending), in_program_order(ready),
-                             in_program_order(end));
+    return describe_deadlock(
+        program, index, in_program_order<std::int32_t>([](const Slot& s) { return s.pending; }),
+        in_program_order<char>([](const Slot& s) { return static_cast<char>(s.ready); }),
+        in_program_order(end));
   }
 
   // The program's op behind an internal one.
   std::size_t at(std::int64_t op) const { return static_cast<std::size_t>(original[op]); }
 
-  // Whether a rank is one of the slow devices: listed, or drawn (from the seed and the rank).
+  // Whether a rank is one of the slow devices: listed, or drawn (from the seed and the rank;
+  // prepare_noise draws each rank once).
   bool slow(std::int32_t rank) const {
-    if (noise.straggler_slowdown == 1.0) return false;
-    return std::binary_search(noise.straggler_ranks.begin(), noise.straggler_ranks.end(), rank) ||
-           random::uniform(noise.seed, SlowRank, static_cast<std::uint64_t>(rank), 0) <
-               noise.straggler_fraction;
+    return !slow_rank.empty() && slow_rank[static_cast<std::size_t>(rank)] != 0;
   }
 
   // A compute op's duration this step: lognormal jitter of mean 1, times a slow rank's factor.
-  double compute_time(std::int64_t op) const {
+  double compute_time(const Slot& op) const {
     double factor = 1.0;
     if (noise.compute_cv > 0) {
-      const double s2 = std::log1p(noise.compute_cv * noise.compute_cv);
       const double z = random::normal(noise.seed, ComputeJitter,
-                                      static_cast<std::uint64_t>(original[op]), iteration);
-      factor = std::exp(std::sqrt(s2) * z - 0.5 * s2);
+                                      static_cast<std::uint64_t>(op.original), iteration);
+      factor = std::exp(jitter_sigma * z - 0.5 * jitter_s2);
     }
-    const std::int32_t r = op_rank[op];
+    const std::int32_t r = op.rank;
     if (slow(r) && (noise.straggler_probability >= 1.0 ||
                     random::uniform(noise.seed, SlowStep, static_cast<std::uint64_t>(r),
                                     iteration) < noise.straggler_probability)) {
       factor *= noise.straggler_slowdown;
     }
-    return op_duration[op] * factor;
+    return op.duration * factor;
   }
 
   // How much longer than its median a latency term takes: a step waits for the slowest of its
@@ -418,26 +493,45 @@ struct Engine::State {
             static_cast<std::size_t>(offsets[group + 1] - offsets[group])};
   }
 
-  void push(double time, int priority, EventType type, std::int64_t payload) {
-    queue.emplace(time, priority, seq++, type, payload);
+  void push(double time, int priority, EventType type, std::int64_t payload,
+            std::int64_t hint = -1) {
+    queue.push(Event(time, priority, seq++, type, payload, hint));
+  }
+
+  // Asks the cache for the slots the next event will touch (the run waits on memory: its ops
+  // are spread over every rank, in an order the noise shuffles).
+  void prefetch_next() {
+    if (queue.empty()) return;
+    const Event& e = queue.top();
+    if (e.type() != EventType::OpDone && e.type() != EventType::TransferDone) return;
+    __builtin_prefetch(&slots[static_cast<std::size_t>(e.payload())], 1);
+    if (e.hint >= 0) __builtin_prefetch(&slots[static_cast<std::size_t>(e.hint)], 1);
   }
 
   void init() {
-    const std::size_t n = program.num_ops();
-    pending = graph.initial_pending;
-    ready.assign(n, 0);
-    start.assign(n, std::numeric_limits<double>::quiet_NaN());
-    end.assign(n, std::numeric_limits<double>::quiet_NaN());
-    resolved.assign(n, -1);
+    constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+    for (Slot& s : slots) {
+      s.ready = 0;
+    }
+    for (std::size_t op = 0; op < slots.size(); ++op) slots[op].pending = graph.initial_pending[op];
+    start.assign(slots.size(), nan);
+    end.assign(slots.size(), nan);
+    resolved.assign(slots.size(), -1);
     instances.resize(graph.instance_groups.size());  // arrival counts are reset by reset()
-    for (std::size_t i = 0; i < instances.size(); ++i)
-      instances[i].group = graph.instance_groups[i];
+    for (std::size_t i = 0; i < instances.size(); ++i) {
+      Instance& instance = instances[i];
+      instance.group = graph.instance_groups[i];
+      const std::size_t expected = symmetric
+                                       ? graph.instance_ops(static_cast<std::int32_t>(i)).size()
+                                       : members(instance.group).size();
+      instance.expected = static_cast<std::int32_t>(expected);
+    }
     for (std::int64_t op : initial_ready) on_ready(op, 0.0);
   }
 
   void reset(std::uint64_t step) {
     iteration = step;
-    queue = {};
+    queue.clear();
     activities.clear();
     network.clear();
     for (Instance& instance : instances) instance.arrived = 0;
@@ -449,27 +543,27 @@ struct Engine::State {
   }
 
   void on_ready(std::int64_t op, double t) {
-    ready[op] = 1;
-    switch (static_cast<Kind>(op_kind[op])) {
+    Slot& s = slots[static_cast<std::size_t>(op)];
+    s.ready = 1;
+    switch (static_cast<Kind>(s.kind)) {
       case Kind::Compute:
       case Kind::Wait:
-        start[op] = t;
-        push(t + compute_time(op), 2, EventType::OpDone, op);
+        start[static_cast<std::size_t>(op)] = t;
+        push(t + compute_time(s), 2, EventType::OpDone, op, s.next);
         break;
       case Kind::Collective: {
-        const std::int32_t index = graph.instance_of[op];
-        const std::size_t expected =
-            symmetric ? graph.instance_ops(index).size() : members(instances[index].group).size();
-        if (++instances[index].arrived == static_cast<std::int32_t>(expected)) {
+        const std::int32_t index = s.link;
+        Instance& instance = instances[static_cast<std::size_t>(index)];
+        if (++instance.arrived == instance.expected) {
           start_instance(index, op, t);
         }
         break;
       }
       case Kind::Send:
       case Kind::Recv: {
-        const std::int64_t partner = graph.partner[op];
-        if (partner >= 0 && ready[partner]) {
-          start_transfer(op_kind[op] == static_cast<std::int8_t>(Kind::Send) ? op : partner, t);
+        const std::int64_t partner = s.link;
+        if (partner >= 0 && slots[static_cast<std::size_t>(partner)].ready) {
+          start_transfer(s.kind == static_cast<std::int8_t>(Kind::Send) ? op : partner, t);
         }
         break;
       }
@@ -522,8 +616,8 @@ struct Engine::State {
     instance.algorithm = algorithm;
     const double hops = static_cast<double>(members(instance.group).size());
     for (std::int64_t member : graph.instance_ops(index)) {
-      start[member] = t;
-      resolved[member] = static_cast<std::int8_t>(algorithm);
+      start[static_cast<std::size_t>(member)] = t;
+      resolved[static_cast<std::size_t>(member)] = static_cast<std::int8_t>(algorithm);
     }
     const std::int32_t repeat = program.repeat[op];
     if (mode == NetworkMode::Analytical) {
@@ -565,22 +659,23 @@ struct Engine::State {
   }
 
   void start_transfer(std::int64_t send, double t) {
-    const std::int64_t recv = graph.partner[send];
-    start[send] = start[recv] = t;
-    const Path path = route(topology, op_rank[send], op_rank[recv]);
+    Slot& from = slots[static_cast<std::size_t>(send)];
+    Slot& to = slots[static_cast<std::size_t>(from.link)];
+    start[static_cast<std::size_t>(send)] = start[static_cast<std::size_t>(from.link)] = t;
+    const Path path = route(topology, from.rank, to.rank);
     // Transfers draw from keys above every collective instance's.
     const double latency =
         path.latency *
-        latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(original[send]), 1);
-    const double bytes = program.bytes[at(send)];
+        latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(from.original), 1);
+    const double bytes = program.bytes[static_cast<std::size_t>(from.original)];
     if (mode == NetworkMode::Analytical) {
       double bandwidth_term = bytes / path.bandwidth;
-      bandwidth_term = std::max(bandwidth_term, op_duration[send]);  // pod links (or 0)
-      push(t + topology.launch_latency + latency + bandwidth_term, 2, EventType::TransferDone,
-           send);
+      bandwidth_term = std::max(bandwidth_term, from.duration);  // pod links (or 0)
+      push(t + topology.launch_latency + latency + bandwidth_term, 2, EventType::TransferDone, send,
+           from.link);
       return;
     }
-    Phase phase{latency, {{op_rank[send], op_rank[recv], bytes}}};
+    Phase phase{latency, {{from.rank, to.rank, bytes}}};
     begin_activity({true, send, {std::move(phase)}, 0, 0, 1, false}, t);
   }
 
@@ -635,11 +730,20 @@ struct Engine::State {
   }
 
   void complete(std::int64_t op, double t) {
-    end[op] = t;
+    Slot& s = slots[static_cast<std::size_t>(op)];
+    end[static_cast<std::size_t>(op)] = t;
     ++completed;
     makespan = std::max(makespan, t);
-    for (std::int64_t next : graph.dependents(op)) {
-      if (--pending[next] == 0) on_ready(next, t);
+    if (s.next < 0) return;
+    // In the index's order: the inline first dependent, then the rest.
+    const bool more = s.more != 0;
+    if (--slots[static_cast<std::size_t>(s.next)].pending == 0) on_ready(s.next, t);
+    if (!more) return;
+    const auto first = static_cast<std::size_t>(graph.dependent_offsets[op]) + 1;
+    const auto last = static_cast<std::size_t>(graph.dependent_offsets[op + 1]);
+    for (std::size_t k = first; k < last; ++k) {
+      const std::int32_t next = graph.dependent_ops[k];
+      if (--slots[static_cast<std::size_t>(next)].pending == 0) on_ready(next, t);
     }
   }
 
@@ -656,7 +760,7 @@ struct Engine::State {
         break;
       case EventType::TransferDone:
         complete(payload, e.time);
-        complete(graph.partner[payload], e.time);
+        complete(slots[static_cast<std::size_t>(payload)].link, e.time);
         break;
       case EventType::PhaseStart:
         start_phase(payload, e.time);
@@ -735,6 +839,7 @@ bool Engine::advance(std::uint64_t max_events) {
   for (std::uint64_t i = 0; i < max_events && !s.queue.empty(); ++i) {
     const Event event = s.queue.top();
     s.queue.pop();
+    s.prefetch_next();
     ++s.events;
     s.handle(event);
     s.settle_network();

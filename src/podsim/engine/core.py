@@ -18,9 +18,11 @@ NetworkMode = Literal["analytical", "contention"]
 NETWORK_MODES = ("analytical", "contention")
 # Events handled per call into C++: long runs return to Python this often, so Ctrl-C works.
 CHUNK_EVENTS = 1 << 20
-# Ops x steps of one noise Monte Carlo: the engine handles an op in ~0.2 us, so this is about a
-# minute (1,000 steps of a 16,384-rank job of 115K ops per step are 1.15e8).
-MAX_MONTE_CARLO_OPS = 300_000_000
+# Ops x steps of one noise Monte Carlo, a bound on its time (its memory is one step's, whatever
+# the steps): a noisy step of a 16,384-rank job takes ~0.3 us per op on 2 cores
+# (docs/engine.md, "Event loop"), so this is about five minutes; it admits 100 steps of the
+# Llama 3 405B / 16,384-H100 step (8.4M ops each).
+MAX_MONTE_CARLO_OPS = 1_000_000_000
 
 
 def check_monte_carlo_size(steps: int, ops: int) -> None:
