@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "podsim/collectives.hpp"
 #include "podsim/topology.hpp"
 
 namespace podsim {
@@ -20,6 +21,9 @@ class FlowNetwork {
   // recompute(). Call advance_to(now) first.
   void add(std::int32_t owner, std::int32_t src, std::int32_t dst, double bytes,
            std::int32_t count = 1);
+  // Adds a block of flows (collectives.hpp), simulated as one weighted entry while its flows
+  // share a rate; `owner` is reported once, when the last of them has finished.
+  void add_block(std::int32_t owner, const FlowBlock& block);
   // Applies progress at the current rates up to `now`.
   void advance_to(double now);
   // Max-min fair rates for the active flows; returns the time the next flows finish
@@ -29,12 +33,10 @@ class FlowNetwork {
   // their owners (in flow order) to `owners`.
   void finish(double now, std::vector<std::int32_t>& owners);
 
+  // Active entries: flows, merged flows and blocks (or the parts a block was split into).
   std::size_t active() const { return flows_.size(); }
   // Drops every flow and returns to time 0.
-  void clear() {
-    flows_.clear();
-    now_ = 0.0;
-  }
+  void clear();
 
  private:
   struct ActiveFlow {
@@ -42,15 +44,40 @@ class FlowNetwork {
     std::int32_t count;  // identical flows merged into this one
     // Its path's links, not the path's costs: a flow stays 72 bytes, as many flows are active.
     std::array<std::int32_t, kMaxPathLinks> links;
-    std::int32_t size;  // links used
+    std::int32_t size;   // links used (0 for a block)
+    std::int32_t block;  // -1: a flow; else its block in blocks_
     double remaining;
     double rate;
     double finish_in;
   };
+  // One end of a block: a member's own link and the block's flows through it.
+  struct BlockEnd {
+    std::int32_t device;
+    std::int32_t link;
+    std::int64_t weight;
+  };
+  struct ActiveBlock {
+    std::vector<BlockEnd> srcs, dsts;
+    std::array<std::int32_t, kMaxPathLinks> mid;  // the links every flow crosses between
+    std::int32_t mid_size;
+    Exclude exclude;
+    std::int64_t pairs;
+    std::int32_t root;  // in root_parts_: the parts of the block the owner added
+  };
+  void fix(std::size_t index, double share);
+  void fix_block(const ActiveBlock& block, double share);
+  bool split(std::size_t index, double share);
+  std::int32_t new_block(ActiveBlock block);
+  void weigh(ActiveBlock& block) const;
+
   Topology topology_;  // a copy: the network does not depend on the caller's lifetime
   std::vector<ActiveFlow> flows_;
+  std::vector<ActiveBlock> blocks_;
+  std::vector<std::int32_t> free_blocks_;
+  std::vector<std::int64_t> root_parts_;  // per block added: its parts still active
+  std::vector<std::int32_t> free_roots_;
   std::vector<double> capacity_left_;
-  std::vector<std::int32_t> unfixed_count_;
+  std::vector<std::int64_t> unfixed_count_;
   std::vector<char> touched_;
   std::vector<std::int32_t> touched_links_;
   double now_ = 0.0;
