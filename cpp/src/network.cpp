@@ -23,6 +23,9 @@ void FlowNetwork::reserve(std::size_t more) {
     capacity_left_.assign(links, 0.0);
     unfixed_count_.assign(links, 0);
     touched_.assign(links, 0);
+    changed_.assign(links, 0);
+    parent_.assign(links, 0);
+    component_.assign(links, -1);
   }
   flows_.reserve(flows_.size() + more);
 }
@@ -37,7 +40,9 @@ void FlowNetwork::add(std::int32_t owner, std::int32_t src, std::int32_t dst, do
                        std::to_string(kMaxPathLinks) +
                        "): use the analytical network, or algorithms between neighbours");
   }
+  if (touched_.empty()) reserve(1);
   flows_.push_back({owner, count, path.links, path.size, -1, bytes, 0.0, 0.0});
+  mark_changed(flows_.back());
 }
 
 void FlowNetwork::add_block(std::int32_t owner, const FlowBlock& block) {
@@ -85,6 +90,7 @@ void FlowNetwork::add_block(std::int32_t owner, const FlowBlock& block) {
     root_parts_[static_cast<std::size_t>(active.root)] = 1;
   }
   flows_.push_back({owner, 1, {}, 0, new_block(std::move(active)), block.bytes, 0.0, 0.0});
+  mark_changed(flows_.back());
 }
 
 std::int32_t FlowNetwork::new_block(ActiveBlock block) {
@@ -124,6 +130,8 @@ void FlowNetwork::clear() {
   free_blocks_.clear();
   root_parts_.clear();
   free_roots_.clear();
+  for (std::int32_t link : changed_links_) changed_[link] = 0;
+  changed_links_.clear();
   now_ = 0.0;
 }
 
@@ -135,41 +143,132 @@ void FlowNetwork::advance_to(double now) {
   now_ = now;
 }
 
-double FlowNetwork::recompute() {
-  // Progressive filling: the link with the smallest fair share fixes the rate of its flows.
-  touched_links_.clear();
-  auto touch = [&](std::int32_t link, std::int64_t flows) {
-    if (!touched_[link]) {
-      touched_[link] = 1;
-      touched_links_.push_back(link);
-      capacity_left_[link] = topology_.link_capacity(link);
-      unfixed_count_[link] = 0;
-    }
-    unfixed_count_[link] += flows;
-  };
-  for (const ActiveFlow& flow : flows_) {
-    if (flow.block < 0) {
-      for (int i = 0; i < flow.size; ++i)
-        touch(flow.links[static_cast<std::size_t>(i)], flow.count);
-      continue;
-    }
-    const ActiveBlock& block = blocks_[static_cast<std::size_t>(flow.block)];
-    for (const BlockEnd& e : block.srcs) touch(e.link, e.weight);
-    for (const BlockEnd& e : block.dsts) touch(e.link, e.weight);
-    for (int i = 0; i < block.mid_size; ++i)
-      touch(block.mid[static_cast<std::size_t>(i)], block.pairs);
+template <class F>
+void FlowNetwork::for_links(const ActiveFlow& flow, F&& f) const {
+  if (flow.block < 0) {
+    for (int i = 0; i < flow.size; ++i) f(flow.links[static_cast<std::size_t>(i)], flow.count);
+    return;
   }
-  std::vector<std::size_t> unfixed(flows_.size());
-  for (std::size_t i = 0; i < unfixed.size(); ++i) unfixed[i] = i;
+  const ActiveBlock& block = blocks_[static_cast<std::size_t>(flow.block)];
+  for (const BlockEnd& e : block.srcs) f(e.link, e.weight);
+  for (const BlockEnd& e : block.dsts) f(e.link, e.weight);
+  for (int i = 0; i < block.mid_size; ++i) f(block.mid[static_cast<std::size_t>(i)], block.pairs);
+}
+
+void FlowNetwork::mark_changed(const ActiveFlow& flow) {
+  for_links(flow, [&](std::int32_t link, std::int64_t) {
+    if (!changed_[link]) {
+      changed_[link] = 1;
+      changed_links_.push_back(link);
+    }
+  });
+}
+
+std::int32_t FlowNetwork::find(std::int32_t link) {
+  while (parent_[link] != link) {
+    parent_[link] = parent_[parent_[link]];  // path halving
+    link = parent_[link];
+  }
+  return link;
+}
+
+double FlowNetwork::recompute() {
+  // The active links, their capacities and flow counts, and their connected components (links
+  // joined by the entries that cross them).
+  touched_links_.clear();
+  const std::size_t entries = flows_.size();
+  entry_component_.resize(entries);
+  for (std::size_t i = 0; i < entries; ++i) {
+    std::int32_t root = -1;
+    for_links(flows_[i], [&](std::int32_t link, std::int64_t flows) {
+      if (!touched_[link]) {
+        touched_[link] = 1;
+        touched_links_.push_back(link);
+        capacity_left_[link] = topology_.link_capacity(link);
+        unfixed_count_[link] = 0;
+        parent_[link] = link;
+      }
+      unfixed_count_[link] += flows;
+      const std::int32_t other = find(link);
+      if (root < 0) {
+        root = other;
+      } else if (other != root) {
+        parent_[other] = root;  // root stays a root
+      }
+    });
+    entry_component_[i] = root;  // a link of the entry, for now
+  }
+  // Components numbered in order of their first entry; entries and links listed per component.
+  roots_.clear();
+  for (std::size_t i = 0; i < entries; ++i) {
+    const std::int32_t root = find(entry_component_[i]);
+    if (component_[root] < 0) {
+      component_[root] = static_cast<std::int32_t>(roots_.size());
+      roots_.push_back(root);
+    }
+    entry_component_[i] = component_[root];
+  }
+  const std::size_t components = roots_.size();
+  entry_start_.assign(components + 1, 0);
+  link_start_.assign(components + 1, 0);
+  dirty_.assign(components, selective_ ? 0 : 1);
+  for (std::int32_t c : entry_component_) ++entry_start_[static_cast<std::size_t>(c) + 1];
+  link_component_.resize(touched_links_.size());
+  for (std::size_t k = 0; k < touched_links_.size(); ++k) {
+    const std::int32_t link = touched_links_[k];
+    const std::int32_t c = component_[find(link)];
+    link_component_[k] = c;
+    ++link_start_[static_cast<std::size_t>(c) + 1];
+    if (changed_[link]) dirty_[static_cast<std::size_t>(c)] = 1;
+  }
+  for (std::size_t c = 0; c < components; ++c) {
+    entry_start_[c + 1] += entry_start_[c];
+    link_start_[c + 1] += link_start_[c];
+  }
+  entry_list_.resize(entries);
+  link_list_.resize(touched_links_.size());
+  at_.assign(entry_start_.begin(), entry_start_.end() - 1);
+  for (std::size_t i = 0; i < entries; ++i)
+    entry_list_[at_[static_cast<std::size_t>(entry_component_[i])]++] = i;
+  at_.assign(link_start_.begin(), link_start_.end() - 1);
+  for (std::size_t k = 0; k < touched_links_.size(); ++k)
+    link_list_[at_[static_cast<std::size_t>(link_component_[k])]++] = touched_links_[k];
+  for (std::int32_t root : roots_) component_[root] = -1;
+  for (std::int32_t link : changed_links_) changed_[link] = 0;
+  changed_links_.clear();
+
+  // Selective update: a component none of whose links gained or lost an entry since the last
+  // solve keeps its rates; the others are solved on their own (the same solve either way).
+  for (std::size_t c = 0; c < components; ++c) {
+    if (!dirty_[c]) continue;
+    ++component_solves_;
+    unfixed_.assign(entry_list_.begin() + static_cast<std::ptrdiff_t>(entry_start_[c]),
+                    entry_list_.begin() + static_cast<std::ptrdiff_t>(entry_start_[c + 1]));
+    solve({link_list_.data() + link_start_[c], link_start_[c + 1] - link_start_[c]});
+  }
+  for (std::int32_t link : touched_links_) touched_[link] = 0;
+
+  double next = std::numeric_limits<double>::infinity();
+  for (ActiveFlow& flow : flows_) {
+    flow.finish_in = std::max(0.0, flow.remaining) / flow.rate;
+    next = std::min(next, flow.finish_in);
+  }
+  next_finish_in_ = next;
+  return now_ + next;
+}
+
+// Progressive filling over one component: the link with the smallest fair share fixes the rate
+// of its flows.
+void FlowNetwork::solve(std::span<const std::int32_t> links) {
+  std::vector<std::size_t>& unfixed = unfixed_;
   while (!unfixed.empty()) {
     double share = std::numeric_limits<double>::infinity();
-    for (std::int32_t link : touched_links_) {
-      if (unfixed_count_[link] > 0) {
+    for (std::int32_t link : links) {
+      if (unfixed_count_[link] > 0)
         share = std::min(share, capacity_left_[link] / static_cast<double>(unfixed_count_[link]));
-      }
     }
     const double threshold = share * (1.0 + kShareTolerance);
-    for (std::int32_t link : touched_links_) {
+    for (std::int32_t link : links) {
       touched_[link] =
           unfixed_count_[link] > 0 &&
                   capacity_left_[link] / static_cast<double>(unfixed_count_[link]) <= threshold
@@ -191,15 +290,6 @@ double FlowNetwork::recompute() {
     }
     unfixed.resize(kept);
   }
-  for (std::int32_t link : touched_links_) touched_[link] = 0;
-
-  double next = std::numeric_limits<double>::infinity();
-  for (ActiveFlow& flow : flows_) {
-    flow.finish_in = std::max(0.0, flow.remaining) / flow.rate;
-    next = std::min(next, flow.finish_in);
-  }
-  next_finish_in_ = next;
-  return now_ + next;
 }
 
 void FlowNetwork::fix(std::size_t index, double share) {
@@ -282,6 +372,7 @@ bool FlowNetwork::split(std::size_t index, double share) {
     }
   }
   root_parts_[static_cast<std::size_t>(whole.root)] += parts - 1;
+  mark_changed(flows_[index]);  // the parts' component is solved again next time
   return unfixed;
 }
 
@@ -292,7 +383,10 @@ void FlowNetwork::finish(double now, std::vector<std::int32_t>& owners) {
   for (ActiveFlow& flow : flows_) {
     if (flow.finish_in > threshold) {
       flows_[kept++] = flow;
-    } else if (flow.block < 0) {
+      continue;
+    }
+    mark_changed(flow);
+    if (flow.block < 0) {
       owners.push_back(flow.owner);
     } else {  // a block, or a part of one: its owner is done with the last part
       const auto slot = static_cast<std::size_t>(flow.block);

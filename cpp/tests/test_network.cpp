@@ -308,6 +308,72 @@ void blocks_match_their_flows() {
       "a block whose flows cross different pod links is refused", "different links");
 }
 
+// Flows that start and end at many times on 64 devices (domains of 8, pods of 32 at 2:1), with
+// all-to-all blocks that split: every (owner, finish time), and the components solved.
+struct Run {
+  std::vector<std::pair<std::int32_t, double>> ends;
+  std::int64_t solves = 0;
+};
+
+Run staggered(bool selective) {
+  const Topology t = topology(64, 8, 32, 2.0);
+  FlowNetwork network(t);
+  network.set_selective(selective);
+  network.reserve(64);
+  std::uint64_t state = 12345;
+  auto next = [&](std::uint64_t below) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<std::int32_t>((state >> 33) % below);
+  };
+  std::int32_t owner = 0;
+  auto add_some = [&](int flows) {
+    for (int i = 0; i < flows; ++i) {
+      // Mostly inside a domain (a component per domain), some across the fabric.
+      const std::int32_t src = next(64);
+      const std::int32_t dst =
+          next(4) > 0 ? src / 8 * 8 + (src + 1 + next(7)) % 8 : (src + 1 + next(63)) % 64;
+      network.add(owner++, src, dst, 1e8 * (1 + next(20)));
+    }
+  };
+  for (std::int32_t d = 0; d < 64; d += 8) {  // an all-to-all per domain pair's pod
+    network.add_block(owner++,
+                      make_block(t, iota(d, d + 8), iota(d, d + 8), 3e8, Exclude::SameDevice));
+  }
+  network.add_block(owner++, make_block(t, iota(0, 32), iota(32, 64), 2e8, Exclude::None));
+  network.add_block(owner++, make_block(t, iota(0, 32), iota(0, 32), 1e8, Exclude::SameDomain));
+  add_some(40);
+  Run run;
+  std::vector<std::int32_t> finished;
+  for (int round = 0; network.active() > 0; ++round) {
+    const double at = network.recompute();
+    finished.clear();
+    network.finish(at, finished);
+    for (std::int32_t o : finished) run.ends.emplace_back(o, at);
+    if (round < 60) {
+      network.reserve(3);
+      add_some(round % 3);
+    }
+  }
+  run.solves = network.component_solves();
+  return run;
+}
+
+void selective_update_matches_the_full_solve() {
+  const Run full = staggered(false), selective = staggered(true);
+  expect(full.ends.size() == selective.ends.size() && full.ends.size() > 100,
+         "selective update: every owner ends");
+  bool same = full.ends.size() == selective.ends.size();
+  for (std::size_t i = 0; same && i < full.ends.size(); ++i)
+    same = full.ends[i] == selective.ends[i];  // bit for bit
+  expect(same, "selective update: the same ends as the full solve, bit for bit");
+  std::printf("selective update: %lld of %lld component solves, %zu ends\n",
+              static_cast<long long>(selective.solves), static_cast<long long>(full.solves),
+              full.ends.size());
+  expect(selective.solves < full.solves, "selective update: fewer components solved (" +
+                                             std::to_string(selective.solves) + " of " +
+                                             std::to_string(full.solves) + ")");
+}
+
 int main() {
   two_flows_on_one_link();
   merged_flows_count_as_many();
@@ -319,5 +385,6 @@ int main() {
   link_ids_fit_in_int32();
   topology_validation();
   blocks_match_their_flows();
+  selective_update_matches_the_full_solve();
   return summary();
 }

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "podsim/collectives.hpp"
@@ -33,6 +34,13 @@ class FlowNetwork {
   // their owners (in flow order) to `owners`.
   void finish(double now, std::vector<std::int32_t>& owners);
 
+  // Selective update (the default): recompute() solves again only the components (links joined
+  // by the flows crossing them) where a flow started or ended since the last solve, or where a
+  // block split; the others keep their rates, which solving them again would reproduce bit for
+  // bit. Off: every component is solved each time (the reference for the tests).
+  void set_selective(bool on) { selective_ = on; }
+  // Components solved so far (each solve is progressive filling over one component).
+  std::int64_t component_solves() const { return component_solves_; }
   // Active entries: flows, merged flows and blocks (or the parts a block was split into).
   std::size_t active() const { return flows_.size(); }
   // Drops every flow and returns to time 0.
@@ -64,6 +72,11 @@ class FlowNetwork {
     std::int64_t pairs;
     std::int32_t root;  // in root_parts_: the parts of the block the owner added
   };
+  template <class F>
+  void for_links(const ActiveFlow& flow, F&& f) const;  // f(link, flows of the entry on it)
+  void mark_changed(const ActiveFlow& flow);
+  std::int32_t find(std::int32_t link);
+  void solve(std::span<const std::int32_t> links);  // the entries in unfixed_
   void fix(std::size_t index, double share);
   void fix_block(const ActiveBlock& block, double share);
   bool split(std::size_t index, double share);
@@ -80,6 +93,17 @@ class FlowNetwork {
   std::vector<std::int64_t> unfixed_count_;
   std::vector<char> touched_;
   std::vector<std::int32_t> touched_links_;
+  std::vector<char> changed_;  // per link: gained or lost an entry since the last solve
+  std::vector<std::int32_t> changed_links_;
+  std::vector<std::int32_t> parent_;     // per active link: union-find of the components
+  std::vector<std::int32_t> component_;  // per root link: its component's number (-1: none yet)
+  // Scratch of recompute(), kept to save allocations: per entry its component, entries and
+  // links listed by component, which components changed, the unfixed entries of a solve.
+  std::vector<std::int32_t> entry_component_, roots_, link_list_, link_component_;
+  std::vector<std::size_t> entry_start_, link_start_, entry_list_, at_, unfixed_;
+  std::vector<char> dirty_;
+  bool selective_ = true;
+  std::int64_t component_solves_ = 0;
   double now_ = 0.0;
   double next_finish_in_ = 0.0;
 };
