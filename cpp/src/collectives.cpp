@@ -393,7 +393,8 @@ void check_flows(std::size_t flows) {
 }
 
 // What an all-to-all's flow blocks hold: member entries (a source or destination of a block)
-// and blocks, bounded so that the network's copy (about 24 bytes an entry, 100 a block) fits.
+// and blocks, bounded so that the network's copy (about 24 bytes an entry, 250 a block:
+// the phase's block, the network's block and its entry) fits.
 constexpr std::int64_t kMaxBlockEntries = std::int64_t{1} << 25;
 
 // Refuses, before building them, blocks that would not fit: per domain (switch), per pod with
@@ -414,7 +415,7 @@ void check_blocks(const Topology& topology, std::size_t n,
   blocks += p * (p - 1);
   entries += 2 * (p - 1) * static_cast<std::int64_t>(n);
   if (entries > kMaxBlockEntries || blocks > static_cast<std::int64_t>(kMaxFlowsPerPhase)) {
-    const std::int64_t mib = (24 * entries + 100 * blocks) >> 20;
+    const std::int64_t mib = (24 * entries + 250 * blocks) >> 20;
     throw ProgramError("all-to-all on " + std::to_string(n) + " ranks in contention mode needs " +
                        std::to_string(blocks) + " flow blocks of " + std::to_string(entries) +
                        " member entries (about " + std::to_string(mib) + " MiB); the limits are " +
