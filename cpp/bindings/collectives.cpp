@@ -96,6 +96,14 @@ py::list collective_phases_py(const Topology& topology, int op, int algorithm,
       for (std::int32_t i = 0; i < f.count; ++i)
         flows.append(py::make_tuple(f.src, f.dst, f.bytes));
     }
+    for (const FlowBlock& b : phase.blocks) {  // and blocks pair by pair
+      for (std::int32_t src : b.srcs) {
+        for (std::int32_t dst : b.dsts) {
+          if (block_pair(topology, b.exclude, src, dst))
+            flows.append(py::make_tuple(src, dst, b.bytes));
+        }
+      }
+    }
     out.append(py::make_tuple(phase.latency, flows));
   }
   return out;

@@ -11,6 +11,42 @@
 #include "podsim/errors.hpp"
 
 namespace podsim {
+
+std::vector<std::int64_t> partners(const Topology& topology, Exclude exclude,
+                                   std::span<const std::int32_t> ends,
+                                   std::span<const std::int32_t> others) {
+  const auto all = static_cast<std::int64_t>(others.size());
+  std::vector<std::int64_t> out(ends.size(), all);
+  if (exclude == Exclude::None) return out;
+  // Others per key (a device, or a domain): an end pairs with those of other keys.
+  auto key = [&](std::int32_t device) {
+    return exclude == Exclude::SameDomain ? topology.domain(device) : device;
+  };
+  std::unordered_map<std::int64_t, std::int64_t> same;
+  for (std::int32_t d : others) ++same[key(d)];
+  for (std::size_t i = 0; i < ends.size(); ++i) {
+    const auto it = same.find(key(ends[i]));
+    if (it != same.end()) out[i] -= it->second;
+  }
+  return out;
+}
+
+FlowBlock make_block(const Topology& topology, std::vector<std::int32_t> srcs,
+                     std::vector<std::int32_t> dsts, double bytes, Exclude exclude) {
+  FlowBlock block{std::move(srcs), std::move(dsts), bytes, exclude, 0};
+  for (std::int64_t n : partners(topology, exclude, block.srcs, block.dsts)) block.pairs += n;
+  return block;
+}
+
+std::pair<std::int32_t, std::int32_t> first_pair(const Topology& topology, const FlowBlock& block) {
+  for (std::int32_t src : block.srcs) {
+    for (std::int32_t dst : block.dsts) {
+      if (block_pair(topology, block.exclude, src, dst)) return {src, dst};
+    }
+  }
+  throw ProgramError("a flow block without pairs");
+}
+
 namespace {
 
 using Members = std::span<const std::int32_t>;
@@ -38,6 +74,16 @@ StepCost cost_of(const Topology& topology, const std::vector<Phase>& phases,
       cost.a = std::max(cost.a, path.latency);
       cost.b = std::max(cost.b, 1.0 / path.bandwidth);
     }
+    for (const FlowBlock& block : phase.blocks) {  // its pairs all take the same kind of path
+      const bool intra = block.exclude == Exclude::SameDevice;
+      if ((which == Paths::IntraDomain && !intra) || (which == Paths::InterDomain && intra)) {
+        continue;
+      }
+      const auto [src, dst] = first_pair(topology, block);
+      const Path path = route(topology, src, dst);
+      cost.a = std::max(cost.a, path.latency);
+      cost.b = std::max(cost.b, 1.0 / path.bandwidth);
+    }
   }
   return cost;
 }
@@ -52,7 +98,7 @@ int ceil_log2(std::size_t n) { return n <= 1 ? 0 : static_cast<int>(std::bit_wid
 
 // Ring over `ranks`: each sends `bytes` to the next (wrapping round).
 Phase ring(Members ranks, double bytes, double latency) {
-  Phase phase{latency, {}};
+  Phase phase{latency, {}, {}};
   const std::size_t n = ranks.size();
   if (n < 2 || bytes <= 0) return phase;
   phase.flows.reserve(n);
@@ -60,19 +106,28 @@ Phase ring(Members ranks, double bytes, double latency) {
   return phase;
 }
 
-// Members grouped by domain, domains in order of first appearance, members in group order.
-std::vector<std::vector<std::int32_t>> by_domain(const Topology& topology, Members members) {
-  std::vector<std::vector<std::int32_t>> domains;
-  // domain -> its position in `domains`; a map over the group's domains only (memory in
-  // proportion to the group, not to the cluster).
+// Members grouped by `key` (their domain, their pod), groups in order of first appearance,
+// members in group order; a map over the group's keys only (memory in proportion to the group,
+// not to the cluster).
+template <class Key>
+std::vector<std::vector<std::int32_t>> grouped(Members members, Key key) {
+  std::vector<std::vector<std::int32_t>> groups;
   std::unordered_map<std::int64_t, std::size_t> index;
   index.reserve(members.size());
   for (std::int32_t rank : members) {
-    const auto [slot, added] = index.try_emplace(topology.domain(rank), domains.size());
-    if (added) domains.emplace_back();
-    domains[slot->second].push_back(rank);
+    const auto [slot, added] = index.try_emplace(key(rank), groups.size());
+    if (added) groups.emplace_back();
+    groups[slot->second].push_back(rank);
   }
-  return domains;
+  return groups;
+}
+
+std::vector<std::vector<std::int32_t>> by_domain(const Topology& topology, Members members) {
+  return grouped(members, [&](std::int32_t rank) { return topology.domain(rank); });
+}
+
+std::vector<std::vector<std::int32_t>> by_pod(const Topology& topology, Members members) {
+  return grouped(members, [&](std::int32_t rank) { return topology.pod(rank); });
 }
 
 bool balanced(const std::vector<std::vector<std::int32_t>>& domains) {
@@ -126,7 +181,7 @@ std::vector<std::vector<std::int32_t>> rails(
 
 // One phase holding a ring per list of ranks, all in parallel.
 Phase rings(const std::vector<std::vector<std::int32_t>>& lists, double bytes, double latency) {
-  Phase phase{latency, {}};
+  Phase phase{latency, {}, {}};
   for (const auto& list : lists) {
     Phase one = ring(list, bytes, latency);
     phase.flows.insert(phase.flows.end(), one.flows.begin(), one.flows.end());
@@ -329,19 +384,77 @@ void binomial(Plan& plan, Members m, double bytes, bool toward_root) {
   }
 }
 
-Phase all_pairs(Members m, double bytes) {
-  const std::size_t n = m.size();
-  if (n * (n - 1) > kMaxFlowsPerPhase) {
-    throw ProgramError("all-to-all on " + std::to_string(n) + " ranks in contention mode needs " +
-                       std::to_string(n * (n - 1)) + " flows; the limit is " +
-                       std::to_string(kMaxFlowsPerPhase) +
+void check_flows(std::size_t flows) {
+  if (flows > kMaxFlowsPerPhase) {
+    throw ProgramError("all-to-all in contention mode needs " + std::to_string(flows) +
+                       " flows; the limit is " + std::to_string(kMaxFlowsPerPhase) +
                        ": use the analytical network or smaller groups");
   }
+}
+
+// What an all-to-all's flow blocks hold: member entries (a source or destination of a block)
+// and blocks, bounded so that the network's copy (about 24 bytes an entry, 250 a block:
+// the phase's block, the network's block and its entry) fits.
+constexpr std::int64_t kMaxBlockEntries = std::int64_t{1} << 25;
+
+// Refuses, before building them, blocks that would not fit: per domain (switch), per pod with
+// members in two domains or more, per ordered pair of pods.
+void check_blocks(const Topology& topology, std::size_t n,
+                  const std::vector<std::vector<std::int32_t>>& domains,
+                  const std::vector<std::vector<std::int32_t>>& pods, bool switch_domains) {
+  std::int64_t blocks = 0, entries = 0;
+  if (switch_domains) {
+    for (const auto& d : domains) {
+      if (d.size() > 1) ++blocks, entries += 2 * static_cast<std::int64_t>(d.size());
+    }
+  }
+  const auto p = static_cast<std::int64_t>(pods.size());
+  for (const auto& pod : pods) {
+    if (!one_domain(topology, pod)) ++blocks, entries += 2 * static_cast<std::int64_t>(pod.size());
+  }
+  blocks += p * (p - 1);
+  entries += 2 * (p - 1) * static_cast<std::int64_t>(n);
+  if (entries > kMaxBlockEntries || blocks > static_cast<std::int64_t>(kMaxFlowsPerPhase)) {
+    const std::int64_t mib = (24 * entries + 250 * blocks) >> 20;
+    throw ProgramError("all-to-all on " + std::to_string(n) + " ranks in contention mode needs " +
+                       std::to_string(blocks) + " flow blocks of " + std::to_string(entries) +
+                       " member entries (about " + std::to_string(mib) + " MiB); the limits are " +
+                       std::to_string(kMaxFlowsPerPhase) + " blocks and " +
+                       std::to_string(kMaxBlockEntries) +
+                       " entries: use the analytical network, fewer pods or smaller groups");
+  }
+}
+
+// Every ordered pair of distinct members, `inside` bytes within a domain and `outside` between
+// domains, as blocks (docs/engine.md, "Contention at scale"): per switch domain, per pod between
+// its domains, per ordered pair of pods. Pairs inside a full-mesh or torus domain, or of
+// multi-die packages, each take their own links: those are listed flow by flow.
+Phase all_pairs(const Topology& topology, Members m, double inside, double outside) {
   Phase phase;
-  phase.flows.reserve(n * (n - 1));
-  for (std::size_t i = 0; i < n; ++i) {
-    for (std::size_t j = 0; j < n; ++j) {
-      if (i != j) phase.flows.push_back({m[i], m[j], bytes / n_of(m)});
+  const bool switch_domains = topology.scale_up == ScaleUp::Switch && topology.package_size == 1;
+  const auto domains = by_domain(topology, m);
+  const auto pods = by_pod(topology, m);
+  check_blocks(topology, m.size(), domains, pods, switch_domains);
+  std::size_t listed = 0;
+  for (const auto& d : domains) {
+    if (d.size() < 2) continue;
+    if (switch_domains) {
+      phase.blocks.push_back(make_block(topology, d, d, inside, Exclude::SameDevice));
+      continue;
+    }
+    listed += d.size() * (d.size() - 1);
+    if (listed > kMaxFlowsPerPhase) check_flows(listed);
+    for (std::int32_t src : d) {
+      for (std::int32_t dst : d) {
+        if (src != dst) phase.flows.push_back({src, dst, inside});
+      }
+    }
+  }
+  for (const auto& from : pods) {
+    for (const auto& to : pods) {
+      const Exclude exclude = &from == &to ? Exclude::SameDomain : Exclude::None;
+      FlowBlock block = make_block(topology, from, to, outside, exclude);
+      if (block.pairs > 0) phase.blocks.push_back(std::move(block));
     }
   }
   return phase;
@@ -639,28 +752,11 @@ double node_forwarded_time(const Topology& topology, Members members, double S, 
   return peers.up_latency + peers.out_latency + std::max(up, out);
 }
 
-void check_flows(std::size_t flows) {
-  if (flows > kMaxFlowsPerPhase) {
-    throw ProgramError("all-to-all in contention mode needs " + std::to_string(flows) +
-                       " flows; the limit is " + std::to_string(kMaxFlowsPerPhase) +
-                       ": use the analytical network or smaller groups");
-  }
-}
-
 Phase low_latency_phase(const Topology& topology, Members m, double S, Shape shape) {
-  const std::size_t n = m.size();
-  check_flows(n * (n - 1));
   const AllToAllPeers peers = peers_of(topology, m);
   const PerPeer bytes = low_latency_bytes(topology, S / peers.n, shape);
-  Phase phase{std::max(peers.up_latency, peers.out_latency), {}};
-  phase.flows.reserve(n * (n - 1));
-  for (std::size_t i = 0; i < n; ++i) {
-    for (std::size_t j = 0; j < n; ++j) {
-      if (i == j) continue;
-      const bool inside = topology.domain(m[i]) == topology.domain(m[j]);
-      phase.flows.push_back({m[i], m[j], inside ? bytes.up : bytes.out});
-    }
-  }
+  Phase phase = all_pairs(topology, m, bytes.up, bytes.out);
+  phase.latency = std::max(peers.up_latency, peers.out_latency);
   return phase;
 }
 
@@ -670,7 +766,7 @@ Phase node_forwarded_phase(const Topology& topology, Members members, double S, 
   const std::size_t g = domains.front().size(), m = domains.size();
   check_flows(members.size() * (g + m - 2));
   const AllToAllPeers peers = peers_of(topology, members);
-  Phase phase{peers.up_latency + peers.out_latency, {}};
+  Phase phase{peers.up_latency + peers.out_latency, {}, {}};
   for (std::size_t d = 0; d < m; ++d) {
     for (std::size_t j = 0; j < g; ++j) {
       for (std::size_t k = 0; k < g; ++k) {
@@ -1155,7 +1251,8 @@ std::vector<Phase> collective_phases(const Topology& topology, CollectiveOp op, 
     return {nccl_tree_phase(topology, members, bytes, protocol)};
   }
   if (algorithm == Algorithm::Direct) {
-    Phase phase = all_pairs(members, bytes);
+    const double per_peer = bytes / n_of(members);
+    Phase phase = all_pairs(topology, members, per_peer, per_peer);
     phase.latency = (n_of(members) - 1) * cost_of(topology, {phase}).a;
     return {std::move(phase)};
   }

@@ -652,7 +652,7 @@ struct Engine::State {
     double latency = phase.latency;
     if (k > 0 && k % a.phases.size() == 0) latency += topology.launch_latency;
     if (a.jitter) {
-      const double hops = static_cast<double>(phase.flows.size());
+      const double hops = static_cast<double>(phase.flow_count());
       latency *= latency_factor((static_cast<std::uint64_t>(a.id) << 20) | k, hops);
     }
     return latency;
@@ -675,7 +675,7 @@ struct Engine::State {
            from.link);
       return;
     }
-    Phase phase{latency, {{from.rank, to.rank, bytes}}};
+    Phase phase{latency, {{from.rank, to.rank, bytes}}, {}};
     begin_activity({true, send, {std::move(phase)}, 0, 0, 1, false}, t);
   }
 
@@ -701,10 +701,12 @@ struct Engine::State {
     Activity& a = activities[id];
     network.advance_to(t);
     const Phase& phase = a.current();
-    network.reserve(phase.flows.size());
+    network.reserve(phase.flows.size() + phase.blocks.size());
     for (const Flow& flow : phase.flows)
       network.add(static_cast<std::int32_t>(id), flow.src, flow.dst, flow.bytes, flow.count);
-    a.pending_flows = static_cast<std::int64_t>(phase.flows.size());
+    for (const FlowBlock& block : phase.blocks)
+      network.add_block(static_cast<std::int32_t>(id), block);
+    a.pending_flows = static_cast<std::int64_t>(phase.flows.size() + phase.blocks.size());
     dirty = true;
     if (a.pending_flows == 0) phase_done(id, t);
   }

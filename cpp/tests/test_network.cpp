@@ -2,9 +2,11 @@
 // "Network modes"). Each expectation is derived in a comment. Bandwidths (check.hpp): scale-up
 // 400 GB/s, scale-out (NIC) 50 GB/s; a pod's uplink is pod_size x 50 GB/s / oversubscription.
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "check.hpp"
+#include "podsim/collectives.hpp"
 #include "podsim/engine.hpp"
 #include "podsim/errors.hpp"
 #include "podsim/network.hpp"
@@ -203,6 +205,176 @@ void topology_validation() {
 
 }  // namespace
 
+// The finish time of each block owner with `network` holding blocks, against the same flows
+// added one by one (each block's flows as separate flows of its owner). `extra`: plain flows
+// (owner = index past the blocks) that share some of the blocks' links unevenly, so that a block
+// splits into parts of different rates.
+void blocks_equal_flows(const Topology& t, const std::vector<FlowBlock>& blocks,
+                        const std::vector<Flow>& extra, const std::string& what,
+                        bool splits = false) {
+  FlowNetwork aggregated(t), listed(t);
+  aggregated.reserve(blocks.size() + extra.size());
+  listed.reserve(1);
+  std::vector<std::int64_t> flows_of(blocks.size() + extra.size(), 1);
+  for (std::size_t b = 0; b < blocks.size(); ++b) {
+    const auto owner = static_cast<std::int32_t>(b);
+    aggregated.add_block(owner, blocks[b]);
+    std::int64_t pairs = 0;
+    for (std::int32_t src : blocks[b].srcs) {
+      for (std::int32_t dst : blocks[b].dsts) {
+        if (!block_pair(t, blocks[b].exclude, src, dst)) continue;
+        listed.reserve(1);
+        listed.add(owner, src, dst, blocks[b].bytes);
+        ++pairs;
+      }
+    }
+    expect(pairs == blocks[b].pairs, what + ": pairs counted");
+    flows_of[b] = pairs;
+  }
+  for (std::size_t i = 0; i < extra.size(); ++i) {
+    const auto owner = static_cast<std::int32_t>(blocks.size() + i);
+    aggregated.add(owner, extra[i].src, extra[i].dst, extra[i].bytes);
+    listed.add(owner, extra[i].src, extra[i].dst, extra[i].bytes);
+  }
+  expect(aggregated.active() == blocks.size() + extra.size(), what + ": one entry per block");
+  aggregated.recompute();
+  expect(splits == (aggregated.active() > blocks.size() + extra.size()), what + ": splits");
+  const auto want = drain(listed, flows_of.size());  // an owner's time: its last flow's
+  const auto got = drain(aggregated, flows_of.size());
+  for (std::size_t o = 0; o < want.size(); ++o)
+    expect_near(got[o], want[o], what + ": owner " + std::to_string(o), 1e-12);
+}
+
+std::vector<std::int32_t> iota(std::int32_t from, std::int32_t to) {
+  std::vector<std::int32_t> out;
+  for (std::int32_t i = from; i < to; ++i) out.push_back(i);
+  return out;
+}
+
+void blocks_match_their_flows() {
+  // An all-to-all's blocks on 16 devices, domains of 4, pods of 8, oversubscription 4: per
+  // domain (scale-up), per pod between its domains (NICs), per pair of pods (NICs, pod links).
+  const Topology t = topology(16, 4, 8, 4.0);
+  std::vector<FlowBlock> blocks;
+  for (std::int32_t d = 0; d < 16; d += 4)
+    blocks.push_back(make_block(t, iota(d, d + 4), iota(d, d + 4), 1e9, Exclude::SameDevice));
+  blocks.push_back(make_block(t, iota(0, 8), iota(0, 8), 2e9, Exclude::SameDomain));
+  blocks.push_back(make_block(t, iota(8, 16), iota(8, 16), 2e9, Exclude::SameDomain));
+  blocks.push_back(make_block(t, iota(0, 8), iota(8, 16), 1e9, Exclude::None));
+  blocks.push_back(make_block(t, iota(8, 16), iota(0, 8), 3e9, Exclude::None));
+  expect(blocks[0].pairs == 12 && blocks[4].pairs == 32 && blocks[6].pairs == 64,
+         "block pairs: 4 x 3, 8 x 8 - 2 x 4 x 4, 8 x 8");
+  blocks_equal_flows(t, blocks, {}, "an all-to-all's blocks");
+  // Flows that load some members' links more than others': blocks split, parts end apart.
+  const std::vector<Flow> extra{{0, 1, 5e9}, {2, 9, 4e9}, {5, 12, 1e9}, {13, 6, 2e9}, {3, 3, 0}};
+  blocks_equal_flows(t, blocks, {extra.begin(), extra.end() - 1}, "blocks split by other flows",
+                     true);
+  // Uneven blocks: a domain with one member in the group, another with three.
+  const Topology flat = topology(12, 4, 12);
+  blocks_equal_flows(flat,
+                     {make_block(flat, {0, 4, 5, 6, 9}, {0, 4, 5, 6, 9}, 1e9, Exclude::SameDomain),
+                      make_block(flat, {4, 5, 6}, {4, 5, 6}, 1e9, Exclude::SameDevice)},
+                     {{4, 8, 1e9}}, "uneven blocks", true);
+  // Full-mesh and torus domains: pairs inside a domain take their own links and are listed;
+  // the blocks between domains run beside them.
+  for (const ScaleUp kind : {ScaleUp::FullMesh, ScaleUp::Torus}) {
+    Topology mesh = topology(16, 8, 16);
+    mesh.scale_up = kind;
+    mesh.link_bandwidth = 100e9;
+    mesh.torus_dims = {2, 2, 2};
+    std::vector<Flow> inside;
+    for (std::int32_t src = 0; src < 16; ++src) {
+      for (std::int32_t dst = 0; dst < 16; ++dst) {
+        if (src != dst && src / 8 == dst / 8) inside.push_back({src, dst, 1e8});
+      }
+    }
+    blocks_equal_flows(mesh, {make_block(mesh, iota(0, 16), iota(0, 16), 1e9, Exclude::SameDomain)},
+                       inside, kind == ScaleUp::Torus ? "torus domains" : "full-mesh domains");
+  }
+  expect_throws<ProgramError>(
+      [&] {
+        FlowNetwork network(t);
+        network.reserve(1);
+        network.add_block(0, make_block(t, iota(0, 8), iota(8, 16), 1e9, Exclude::SameDomain));
+        network.add_block(0, make_block(t, {0}, {0}, 1e9, Exclude::SameDevice));
+      },
+      "a block without pairs is refused", "without pairs");
+  expect_throws<ProgramError>(
+      [&] {
+        FlowNetwork network(t);
+        network.reserve(1);
+        network.add_block(0, make_block(t, {0, 8}, {1, 9}, 1e9, Exclude::None));
+      },
+      "a block whose flows cross different pod links is refused", "different links");
+}
+
+// Flows that start and end at many times on 64 devices (domains of 8, pods of 32 at 2:1), with
+// all-to-all blocks that split: every (owner, finish time), and the components solved.
+struct Run {
+  std::vector<std::pair<std::int32_t, double>> ends;
+  std::int64_t solves = 0;
+};
+
+Run staggered(bool selective) {
+  const Topology t = topology(64, 8, 32, 2.0);
+  FlowNetwork network(t);
+  network.set_selective(selective);
+  network.reserve(64);
+  std::uint64_t state = 12345;
+  auto next = [&](std::uint64_t below) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<std::int32_t>((state >> 33) % below);
+  };
+  std::int32_t owner = 0;
+  auto add_some = [&](int flows) {
+    for (int i = 0; i < flows; ++i) {
+      // Mostly inside a domain (a component per domain), some across the fabric.
+      const std::int32_t src = next(64);
+      const std::int32_t dst =
+          next(4) > 0 ? src / 8 * 8 + (src + 1 + next(7)) % 8 : (src + 1 + next(63)) % 64;
+      network.add(owner++, src, dst, 1e8 * (1 + next(20)));
+    }
+  };
+  for (std::int32_t d = 0; d < 64; d += 8) {  // an all-to-all per domain pair's pod
+    network.add_block(owner++,
+                      make_block(t, iota(d, d + 8), iota(d, d + 8), 3e8, Exclude::SameDevice));
+  }
+  network.add_block(owner++, make_block(t, iota(0, 32), iota(32, 64), 2e8, Exclude::None));
+  network.add_block(owner++, make_block(t, iota(0, 32), iota(0, 32), 1e8, Exclude::SameDomain));
+  add_some(40);
+  Run run;
+  std::vector<std::int32_t> finished;
+  for (int round = 0; network.active() > 0; ++round) {
+    const double at = network.recompute();
+    finished.clear();
+    network.finish(at, finished);
+    for (std::int32_t o : finished) run.ends.emplace_back(o, at);
+    if (round < 60) {
+      network.reserve(3);
+      add_some(round % 3);
+    }
+  }
+  run.solves = network.component_solves();
+  return run;
+}
+
+void selective_update_matches_the_full_solve() {
+  const Run full = staggered(false), selective = staggered(true);
+  expect(full.ends.size() == selective.ends.size() && full.ends.size() > 100,
+         "selective update: every owner ends");
+  bool same = full.ends.size() == selective.ends.size();
+  for (std::size_t i = 0; same && i < full.ends.size(); ++i)
+    same = full.ends[i] == selective.ends[i];  // bit for bit
+  expect(same, "selective update: the same ends as the full solve, bit for bit");
+  std::printf("selective update: %lld of %lld component solves, %zu ends\n",
+              static_cast<long long>(selective.solves), static_cast<long long>(full.solves),
+              full.ends.size());
+  // The figures docs/engine.md quotes ("Selective update"): 354 of 2,543.
+  expect(selective.solves == 354 && full.solves == 2543,
+         "selective update: components solved (" + std::to_string(selective.solves) + " of " +
+             std::to_string(full.solves) + ")");
+}
+
 int main() {
   two_flows_on_one_link();
   merged_flows_count_as_many();
@@ -213,5 +385,7 @@ int main() {
   routes();
   link_ids_fit_in_int32();
   topology_validation();
+  blocks_match_their_flows();
+  selective_update_matches_the_full_solve();
   return summary();
 }

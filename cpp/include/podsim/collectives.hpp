@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "podsim/program.hpp"
@@ -19,10 +20,55 @@ struct Flow {
   std::int32_t count = 1;
 };
 
-// A phase waits `latency`, then runs its flows; it ends when the last flow ends.
+// Which pairs of a block are not flows: none, a device and itself, or two devices of a domain.
+enum class Exclude : std::int8_t { None = 0, SameDevice = 1, SameDomain = 2 };
+
+// A block of flows (docs/engine.md, "Contention at scale"): one of `bytes` from each device of
+// `srcs` to each device of `dsts`, except the pairs `exclude` names; `pairs` flows in all. The
+// direct all-to-all's traffic inside a switch domain, between the domains of a pod, or from one
+// pod to another: each flow leaves over its source's own link (up or NIC), enters over its
+// destination's own link (down or NIC), and every flow crosses the same links between (none, or
+// the same two pod links), so the contention network solves the block as one weighted flow.
+struct FlowBlock {
+  std::vector<std::int32_t> srcs;
+  std::vector<std::int32_t> dsts;
+  double bytes = 0.0;
+  Exclude exclude = Exclude::None;
+  std::int64_t pairs = 0;
+};
+
+// For each of `ends`, how many of `others` it pairs with in a block that excludes `exclude`.
+std::vector<std::int64_t> partners(const Topology& topology, Exclude exclude,
+                                   std::span<const std::int32_t> ends,
+                                   std::span<const std::int32_t> others);
+
+// The block of every pair of `srcs` x `dsts` that `exclude` keeps (pairs counted).
+FlowBlock make_block(const Topology& topology, std::vector<std::int32_t> srcs,
+                     std::vector<std::int32_t> dsts, double bytes, Exclude exclude);
+
+// Whether src -> dst is a pair of a block that excludes `exclude`.
+inline bool block_pair(const Topology& topology, Exclude exclude, std::int32_t src,
+                       std::int32_t dst) {
+  if (exclude == Exclude::SameDomain) return topology.domain(src) != topology.domain(dst);
+  return exclude == Exclude::None || src != dst;
+}
+
+// The block's first pair in order (sources, then destinations); the block must have pairs.
+std::pair<std::int32_t, std::int32_t> first_pair(const Topology& topology, const FlowBlock& block);
+
+// A phase waits `latency`, then runs its flows and blocks; it ends when the last flow ends.
 struct Phase {
   double latency = 0.0;
   std::vector<Flow> flows;
+  std::vector<FlowBlock> blocks;
+
+  // The flows it runs: the ones listed, their merged copies and the blocks' pairs.
+  std::int64_t flow_count() const {
+    std::int64_t n = 0;
+    for (const Flow& f : flows) n += f.count;
+    for (const FlowBlock& b : blocks) n += b.pairs;
+    return n;
+  }
 };
 
 // How an all-to-all's bytes are shaped (docs/engine.md); other collectives ignore it.
