@@ -88,6 +88,7 @@ void register_engine(py::module_& m) {
            py::call_guard<py::gil_scoped_release>(),
            "Process up to max_events events; True once the run is complete.")
       .def_property_readonly("done", &Engine::done)
+      .def_property_readonly("swept", &Engine::swept)
       .def_property_readonly("start", [](const Engine& e) { return to_numpy(e.start()); })
       .def_property_readonly("end", [](const Engine& e) { return to_numpy(e.end()); })
       .def_property_readonly("resolved_algorithm",

@@ -94,7 +94,9 @@ struct CopyPaths {
 // only writes (start, end, algorithm) stays in columns. The first dependent is kept inline:
 // most ops have one or two.
 struct alignas(32) Slot {
-  double duration = 0.0;     // compute: its duration; send: its pod-link seconds (or 0)
+  // compute: its duration; send: its pod-link seconds (or 0), in the analytical mode its
+  // transfer's bandwidth term (those seconds included); analytical recv: its path's latency.
+  double duration = 0.0;
   std::int32_t pending = 0;  // prerequisites not yet done
   std::int32_t rank = 0;
   std::int32_t original = 0;  // the program's op (ops are numbered in int32)
@@ -105,6 +107,14 @@ struct alignas(32) Slot {
   std::int8_t more = 0;  // 1: further dependents, graph.dependent_ops after the first
 };
 static_assert(sizeof(Slot) == 32);
+
+// What the sweep reads of an op, at its position in the recorded order: its slot's duration
+// (compute: its duration; send: its bandwidth term; recv: its path latency), op and rank.
+struct SweepOp {
+  double duration;
+  std::int32_t original;
+  std::int32_t rank;
+};
 
 struct Cost {
   Algorithm algorithm;
@@ -158,6 +168,26 @@ struct Engine::State {
   bool dirty = false;
   std::vector<std::int32_t> finished_owners;
 
+  // Analytical mode (docs/engine.md, "Event loop"): an op's times depend only on its
+  // prerequisites' end times (maxima) and its own counter-keyed draws, never on the order events
+  // are handled. The first complete run records the completions it handles (Event::data of each
+  // OpDone, InstanceDone, TransferDone), a topological order of the program's graph; a restarted
+  // run then sweeps that order once, with no queue: `start` holds each op's ready time (the
+  // maximum of its prerequisites' ends) until its item is reached. Same maxima and the same
+  // additions: the same bits as the event loop. Contention mode always runs the event loop
+  // (flows share links: the order of events changes rates). For the sweep, ops are laid out by
+  // their position in that order (an instance's members side by side, a send then its receive):
+  // what it reads comes in sequence, and the dependents it releases are mostly close ahead.
+  std::vector<std::uint64_t> order;
+  std::vector<SweepOp> sweep_ops;                   // per position
+  std::vector<std::int32_t> sweep_dependents;       // per position, its dependents' positions
+  std::vector<std::int32_t> sweep_dependent_count;  // per position
+  bool recording = false;                           // this run records `order`
+  bool recorded = false;                            // `order` holds a complete run
+  bool sweeping = false;  // this run sweeps `order` (from `cursor`) and has not ended yet
+  bool swept = false;     // this run sweeps (or swept) `order`
+  std::size_t cursor = 0, position = 0, dependent = 0;  // item, op, dependent next swept
+
   State(Program p, Topology t, NetworkMode m, Noise n, bool sym, Copies c)
       : topology(t),
         mode(m),
@@ -184,6 +214,7 @@ struct Engine::State {
     if (mode == NetworkMode::Analytical && topology.num_pods() > 1) prepare_pod_links();
     prepare_noise();
     fill_slots();
+    if (mode == NetworkMode::Analytical) prepare_transfers();
   }
 
   // The per-op state of a run, from the index (which then keeps only what the loop reads rarely:
@@ -210,6 +241,21 @@ struct Engine::State {
     std::vector<double>().swap(op_duration);
     std::vector<std::int32_t>().swap(graph.instance_of);
     std::vector<std::int64_t>().swap(graph.partner);
+  }
+
+  // The analytical time of a transfer but its start and latency draw, once per send (what
+  // analytical_transfer_end computed per run, the same values): the bandwidth term (or the
+  // pod-link seconds) in the send's slot, the path latency in its receive's; a run then reads
+  // neither the program's bytes nor the route.
+  void prepare_transfers() {
+    for (Slot& from : slots) {
+      if (from.kind != static_cast<std::int8_t>(Kind::Send) || from.link < 0) continue;
+      Slot& to = slots[static_cast<std::size_t>(from.link)];
+      const Path path = route(topology, from.rank, to.rank);
+      const double bytes = program.bytes[static_cast<std::size_t>(from.original)];
+      from.duration = std::max(bytes / path.bandwidth, from.duration);  // pod links (or 0)
+      to.duration = path.latency;
+    }
   }
 
   // Constants of the draws, computed once as compute_time computed them per op (same values).
@@ -444,6 +490,14 @@ struct Engine::State {
     for (std::size_t op = 0; op < values.size(); ++op) out[original[op]] = values[op];
     return out;
   }
+  // `start` or `end`: in position order after a sweep, in internal order otherwise.
+  std::vector<double> times_in_program_order(const std::vector<double>& values) const {
+    if (!swept) return in_program_order(values);
+    std::vector<double> out(values.size());
+    for (std::size_t p = 0; p < values.size(); ++p)
+      out[static_cast<std::size_t>(sweep_ops[p].original)] = values[p];
+    return out;
+  }
 
   std::string deadlock() const {
     const ProgramIndex index = index_program(program, topology);
@@ -464,19 +518,21 @@ struct Engine::State {
 
   // A compute op's duration this step: lognormal jitter of mean 1, times a slow rank's factor.
   double compute_time(const Slot& op) const {
+    return compute_time(op.duration, op.original, op.rank);
+  }
+  double compute_time(double duration, std::int32_t original, std::int32_t r) const {
     double factor = 1.0;
     if (noise.compute_cv > 0) {
       const double z = random::normal(noise.seed, ComputeJitter,
-                                      static_cast<std::uint64_t>(op.original), iteration);
+                                      static_cast<std::uint64_t>(original), iteration);
       factor = std::exp(jitter_sigma * z - 0.5 * jitter_s2);
     }
-    const std::int32_t r = op.rank;
     if (slow(r) && (noise.straggler_probability >= 1.0 ||
                     random::uniform(noise.seed, SlowStep, static_cast<std::uint64_t>(r),
                                     iteration) < noise.straggler_probability)) {
       factor *= noise.straggler_slowdown;
     }
-    return op.duration * factor;
+    return duration * factor;
   }
 
   // How much longer than its median a latency term takes: a step waits for the slowest of its
@@ -526,11 +582,125 @@ struct Engine::State {
                                        : members(instance.group).size();
       instance.expected = static_cast<std::int32_t>(expected);
     }
+    recording = mode == NetworkMode::Analytical;
+    swept = false;
+    order.clear();
     for (std::int64_t op : initial_ready) on_ready(op, 0.0);
+  }
+
+  // A run over the recorded order: every op ready at 0 until a prerequisite ends later. `start`
+  // and `end` are then in position order (see times_in_program_order). The algorithms a
+  // collective runs do not change between runs (`resolved` is kept).
+  void reset_sweep() {
+    if (sweep_ops.empty()) lay_out_sweep();
+    queue.clear();
+    events = 0;
+    completed = 0;
+    now = makespan = 0.0;
+    start.assign(slots.size(), 0.0);
+    end.assign(slots.size(), std::numeric_limits<double>::quiet_NaN());
+    sweeping = swept = true;
+    cursor = position = dependent = 0;
+  }
+
+  // Positions in the recorded order, and each position's dependents as positions.
+  void lay_out_sweep() {
+    const std::size_t n = slots.size();
+    std::vector<std::int32_t> at_position(n), position_of(n);
+    std::size_t p = 0;
+    const auto place = [&](std::int64_t op) {
+      at_position[p] = static_cast<std::int32_t>(op);
+      position_of[static_cast<std::size_t>(op)] = static_cast<std::int32_t>(p++);
+    };
+    for (const std::uint64_t data : order) {
+      const auto item = static_cast<std::int64_t>(data >> 3);
+      switch (static_cast<EventType>(data & 7)) {
+        case EventType::InstanceDone:
+          for (std::int64_t op : graph.instance_ops(static_cast<std::int32_t>(item))) place(op);
+          break;
+        case EventType::TransferDone:
+          place(item);
+          place(slots[static_cast<std::size_t>(item)].link);
+          break;
+        default:
+          place(item);
+      }
+    }
+    sweep_ops.resize(n);
+    sweep_dependent_count.resize(n);
+    sweep_dependents.reserve(graph.dependent_ops.size());
+    for (std::size_t q = 0; q < n; ++q) {
+      const auto op = static_cast<std::size_t>(at_position[q]);
+      const Slot& s = slots[op];
+      sweep_ops[q] = {s.duration, s.original, s.rank};
+      const auto first = static_cast<std::size_t>(graph.dependent_offsets[op]);
+      const auto last = static_cast<std::size_t>(graph.dependent_offsets[op + 1]);
+      for (std::size_t k = first; k < last; ++k)
+        sweep_dependents.push_back(position_of[static_cast<std::size_t>(graph.dependent_ops[k])]);
+      sweep_dependent_count[q] = static_cast<std::int32_t>(last - first);
+    }
+  }
+
+  // Sweeps up to `max_items` further items of the recorded order; true once the run is done.
+  bool sweep(std::uint64_t max_items) {
+    const std::size_t last = cursor + static_cast<std::size_t>(std::min<std::uint64_t>(
+                                          max_items, order.size() - cursor));
+    for (; cursor < last; ++cursor) {
+      const std::uint64_t data = order[cursor];
+      const std::size_t p = position;
+      switch (static_cast<EventType>(data & 7)) {
+        case EventType::OpDone: {
+          const SweepOp& o = sweep_ops[p];
+          finish(start[p] + compute_time(o.duration, o.original, o.rank));
+          break;
+        }
+        case EventType::InstanceDone: {
+          const auto index = static_cast<std::int32_t>(data >> 3);
+          const std::size_t size = graph.instance_ops(index).size();
+          double t = start[p];
+          for (std::size_t q = p + 1; q < p + size; ++q) t = std::max(t, start[q]);
+          for (std::size_t q = p; q < p + size; ++q) start[q] = t;
+          const double done =
+              t + analytical_instance_time(index, static_cast<std::size_t>(sweep_ops[p].original));
+          for (std::size_t q = 0; q < size; ++q) finish(done);
+          break;
+        }
+        case EventType::TransferDone: {
+          const double t = std::max(start[p], start[p + 1]);
+          start[p] = start[p + 1] = t;
+          const double done = transfer_end(t, sweep_ops[p].duration, sweep_ops[p + 1].duration,
+                                           sweep_ops[p].original);
+          finish(done);
+          finish(done);
+          break;
+        }
+        default:
+          break;  // the analytical mode records no other events
+      }
+    }
+    events = cursor;
+    if (cursor < order.size()) return false;
+    sweeping = false;
+    return true;
+  }
+
+  // The op at the next position ends at `t`: its dependents are ready no earlier.
+  void finish(double t) {
+    end[position] = t;
+    ++completed;
+    makespan = std::max(makespan, t);
+    for (std::int32_t k = sweep_dependent_count[position++]; k > 0; --k) {
+      double& ready = start[static_cast<std::size_t>(sweep_dependents[dependent++])];
+      ready = std::max(ready, t);
+    }
   }
 
   void reset(std::uint64_t step) {
     iteration = step;
+    if (recorded) {
+      reset_sweep();
+      return;
+    }
     queue.clear();
     activities.clear();
     network.clear();
@@ -614,22 +784,13 @@ struct Engine::State {
     const Cost& c = *instance.cost;
     const Algorithm algorithm = c.algorithm;
     instance.algorithm = algorithm;
-    const double hops = static_cast<double>(members(instance.group).size());
     for (std::int64_t member : graph.instance_ops(index)) {
       start[static_cast<std::size_t>(member)] = t;
       resolved[static_cast<std::size_t>(member)] = static_cast<std::int8_t>(algorithm);
     }
     const std::int32_t repeat = program.repeat[op];
     if (mode == NetworkMode::Analytical) {
-      const double pod = pod_instance_time.empty()
-                             ? std::numeric_limits<double>::quiet_NaN()
-                             : pod_instance_time[static_cast<std::size_t>(index)];
-      double time = (std::isnan(pod) ? c.time : pod) * repeat;
-      for (std::int32_t r = 0; noise.latency_sigma > 0 && r < repeat; ++r) {
-        const auto key = (static_cast<std::uint64_t>(index) << 20) | static_cast<std::uint64_t>(r);
-        time += c.latency * (latency_factor(key, hops) - 1.0);
-      }
-      push(t + time, 2, EventType::InstanceDone, index);
+      push(t + analytical_instance_time(index, op), 2, EventType::InstanceDone, index);
       return;
     }
     auto phases =
@@ -642,6 +803,41 @@ struct Engine::State {
     begin_activity({false, index, std::move(phases), 0, 0, static_cast<std::size_t>(repeat),
                     noise.latency_sigma > 0},
                    t);
+  }
+
+  // How long an instance takes in the analytical network (`op`: one of its members, the
+  // program's): its closed form or pod-link time, repeated, each repetition's latency term
+  // stretched by this step's draw. Its cost is looked up when it first starts.
+  double analytical_instance_time(std::int32_t index, std::size_t op) const {
+    const Instance& instance = instances[static_cast<std::size_t>(index)];
+    const Cost& c = *instance.cost;
+    const std::int32_t repeat = program.repeat[op];
+    const double hops = static_cast<double>(members(instance.group).size());
+    const double pod = pod_instance_time.empty()
+                           ? std::numeric_limits<double>::quiet_NaN()
+                           : pod_instance_time[static_cast<std::size_t>(index)];
+    double time = (std::isnan(pod) ? c.time : pod) * repeat;
+    for (std::int32_t r = 0; noise.latency_sigma > 0 && r < repeat; ++r) {
+      const auto key = (static_cast<std::uint64_t>(index) << 20) | static_cast<std::uint64_t>(r);
+      time += c.latency * (latency_factor(key, hops) - 1.0);
+    }
+    return time;
+  }
+
+  // When a transfer that starts at `t` ends in the analytical network (`send`: internal; its
+  // bandwidth term and path latency are in the slots, prepare_transfers).
+  double analytical_transfer_end(std::size_t send, double t) const {
+    const Slot& from = slots[send];
+    const Slot& to = slots[static_cast<std::size_t>(from.link)];
+    return transfer_end(t, from.duration, to.duration, from.original);
+  }
+
+  // A transfer's end: launch, its path latency stretched by this step's draw, its bandwidth term.
+  double transfer_end(double t, double bandwidth_term, double latency, std::int32_t send) const {
+    // Transfers draw from keys above every collective instance's.
+    const double factor =
+        latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(send), 1);
+    return t + topology.launch_latency + latency * factor + bandwidth_term;
   }
 
   // The latency before phase k of an activity: back-to-back repetitions each pay the launch
@@ -662,19 +858,17 @@ struct Engine::State {
     Slot& from = slots[static_cast<std::size_t>(send)];
     Slot& to = slots[static_cast<std::size_t>(from.link)];
     start[static_cast<std::size_t>(send)] = start[static_cast<std::size_t>(from.link)] = t;
+    if (mode == NetworkMode::Analytical) {
+      push(analytical_transfer_end(static_cast<std::size_t>(send), t), 2, EventType::TransferDone,
+           send, from.link);
+      return;
+    }
     const Path path = route(topology, from.rank, to.rank);
     // Transfers draw from keys above every collective instance's.
     const double latency =
         path.latency *
         latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(from.original), 1);
     const double bytes = program.bytes[static_cast<std::size_t>(from.original)];
-    if (mode == NetworkMode::Analytical) {
-      double bandwidth_term = bytes / path.bandwidth;
-      bandwidth_term = std::max(bandwidth_term, from.duration);  // pod links (or 0)
-      push(t + topology.launch_latency + latency + bandwidth_term, 2, EventType::TransferDone, send,
-           from.link);
-      return;
-    }
     Phase phase{latency, {{from.rank, to.rank, bytes}}, {}};
     begin_activity({true, send, {std::move(phase)}, 0, 0, 1, false}, t);
   }
@@ -752,7 +946,12 @@ struct Engine::State {
   void handle(const Event& e) {
     now = e.time;
     const std::int64_t payload = e.payload();
-    switch (e.type()) {
+    const EventType type = e.type();
+    if (recording && (type == EventType::OpDone || type == EventType::InstanceDone ||
+                      type == EventType::TransferDone)) {
+      order.push_back(e.data);
+    }
+    switch (type) {
       case EventType::OpDone:
         complete(payload, e.time);
         break;
@@ -838,6 +1037,7 @@ Engine& Engine::operator=(Engine&&) noexcept = default;
 
 bool Engine::advance(std::uint64_t max_events) {
   State& s = *state_;
+  if (s.sweeping) return s.sweep(max_events);
   for (std::uint64_t i = 0; i < max_events && !s.queue.empty(); ++i) {
     const Event event = s.queue.top();
     s.queue.pop();
@@ -848,12 +1048,17 @@ bool Engine::advance(std::uint64_t max_events) {
   }
   if (!s.queue.empty()) return false;
   if (s.completed < s.program.num_ops()) throw DeadlockError(s.deadlock());
+  if (s.recording) {
+    s.recording = false;
+    s.recorded = true;
+  }
   return true;
 }
 
-bool Engine::done() const { return state_->queue.empty(); }
-std::vector<double> Engine::start() const { return state_->in_program_order(state_->start); }
-std::vector<double> Engine::end() const { return state_->in_program_order(state_->end); }
+bool Engine::done() const { return state_->queue.empty() && !state_->sweeping; }
+bool Engine::swept() const { return state_->swept; }
+std::vector<double> Engine::start() const { return state_->times_in_program_order(state_->start); }
+std::vector<double> Engine::end() const { return state_->times_in_program_order(state_->end); }
 std::vector<std::int8_t> Engine::resolved_algorithm() const {
   return state_->in_program_order(state_->resolved);
 }

@@ -58,6 +58,10 @@ class Engine {
   // Throws DeadlockError if the run ends with ops that can never complete.
   bool advance(std::uint64_t max_events);
   bool done() const;
+  // Whether this run sweeps the order of completions the first complete run handled, with no
+  // event queue (analytical mode, every run after the first; docs/engine.md, "Event loop").
+  // It gives the event loop's results bit for bit.
+  bool swept() const;
 
   // Per op, in program order (copies).
   std::vector<double> start() const;
