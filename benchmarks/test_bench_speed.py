@@ -146,30 +146,34 @@ def test_405b_step_with_jitter_every_rank(benchmark):
 
 def test_100_noisy_steps_of_405b(benchmark):
     # 100 steps of the 405B's 8.4M ops fit one Monte Carlo (MAX_MONTE_CARLO_OPS). The program is
-    # checked and indexed once; each further step only re-runs the event loop with its own draws,
-    # so a step of the Monte Carlo costs at most 0.7 times a step built from scratch (measured in
-    # this process, CPU seconds).
+    # checked and indexed once and its first step runs the event loop; every further step sweeps
+    # the order of completions that step handled, with no event queue (docs/engine.md, "Event
+    # loop"), so it costs at most a fifth of a step built from scratch (set-up and event loop),
+    # measured in this process (CPU seconds).
     model, plan, cluster = llama405b()
     program = lower_step(model, replace(plan, virtual_stages=4), cluster, 4).program
     steps = 100
     assert steps * program.num_ops <= MAX_MONTE_CARLO_OPS
     t = time.process_time()
-    simulate_steps(program, cluster, "analytical", JITTER, 1)
+    first = simulate_steps(program, cluster, "analytical", JITTER, 1)
     one = time.process_time() - t
     t = time.process_time()
     times = benchmark.pedantic(
         simulate_steps, (program, cluster, "analytical", JITTER, steps), rounds=1, iterations=1
     )
     cpu = time.process_time() - t
+    assert times[0] == first[0]  # the same first step
     assert len(set(times.tolist())) == steps and np.all(times > 0)
+    further = (cpu - one) / (steps - 1)  # a swept step, the set-up and first step taken out
     benchmark.extra_info.update(
         steps=steps,
         cpu_s=cpu,
         cpu_s_per_step=cpu / steps,
+        swept_step_cpu_s=further,
         from_scratch_cpu_s=one,
         p99_over_p50=float(np.percentile(times, 99) / np.median(times)),
     )
-    assert cpu / steps < 0.7 * one
+    assert further < 0.2 * one
 
 
 GPT3_6144 = """

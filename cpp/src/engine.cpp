@@ -520,11 +520,12 @@ struct Engine::State {
   double compute_time(const Slot& op) const {
     return compute_time(op.duration, op.original, op.rank);
   }
-  double compute_time(double duration, std::int32_t original, std::int32_t r) const {
+  // `op`: the program's op (the draw's key), `r`: its rank.
+  double compute_time(double duration, std::int32_t op, std::int32_t r) const {
     double factor = 1.0;
     if (noise.compute_cv > 0) {
-      const double z = random::normal(noise.seed, ComputeJitter,
-                                      static_cast<std::uint64_t>(original), iteration);
+      const double z =
+          random::normal(noise.seed, ComputeJitter, static_cast<std::uint64_t>(op), iteration);
       factor = std::exp(jitter_sigma * z - 0.5 * jitter_s2);
     }
     if (slow(r) && (noise.straggler_probability >= 1.0 ||

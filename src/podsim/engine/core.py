@@ -19,9 +19,10 @@ NETWORK_MODES = ("analytical", "contention")
 # Events handled per call into C++: long runs return to Python this often, so Ctrl-C works.
 CHUNK_EVENTS = 1 << 20
 # Ops x steps of one noise Monte Carlo, a bound on its time (its memory is one step's, whatever
-# the steps): a noisy step of a 16,384-rank job takes ~0.3 us per op on 2 cores
-# (docs/engine.md, "Event loop"), so this is about five minutes; it admits 100 steps of the
-# Llama 3 405B / 16,384-H100 step (8.4M ops each).
+# the steps): a noisy step of a 16,384-rank job takes ~0.3 us per op on 2 cores in the event
+# loop (contention mode), ~0.06 us per op swept (analytical mode; docs/engine.md, "Event loop"),
+# so this is at most about five minutes; it admits 100 steps of the Llama 3 405B / 16,384-H100
+# step (8.4M ops each).
 MAX_MONTE_CARLO_OPS = 1_000_000_000
 
 
@@ -165,7 +166,9 @@ def simulate_steps(
     chunk_events: int = CHUNK_EVENTS,
 ) -> np.ndarray:
     """Monte Carlo: the makespan of `steps` runs of the program, run k with the draws of step
-    k. The program is checked once; each run restarts the engine."""
+    k. The program is checked once; each run restarts the engine (analytical mode: every run
+    after the first sweeps the first one's order of completions, the same bits as the event
+    loop; docs/engine.md, "Event loop")."""
     chunk_events = _check_chunk_events(chunk_events)
     ok = isinstance(steps, int | np.integer) and not isinstance(steps, bool) and steps >= 1
     if not ok:
