@@ -337,3 +337,31 @@ def test_huge_inputs_are_refused_not_run_out_of_memory():
     assert simulate(b.build(), huge).makespan == pytest.approx(expected, rel=1e-12)
     with pytest.raises(SpecError, match="too many for the contention network"):
         simulate(b.build(), huge, "contention")
+
+
+def test_an_engine_that_consumes_its_columns_gives_the_same_run():
+    # start_once hands the engine the only references to a program's columns, and the engine
+    # takes each as it copies it (a large program is never held twice in full); the run is the
+    # same, and an engine built without `consume` leaves its caller's dict alone.
+    from podsim import _core
+    from podsim.engine.core import _columns, core_topology, finish, start_once
+
+    b = ProgramBuilder()
+    g = b.group(range(4))
+    for rank in range(4):
+        ready = b.compute(rank, 0.001 * (rank + 1))
+        b.collective(rank, "all-reduce", g, S, "ring", deps=[ready])
+        b.send(rank, (rank + 1) % 4, 1e6)
+        b.recv(rank, (rank - 1) % 4, 1e6, stream=2)
+    program = b.build()
+    expected = simulate(program, cluster(4))
+    kept = _columns(program)
+    names = set(kept)
+    _core.Engine(kept, core_topology(cluster(4)), 0)
+    assert set(kept) == names
+    taken = _columns(program)
+    _core.Engine(taken, core_topology(cluster(4)), 0, consume=True)
+    assert not set(taken) & {"rank", "duration", "dep_ops", "group_ranks"}
+    timeline = finish(start_once(lambda: program, cluster(4)))
+    assert timeline.makespan == expected.makespan
+    assert timeline.end.tolist() == expected.end.tolist()

@@ -43,7 +43,8 @@ E enum_arg(int value, int count, const char* name) {
   return static_cast<E>(value);
 }
 
-// The program from its columns (podsim.program.Program's fields by name), dtypes checked.
-Program make_program(const py::dict& columns);
+// The program from its columns (podsim.program.Program's fields by name), dtypes checked;
+// `consume`: each column is removed from the dict once copied.
+Program make_program(const py::dict& columns, bool consume = false);
 
 }  // namespace podsim::bindings

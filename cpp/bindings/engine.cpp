@@ -69,8 +69,9 @@ void register_engine(py::module_& m) {
 
   py::class_<Engine>(m, "Engine")
       .def(py::init([](const py::dict& columns, const Topology& topology, int mode,
-                       const Noise& noise, bool symmetric, const py::object& copy_columns) {
-             auto program = make_program(columns);
+                       const Noise& noise, bool symmetric, const py::object& copy_columns,
+                       bool consume) {
+             auto program = make_program(columns, consume);
              auto copies = make_copies(copy_columns);
              const auto network = enum_arg<NetworkMode>(mode, 2, "network mode");
              py::gil_scoped_release release;
@@ -80,7 +81,7 @@ void register_engine(py::module_& m) {
                            std::move(copies));
            }),
            py::arg("columns"), py::arg("topology"), py::arg("mode"), py::arg("noise") = Noise{},
-           py::arg("symmetric") = false, py::arg("copies") = py::none())
+           py::arg("symmetric") = false, py::arg("copies") = py::none(), py::arg("consume") = false)
       .def("restart", &Engine::restart, py::arg("iteration"),
            py::call_guard<py::gil_scoped_release>(),
            "Run the step again as iteration `iteration` (fresh noise draws).")

@@ -6,26 +6,33 @@
 
 namespace podsim::bindings {
 
-Program make_program(const py::dict& c) {
+Program make_program(const py::dict& c, bool consume) {
   Program p;
-  p.rank = column<std::int32_t>(c["rank"], "rank");
-  p.stream = column<std::int32_t>(c["stream"], "stream");
-  p.kind = column<std::int8_t>(c["kind"], "kind");
-  p.duration = column<double>(c["duration"], "duration");
-  p.bytes = column<double>(c["bytes"], "bytes");
-  p.peer = column<std::int32_t>(c["peer"], "peer");
-  p.collective = column<std::int8_t>(c["collective"], "collective");
-  p.algorithm = column<std::int8_t>(c["algorithm"], "algorithm");
-  p.repeat = column<std::int32_t>(c["repeat"], "repeat");
+  // With `consume`, each column leaves the dict once copied: where the dict held the only
+  // reference, its array is freed before the next one is copied (a large program then never
+  // exists twice in full).
+  auto take = [&]<class T>(std::vector<T>& target, const char* name) {
+    target = column<T>(c[name], name);
+    if (consume) c.attr("pop")(name);
+  };
+  take(p.rank, "rank");
+  take(p.stream, "stream");
+  take(p.kind, "kind");
+  take(p.duration, "duration");
+  take(p.bytes, "bytes");
+  take(p.peer, "peer");
+  take(p.collective, "collective");
+  take(p.algorithm, "algorithm");
+  take(p.repeat, "repeat");
   // Optional all-to-all shape columns: absent or None means every op takes the default.
   for (auto [name, target] :
        {std::pair{"message_bytes", &p.message_bytes}, std::pair{"fanout", &p.fanout}}) {
-    if (c.contains(name) && !c[name].is_none()) *target = column<double>(c[name], name);
+    if (c.contains(name) && !c[name].is_none()) take(*target, name);
   }
-  p.dep_offsets = column<std::int64_t>(c["dep_offsets"], "dep_offsets");
-  p.dep_ops = column<std::int32_t>(c["dep_ops"], "dep_ops");
-  p.group_offsets = column<std::int64_t>(c["group_offsets"], "group_offsets");
-  p.group_ranks = column<std::int32_t>(c["group_ranks"], "group_ranks");
+  take(p.dep_offsets, "dep_offsets");
+  take(p.dep_ops, "dep_ops");
+  take(p.group_offsets, "group_offsets");
+  take(p.group_ranks, "group_ranks");
   return p;
 }
 

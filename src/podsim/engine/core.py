@@ -92,6 +92,12 @@ def collective_protocol(
     return _core.collective_protocol(core_topology(cluster), op, algorithm, ranks, nbytes)
 
 
+def _columns(program: Program) -> dict[str, np.ndarray]:
+    """The program's columns by field name, what the engine copies; its size checked first."""
+    check_program_size(program.num_ops, "the program")
+    return {name: getattr(program, name) for name in program.__dataclass_fields__}
+
+
 def _engine(
     program: Program,
     cluster: Cluster,
@@ -100,8 +106,7 @@ def _engine(
     symmetric: bool = False,
     copies: dict[str, np.ndarray] | None = None,
 ) -> "_core.Engine":
-    check_program_size(program.num_ops, "the program")
-    columns = {name: getattr(program, name) for name in program.__dataclass_fields__}
+    columns = _columns(program)
     core_noise = noise.to_core(cluster) if noise is not None else _core.Noise()
     return _core.Engine(
         columns, core_topology(cluster), network_mode(network), core_noise, symmetric, copies
@@ -135,12 +140,16 @@ def simulate(
     return finish(engine, chunk_events)
 
 
-def start(
-    program: Program, cluster: Cluster, network: NetworkMode = "analytical"
+def start_once(
+    build: Callable[[], Program], cluster: Cluster, network: NetworkMode = "analytical"
 ) -> "_core.Engine":
-    """A noise-free engine for the program, not run yet: it holds its own copy of the program's
-    arrays, so that the caller may drop the program before the run (see finish)."""
-    return _engine(program, cluster, network, None)
+    """A noise-free engine, not run yet (see finish), for a program built for it alone: only the
+    engine's argument holds the program's columns, and the engine takes each one as it copies
+    it, so that a large program is never held twice in full (the peak of a run of every rank)."""
+    columns = _columns(build())
+    return _core.Engine(
+        columns, core_topology(cluster), network_mode(network), _core.Noise(), consume=True
+    )
 
 
 def finish(engine: "_core.Engine", chunk_events: int = CHUNK_EVENTS) -> Timeline:

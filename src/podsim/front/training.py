@@ -18,7 +18,7 @@ from podsim.engine.core import (
     shared_links,
     simulate,
     simulate_steps,
-    start,
+    start_once,
 )
 from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError
@@ -74,7 +74,7 @@ def simulate_lowered(
         if simulation == "symmetric":
             raise SpecError(f"a symmetric run would not be exact here: {reason}")
     # The engine copies the program: one built for this run alone is dropped before it runs.
-    engine = start(lowered.program_once(), cluster, network)
+    engine = start_once(lowered.program_once, cluster, network)
     return Simulated(finish(engine), "full", reason)
 
 
