@@ -14,7 +14,7 @@ from test_noise_reference import NOISES as NOISE_MODELS
 from test_noise_reference import noisy_step
 
 from podsim import ProgramBuilder
-from podsim.engine.core import _engine, finish, simulate_steps
+from podsim.engine.core import _columns, _engine, finish, simulate_steps
 from podsim.engine.noise import NoiseModel
 from podsim.front.api import parse_scenario
 from podsim.lowering.program import Kind
@@ -24,13 +24,13 @@ from podsim.lowering.training import lower_step
 def swept_and_fresh(program, c, noise, iteration, chunk_events=1 << 20):
     """Step `iteration` twice: swept (after a first run records the order) and by the event loop
     of a fresh engine."""
-    engine = _engine(program, c, "analytical", noise)
+    engine = _engine(_columns(program), c, "analytical", noise)
     finish(engine)
     assert not engine.swept  # the first run is the event loop's
     engine.restart(iteration)
     swept = finish(engine, chunk_events)
     assert engine.swept
-    fresh_engine = _engine(program, c, "analytical", noise)
+    fresh_engine = _engine(_columns(program), c, "analytical", noise)
     if iteration:
         fresh_engine.restart(iteration)
     fresh = finish(fresh_engine)
@@ -110,7 +110,7 @@ def test_sweep_without_noise_and_monte_carlo_steps():
     assert_same_bits(*swept_and_fresh(program, c, None, 0))
     makespans = simulate_steps(program, c, "analytical", noise, 4)
     for k in range(4):
-        engine = _engine(program, c, "analytical", noise)
+        engine = _engine(_columns(program), c, "analytical", noise)
         engine.restart(k)
         assert finish(engine).makespan == makespans[k]
     assert len(set(makespans.tolist())) == 4
@@ -119,7 +119,7 @@ def test_sweep_without_noise_and_monte_carlo_steps():
 def test_contention_mode_keeps_the_event_loop():
     # Flows share links: the order of events changes rates, so no run there is swept.
     program, c, noise = noisy_step()
-    engine = _engine(program, c, "contention", noise)
+    engine = _engine(_columns(program), c, "contention", noise)
     finish(engine)
     engine.restart(1)
     finish(engine)
@@ -132,7 +132,7 @@ def test_a_restart_before_the_first_run_ends_runs_the_event_loop():
     for r in range(4):
         b.compute(r, 1e-3 * (r + 1))
     program, c = b.build(), cluster(4, domain_size=2)
-    engine = _engine(program, c, "analytical", NoiseModel(seed=1, compute_cv=0.1))
+    engine = _engine(_columns(program), c, "analytical", NoiseModel(seed=1, compute_cv=0.1))
     assert not engine.advance(1)
     engine.restart(1)
     finish(engine)

@@ -99,17 +99,25 @@ def _columns(program: Program) -> dict[str, np.ndarray]:
 
 
 def _engine(
-    program: Program,
+    columns: dict[str, np.ndarray],
     cluster: Cluster,
     network: str,
     noise,
     symmetric: bool = False,
     copies: dict[str, np.ndarray] | None = None,
+    consume: bool = False,
 ) -> "_core.Engine":
-    columns = _columns(program)
+    """An engine over a program's columns (_columns); `consume`: it takes each column out of
+    `columns` as it copies it."""
     core_noise = noise.to_core(cluster) if noise is not None else _core.Noise()
     return _core.Engine(
-        columns, core_topology(cluster), network_mode(network), core_noise, symmetric, copies
+        columns,
+        core_topology(cluster),
+        network_mode(network),
+        core_noise,
+        symmetric,
+        copies,
+        consume=consume,
     )
 
 
@@ -134,7 +142,7 @@ def simulate(
     (docs/engine.md, "Symmetric runs"); no noise then. `copies`: what its groups and ranks stand
     for (podsim.lowering.layout.symmetric_copies), so that pod links see every copy's traffic."""
     chunk_events = _check_chunk_events(chunk_events)
-    engine = _engine(program, cluster, network, noise, symmetric, copies)
+    engine = _engine(_columns(program), cluster, network, noise, symmetric, copies)
     if iteration:
         engine.restart(iteration)
     return finish(engine, chunk_events)
@@ -146,14 +154,11 @@ def start_once(
     """A noise-free engine, not run yet (see finish), for a program built for it alone: only the
     engine's argument holds the program's columns, and the engine takes each one as it copies
     it, so that a large program is never held twice in full (the peak of a run of every rank)."""
-    columns = _columns(build())
-    return _core.Engine(
-        columns, core_topology(cluster), network_mode(network), _core.Noise(), consume=True
-    )
+    return _engine(_columns(build()), cluster, network, None, consume=True)
 
 
 def finish(engine: "_core.Engine", chunk_events: int = CHUNK_EVENTS) -> Timeline:
-    """Runs an engine (start) to the end; its timeline."""
+    """Runs an engine (start_once) to the end; its timeline."""
     _run(engine, _check_chunk_events(chunk_events))
     return Timeline(
         engine.start,
@@ -183,7 +188,7 @@ def simulate_steps(
     if not ok:
         raise SpecError(f"steps = {steps!r} is not allowed: an integer >= 1")
     check_monte_carlo_size(int(steps), program.num_ops)
-    engine = _engine(program, cluster, network, noise)
+    engine = _engine(_columns(program), cluster, network, noise)
     times = np.empty(steps)
     for k in range(steps):
         if k:
