@@ -209,18 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", dest="sets", help=_SET
     )
     swp.add_argument(
-        "--jobs",
-        type=int,
-        metavar="N",
-        help="local processes to run points on (1: serially); default: min(points, CPUs)",
-    )
-    swp.add_argument(
         "--out",
         metavar="FILE",
         help="also write the rows to FILE.csv (one column per key), FILE.json (as --json) or "
         "FILE.parquet (needs pandas and pyarrow: extra frames)",
     )
-    add_executor_options(swp, "points", "sweep")
+    add_executor_options(swp, "points", "sweep", "min(points, CPUs)")
     swp.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=_NETWORK)
     swp.add_argument("--json", action="store_true", help=_JSON)
     swp.set_defaults(run=sweep.cmd_sweep)

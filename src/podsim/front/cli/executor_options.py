@@ -1,4 +1,4 @@
-"""--dask and --cache, shared by the verbs that run many scenarios (`sweep`, `search`)."""
+"""--jobs, --dask and --cache, shared by the verbs that run many scenarios (`sweep`, `search`)."""
 
 import argparse
 from typing import Any
@@ -6,9 +6,17 @@ from typing import Any
 from podsim.front.executors import DASK_LOCAL
 
 
-def add_executor_options(cmd: argparse.ArgumentParser, what: str, rerun: str) -> None:
-    """The two options; `what` names the runs ("points", "plans"), `rerun` the repeated
-    command ("sweep", "search")."""
+def add_executor_options(
+    cmd: argparse.ArgumentParser, what: str, rerun: str, jobs_default: str
+) -> None:
+    """The three options; `what` names the runs ("points", "plans"), `rerun` the repeated
+    command ("sweep", "search"), `jobs_default` how many processes run without --jobs."""
+    cmd.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help=f"local processes to run the {what} on (1: serially); default: {jobs_default}",
+    )
     cmd.add_argument(
         "--dask",
         metavar="ADDRESS",

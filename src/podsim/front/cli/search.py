@@ -153,12 +153,6 @@ def add_parser(verb, scenario_help: str, set_help: str, json_help: str, network_
         "--set", action="append", default=[], metavar="KEY=VALUE", dest="sets", help=set_help
     )
     cmd.add_argument(
-        "--jobs",
-        type=int,
-        metavar="N",
-        help="local processes to simulate plans on (1: serially); default: the CPUs",
-    )
-    cmd.add_argument(
         "--margin",
         type=float,
         default=DEFAULT_MARGIN,
@@ -171,7 +165,7 @@ def add_parser(verb, scenario_help: str, set_help: str, json_help: str, network_
         metavar="N",
         help="simulate at most N plans",
     )
-    add_executor_options(cmd, "plans", "search")
+    add_executor_options(cmd, "plans", "search", "the CPUs")
     cmd.add_argument("--network", default="analytical", choices=NETWORK_MODES, help=network_help)
     cmd.add_argument("--json", action="store_true", help=json_help)
     cmd.set_defaults(run=cmd_search)
