@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from podsim import simulate
-from podsim.engine.core import simulate_steps
+from podsim.engine.core import replicated_engine, simulate_replicated_steps, simulate_steps
 from podsim.engine.noise import NoiseModel
 from podsim.front.api import parse_scenario
 from podsim.lowering.training import lower_step
@@ -104,6 +104,24 @@ def runs():
 def test_noisy_runs_are_unchanged_bit_for_bit(runs, key):
     expected = json.loads(GOLDEN.read_text())[key]
     assert runs[key] == expected
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(NOISES))
+def test_replicated_runs_give_the_recorded_figures(case, name):
+    # The same figures from the stage representatives, every rank swept at once
+    # (docs/engine.md, "Replicated runs"): step 3's per-op times (with the algorithms the
+    # every-rank run resolved, which noise does not change) and the four makespans.
+    expected = json.loads(GOLDEN.read_text())[f"{case}/{name}/analytical"]
+    scenario = parse_scenario(STEP.format(**CASES[case]), source=case)
+    plan, c, noise = scenario.train, scenario.cluster, NOISES[name]
+    lowered = lower_step(scenario.model, plan, c, plan.virtual_stages)
+    program, copies = lowered.symmetric_program, lowered.symmetric_copies()
+    start, end, _ = replicated_engine(program, copies, c, noise).replicated_times(3)
+    resolved = simulate(lowered.program, c, "analytical").resolved_algorithm
+    assert digest(start, end, resolved) == expected["timeline"]
+    times = simulate_replicated_steps(program, copies, c, noise, 4)
+    assert [float(t).hex() for t in times] == expected["makespans"]
 
 
 if __name__ == "__main__":

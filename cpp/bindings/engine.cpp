@@ -70,7 +70,7 @@ void register_engine(py::module_& m) {
   py::class_<Engine>(m, "Engine")
       .def(py::init([](const py::dict& columns, const Topology& topology, int mode,
                        const Noise& noise, bool symmetric, const py::object& copy_columns,
-                       bool consume) {
+                       bool consume, bool record) {
              auto program = make_program(columns, consume);
              auto copies = make_copies(copy_columns);
              const auto network = enum_arg<NetworkMode>(mode, 2, "network mode");
@@ -78,16 +78,42 @@ void register_engine(py::module_& m) {
              // Indexing millions of ops takes seconds: let Ctrl-C stop it.
              const podsim::InterruptScope interrupt(&check_signals);
              return Engine(std::move(program), topology, network, noise, symmetric,
-                           std::move(copies));
+                           std::move(copies), record);
            }),
            py::arg("columns"), py::arg("topology"), py::arg("mode"), py::arg("noise") = Noise{},
-           py::arg("symmetric") = false, py::arg("copies") = py::none(), py::arg("consume") = false)
+           py::arg("symmetric") = false, py::arg("copies") = py::none(), py::arg("consume") = false,
+           py::arg("record") = true)
       .def("restart", &Engine::restart, py::arg("iteration"),
            py::call_guard<py::gil_scoped_release>(),
            "Run the step again as iteration `iteration` (fresh noise draws).")
       .def("advance", &Engine::advance, py::arg("max_events"),
            py::call_guard<py::gil_scoped_release>(),
            "Process up to max_events events; True once the run is complete.")
+      .def("replicate", &Engine::replicate, py::arg("noise"),
+           py::call_guard<py::gil_scoped_release>(),
+           "After a complete symmetric analytical run with copies: prepare runs of every rank "
+           "with `noise` (docs/engine.md, \"Replicated runs\").")
+      .def("replicated_makespans", &Engine::replicated_makespans, py::arg("first"),
+           py::arg("count"), py::arg("threads") = 1, py::call_guard<py::gil_scoped_release>(),
+           "Makespans of steps first .. first + count - 1 of every rank, on `threads` threads.")
+      .def(
+          "replicated_times",
+          [](const Engine& e, std::uint64_t iteration) {
+            const auto n = static_cast<py::ssize_t>(e.replicated_ops());
+            py::array_t<double> start(n), end(n);
+            double* s = start.mutable_data();
+            double* t = end.mutable_data();
+            double makespan = 0.0;
+            {
+              py::gil_scoped_release release;
+              makespan = e.replicated_times(iteration, s, t);
+            }
+            return py::make_tuple(start, end, makespan);
+          },
+          py::arg("iteration"),
+          "(start, end, makespan) of step `iteration` of every rank, in the every-rank program's "
+          "op order.")
+      .def_property_readonly("replicated_ops", &Engine::replicated_ops)
       .def_property_readonly("done", &Engine::done)
       .def_property_readonly("swept", &Engine::swept)
       .def_property_readonly("start", [](const Engine& e) { return to_numpy(e.start()); })

@@ -1,14 +1,19 @@
 #include "podsim/engine.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <exception>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <span>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 
+#include "draws.hpp"
 #include "event_queue.hpp"
 #include "podsim/collectives.hpp"
 #include "podsim/copies.hpp"
@@ -17,6 +22,7 @@
 #include "podsim/network.hpp"
 #include "podsim/random.hpp"
 #include "program_index.hpp"
+#include "replicated.hpp"
 
 namespace podsim {
 namespace {
@@ -76,9 +82,6 @@ struct Activity {
 };
 
 using CostKey = std::tuple<std::int32_t, std::int8_t, std::int8_t, double, double, double>;
-
-// Draw streams of the noise model.
-enum Stream : std::uint64_t { ComputeJitter = 1, SlowRank = 2, SlowStep = 3, HopLatency = 4 };
 
 // The copies of a send that cross the same pod links (-1: none) over the same kind of path.
 struct CopyPaths {
@@ -148,8 +151,7 @@ struct Engine::State {
   std::vector<Activity> activities;
   std::map<CostKey, Cost> costs;
   Noise noise;
-  double jitter_s2 = 0.0, jitter_sigma = 0.0;  // log-space variance and spread of compute jitter
-  std::vector<char> slow_rank;                 // per rank (only with a straggler slowdown)
+  Draws draws;
   std::uint64_t iteration = 0;
   // Analytical mode over several pods (docs/engine.md, "Pod links"): the time of each collective
   // instance, and the pod-link seconds of each send, whose traffic crosses pods, counting every
@@ -157,6 +159,8 @@ struct Engine::State {
   // NaN: the instance's own closed form (no pod links). A send's pod-link seconds are kept in
   // op_duration (then the slot's duration), which sends do not otherwise use (their duration is 0).
   std::vector<double> pod_instance_time;
+  std::unordered_map<std::int32_t, double> send_pod_seconds;  // by the program's op, where > 0
+  std::unique_ptr<ReplicatedPlan> replicated;                 // Engine::replicate
   Copies copies;              // what a symmetric program's groups and ranks stand for
   std::string symmetry_note;  // the first copy that would not run as its representative
 
@@ -182,10 +186,11 @@ struct Engine::State {
   std::vector<SweepOp> sweep_ops;                   // per position
   std::vector<std::int32_t> sweep_dependents;       // per position, its dependents' positions
   std::vector<std::int32_t> sweep_dependent_count;  // per position
-  bool recording = false;                           // this run records `order`
-  bool recorded = false;                            // `order` holds a complete run
-  bool sweeping = false;  // this run sweeps `order` (from `cursor`) and has not ended yet
-  bool swept = false;     // this run sweeps (or swept) `order`
+  bool record = true;      // analytical runs record `order` (Engine's `record`)
+  bool recording = false;  // this run records `order`
+  bool recorded = false;   // `order` holds a complete run
+  bool sweeping = false;   // this run sweeps `order` (from `cursor`) and has not ended yet
+  bool swept = false;      // this run sweeps (or swept) `order`
   std::size_t cursor = 0, position = 0, dependent = 0;  // item, op, dependent next swept
 
   State(Program p, Topology t, NetworkMode m, Noise n, bool sym, Copies c)
@@ -195,7 +200,6 @@ struct Engine::State {
         noise(std::move(n)),
         copies(std::move(c)),
         network(topology) {
-    std::sort(noise.straggler_ranks.begin(), noise.straggler_ranks.end());
     {
       const ProgramIndex index = index_program(p, topology);  // checks, in program order
       copies.validate(p, topology);
@@ -253,27 +257,17 @@ struct Engine::State {
       Slot& to = slots[static_cast<std::size_t>(from.link)];
       const Path path = route(topology, from.rank, to.rank);
       const double bytes = program.bytes[static_cast<std::size_t>(from.original)];
+      if (from.duration > 0) send_pod_seconds.emplace(from.original, from.duration);
       from.duration = std::max(bytes / path.bandwidth, from.duration);  // pod links (or 0)
       to.duration = path.latency;
     }
   }
 
-  // Constants of the draws, computed once as compute_time computed them per op (same values).
+  // The draws, with slow devices among the ranks the program uses (not the whole cluster).
   void prepare_noise() {
-    if (noise.compute_cv > 0) {
-      jitter_s2 = std::log1p(noise.compute_cv * noise.compute_cv);
-      jitter_sigma = std::sqrt(jitter_s2);
-    }
-    if (noise.straggler_slowdown == 1.0) return;
-    std::int32_t ranks = 0;  // the ranks the program uses (not the whole cluster)
+    std::int32_t ranks = 0;
     for (std::int32_t r : program.rank) ranks = std::max(ranks, r + 1);
-    slow_rank.assign(static_cast<std::size_t>(ranks), 0);
-    for (std::int32_t r = 0; r < ranks; ++r) {
-      if (std::binary_search(noise.straggler_ranks.begin(), noise.straggler_ranks.end(), r) ||
-          random::uniform(noise.seed, SlowRank, static_cast<std::uint64_t>(r), 0) <
-              noise.straggler_fraction)
-        slow_rank[static_cast<std::size_t>(r)] = 1;
-    }
+    draws = Draws(noise, ranks);
   }
 
   // Waves: the k-th instance on every group of the same size, op, algorithm, bytes, shape and
@@ -510,38 +504,17 @@ struct Engine::State {
   // The program's op behind an internal one.
   std::size_t at(std::int64_t op) const { return static_cast<std::size_t>(original[op]); }
 
-  // Whether a rank is one of the slow devices: listed, or drawn (from the seed and the rank;
-  // prepare_noise draws each rank once).
-  bool slow(std::int32_t rank) const {
-    return !slow_rank.empty() && slow_rank[static_cast<std::size_t>(rank)] != 0;
-  }
-
-  // A compute op's duration this step: lognormal jitter of mean 1, times a slow rank's factor.
+  // A compute op's duration this step (Draws::compute_time).
   double compute_time(const Slot& op) const {
     return compute_time(op.duration, op.original, op.rank);
   }
   // `op`: the program's op (the draw's key), `r`: its rank.
   double compute_time(double duration, std::int32_t op, std::int32_t r) const {
-    double factor = 1.0;
-    if (noise.compute_cv > 0) {
-      const double z =
-          random::normal(noise.seed, ComputeJitter, static_cast<std::uint64_t>(op), iteration);
-      factor = std::exp(jitter_sigma * z - 0.5 * jitter_s2);
-    }
-    if (slow(r) && (noise.straggler_probability >= 1.0 ||
-                    random::uniform(noise.seed, SlowStep, static_cast<std::uint64_t>(r),
-                                    iteration) < noise.straggler_probability)) {
-      factor *= noise.straggler_slowdown;
-    }
-    return duration * factor;
+    return draws.compute_time(duration, static_cast<std::uint64_t>(op), r, iteration);
   }
 
-  // How much longer than its median a latency term takes: a step waits for the slowest of its
-  // `hops` concurrent hops, each lognormal with median 1 (order statistic, one draw).
   double latency_factor(std::uint64_t key, double hops) const {
-    if (noise.latency_sigma <= 0) return 1.0;
-    const double u = random::uniform(noise.seed, HopLatency, key, iteration);
-    return std::exp(noise.latency_sigma * random::max_of_normals(std::max(hops, 1.0), u));
+    return draws.latency_factor(key, hops, iteration);
   }
 
   std::span<const std::int32_t> members(std::int32_t group) const {
@@ -583,7 +556,7 @@ struct Engine::State {
                                        : members(instance.group).size();
       instance.expected = static_cast<std::int32_t>(expected);
     }
-    recording = mode == NetworkMode::Analytical;
+    recording = mode == NetworkMode::Analytical && record;
     swept = false;
     order.clear();
     for (std::int64_t op : initial_ready) on_ready(op, 0.0);
@@ -695,6 +668,224 @@ struct Engine::State {
       ready = std::max(ready, t);
     }
   }
+
+  // The every-rank program a symmetric one with copies stands for, as a replicated sweep of the
+  // recorded order (replicated.hpp). That program lists, representative by representative in
+  // rank order, each of its copies' ops (copies in their order), each copy's ops in the
+  // representative's order: an op's draws are keyed by its number there.
+  ReplicatedPlan replicated_plan(Noise replicated_noise) {
+    if (sweep_ops.empty()) lay_out_sweep();
+    ReplicatedPlan plan;
+    const std::size_t positions = sweep_ops.size();
+    // Representatives in rank order: their ops, copies and first op in the every-rank program.
+    std::vector<std::int32_t> reps(program.rank.begin(), program.rank.end());
+    std::sort(reps.begin(), reps.end());
+    reps.erase(std::unique(reps.begin(), reps.end()), reps.end());
+    const auto rep_of = [&](std::int32_t rank) {
+      return static_cast<std::size_t>(std::lower_bound(reps.begin(), reps.end(), rank) -
+                                      reps.begin());
+    };
+    std::vector<std::int64_t> ops_of(reps.size(), 0), base(reps.size(), 0), copy_at(reps.size());
+    std::vector<std::int64_t> local(program.num_ops());
+    for (std::size_t o = 0; o < program.num_ops(); ++o)
+      local[o] = ops_of[rep_of(program.rank[o])]++;
+    // Each rank of the cluster is a copy of at most one representative: which, and which copy.
+    std::vector<std::int32_t> owner(static_cast<std::size_t>(topology.devices), -1);
+    std::vector<std::int32_t> copy_index(static_cast<std::size_t>(topology.devices), -1);
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < reps.size(); ++i) {
+      const auto copies_of = copies.of_rank(reps[i]);
+      base[i] = total;
+      total += ops_of[i] * static_cast<std::int64_t>(copies_of.size());
+      copy_at[i] = static_cast<std::int64_t>(plan.copy_ranks.size());
+      for (std::size_t c = 0; c < copies_of.size(); ++c) {
+        const auto r = static_cast<std::size_t>(copies_of[c]);
+        if (owner[r] >= 0) {
+          throw SpecError("copies.ranks: rank " + std::to_string(copies_of[c]) +
+                          " stands in for ranks " + std::to_string(reps[owner[r]]) + " and " +
+                          std::to_string(reps[i]) + "; a rank is a copy of one representative");
+        }
+        owner[r] = static_cast<std::int32_t>(i);
+        copy_index[r] = static_cast<std::int32_t>(c);
+        plan.copy_ranks.push_back(copies_of[c]);
+      }
+    }
+    if (total > std::numeric_limits<std::int32_t>::max()) {
+      throw SpecError("the every-rank program would have " + std::to_string(total) +
+                      " ops; at most 2147483647");
+    }
+    plan.cells = total;
+    plan.cell.resize(positions);
+    plan.copies.resize(positions);
+    plan.first_op.resize(positions);
+    plan.op_stride.resize(positions);
+    plan.ranks.resize(positions);
+    plan.duration.resize(positions);
+    plan.dependent_offsets.assign(positions + 1, 0);
+    std::int64_t cells = 0;
+    for (std::size_t p = 0; p < positions; ++p) {
+      const SweepOp& o = sweep_ops[p];
+      const std::size_t i = rep_of(o.rank);
+      const auto n = static_cast<std::int32_t>(copies.of_rank(o.rank).size());
+      plan.cell[p] = cells;
+      cells += n;
+      plan.copies[p] = n;
+      plan.most_copies = std::max(plan.most_copies, n);
+      plan.first_op[p] = base[i] + local[static_cast<std::size_t>(o.original)];
+      plan.op_stride[p] = ops_of[i];
+      plan.ranks[p] = copy_at[i];
+      plan.duration[p] = o.duration;
+      plan.dependent_offsets[p + 1] = plan.dependent_offsets[p] + sweep_dependent_count[p];
+    }
+    plan.dependents = sweep_dependents;
+    // Per group of the symmetric program: its copies' members as copy indices, one group copy
+    // after the other, and which group copy each copy of its representative is in.
+    struct GroupCopies {
+      std::int64_t members;
+      std::vector<std::int32_t> group_of_copy;  // per copy of the representative
+      std::vector<std::int32_t> leader;         // per group copy: its first member (copy index)
+    };
+    std::unordered_map<std::int32_t, GroupCopies> group_copies;
+    const auto copies_of_group = [&](std::int32_t group, std::size_t rep) -> GroupCopies& {
+      auto [it, added] = group_copies.try_emplace(group);
+      if (!added) return it->second;
+      GroupCopies& out = it->second;
+      out.members = static_cast<std::int64_t>(plan.member_copies.size());
+      const std::size_t n = copies.of_rank(reps[rep]).size();
+      out.group_of_copy.assign(n, -1);
+      const auto lists = copies.of_group(group, members(group));
+      for (std::size_t g = 0; g < lists.size(); ++g) {
+        std::int32_t first = std::numeric_limits<std::int32_t>::max();
+        for (const std::int32_t r : lists[g]) {
+          const auto c = copy_index[static_cast<std::size_t>(r)];
+          if (owner[static_cast<std::size_t>(r)] != static_cast<std::int32_t>(rep) ||
+              out.group_of_copy[static_cast<std::size_t>(c)] >= 0) {
+            throw SpecError("copies.group_ranks: the copies of group " + std::to_string(group) +
+                            " must hold each copy of rank " + std::to_string(reps[rep]) +
+                            " (which runs its collectives) once, and no other rank; rank " +
+                            std::to_string(r) + " breaks this");
+          }
+          out.group_of_copy[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(g);
+          plan.member_copies.push_back(c);
+          first = std::min(first, c);
+        }
+        out.leader.push_back(first);
+      }
+      if (lists.size() * members(group).size() != n) {
+        throw SpecError("copies.group_ranks: the copies of group " + std::to_string(group) +
+                        " hold " + std::to_string(lists.size() * members(group).size()) +
+                        " ranks; they must hold each of the " + std::to_string(n) +
+                        " copies of rank " + std::to_string(reps[rep]) + " once");
+      }
+      return out;
+    };
+    // Items, as lay_out_sweep placed them.
+    std::unordered_map<std::int32_t, std::int32_t> instance_at;  // program op -> instance
+    std::unordered_map<std::uint64_t, std::vector<std::pair<double, double>>> channels;
+    std::size_t p = 0;
+    for (const std::uint64_t data : order) {
+      const auto payload = static_cast<std::int64_t>(data >> 3);
+      switch (static_cast<EventType>(data & 7)) {
+        case EventType::InstanceDone: {
+          const auto index = static_cast<std::int32_t>(payload);
+          const std::size_t size = graph.instance_ops(index).size();
+          const std::int32_t group = graph.instance_groups[static_cast<std::size_t>(index)];
+          if (size != 1) {
+            throw SpecError(
+                "a run of every rank from a symmetric program needs each collective "
+                "instance on one representative; group " +
+                std::to_string(group) + " has " + std::to_string(size));
+          }
+          const SweepOp& o = sweep_ops[p];
+          const std::size_t rep = rep_of(o.rank);
+          const GroupCopies& gc = copies_of_group(group, rep);
+          const Instance& instance = instances[static_cast<std::size_t>(index)];
+          const Cost& c = *instance.cost;
+          const auto op = static_cast<std::size_t>(o.original);
+          const double pod = pod_instance_time.empty()
+                                 ? std::numeric_limits<double>::quiet_NaN()
+                                 : pod_instance_time[static_cast<std::size_t>(index)];
+          const auto size_of_group = static_cast<std::int32_t>(members(group).size());
+          instance_at.emplace(o.original, static_cast<std::int32_t>(plan.instances.size()));
+          plan.instances.push_back({(std::isnan(pod) ? c.time : pod) * program.repeat[op],
+                                    c.latency, static_cast<double>(size_of_group),
+                                    program.repeat[op], size_of_group, gc.members,
+                                    static_cast<std::int64_t>(plan.instance_ids.size())});
+          plan.instance_ids.resize(plan.instance_ids.size() + gc.leader.size(), -1);
+          plan.items.push_back({ReplicatedPlan::ItemKind::Instance, static_cast<std::int32_t>(p),
+                                static_cast<std::int32_t>(plan.instances.size() - 1)});
+          p += 1;
+          break;
+        }
+        case EventType::TransferDone: {
+          const SweepOp& send = sweep_ops[p];
+          const SweepOp& recv = sweep_ops[p + 1];
+          const auto from = copies.of_rank(send.rank), to = copies.of_rank(recv.rank);
+          if (from.size() != to.size()) {
+            throw SpecError("copies.ranks: send op " + std::to_string(send.original) +
+                            " from rank " + std::to_string(send.rank) + " (standing for " +
+                            std::to_string(from.size()) + " ranks) to rank " +
+                            std::to_string(recv.rank) + " (standing for " +
+                            std::to_string(to.size()) + "): both must stand for as many ranks");
+          }
+          // Each copy's path (latency, bandwidth), once per pair of representatives.
+          const auto key =
+              (static_cast<std::uint64_t>(send.rank) << 32) | static_cast<std::uint32_t>(recv.rank);
+          auto [it, added] = channels.try_emplace(key);
+          if (added) {
+            for (std::size_t c = 0; c < from.size(); ++c) {
+              const Path path = route(topology, from[c], to[c]);
+              it->second.emplace_back(path.latency, path.bandwidth);
+            }
+          }
+          const auto& paths = it->second;
+          const double bytes = program.bytes[static_cast<std::size_t>(send.original)];
+          const auto pod = send_pod_seconds.find(send.original);
+          const double pod_seconds = pod == send_pod_seconds.end() ? 0.0 : pod->second;
+          const bool same = std::all_of(paths.begin(), paths.end(),
+                                        [&](const auto& x) { return x == paths.front(); });
+          plan.transfers.push_back({static_cast<std::int64_t>(plan.latency.size()), same});
+          for (std::size_t c = 0; c < (same ? 1 : paths.size()); ++c) {
+            plan.latency.push_back(paths[c].first);
+            plan.bandwidth_term.push_back(std::max(bytes / paths[c].second, pod_seconds));
+          }
+          plan.items.push_back({ReplicatedPlan::ItemKind::Transfer, static_cast<std::int32_t>(p),
+                                static_cast<std::int32_t>(plan.transfers.size() - 1)});
+          p += 2;
+          break;
+        }
+        default:
+          plan.items.push_back({ReplicatedPlan::ItemKind::Op, static_cast<std::int32_t>(p), 0});
+          p += 1;
+      }
+    }
+    // Instances of the every-rank program, numbered as its index numbers them: in program
+    // order, the first member of each group copy (its leader) opens the copy's instance.
+    std::int64_t next_instance = 0;
+    for (std::size_t i = 0; i < reps.size(); ++i) {
+      std::vector<std::pair<std::int32_t, const GroupCopies*>> collectives;  // per program op
+      for (std::size_t o = 0; o < program.num_ops(); ++o) {
+        if (program.rank[o] != reps[i]) continue;
+        const auto at = instance_at.find(static_cast<std::int32_t>(o));
+        if (at == instance_at.end()) continue;
+        collectives.emplace_back(at->second, &group_copies.at(program.peer[o]));
+      }
+      const auto n = static_cast<std::int32_t>(copies.of_rank(reps[i]).size());
+      for (std::int32_t c = 0; c < n; ++c) {
+        for (const auto& [instance, gc] : collectives) {
+          const std::int32_t g = gc->group_of_copy[static_cast<std::size_t>(c)];
+          if (gc->leader[static_cast<std::size_t>(g)] != c) continue;
+          plan.instance_ids[static_cast<std::size_t>(plan.instances[instance].ids + g)] =
+              next_instance++;
+        }
+      }
+    }
+    plan.launch_latency = topology.launch_latency;
+    plan.draws = Draws(std::move(replicated_noise), static_cast<std::int32_t>(topology.devices));
+    return plan;
+  }
+
+  const ReplicatedPlan& replicated_or_throw() const;
 
   void reset(std::uint64_t step) {
     iteration = step;
@@ -819,7 +1010,8 @@ struct Engine::State {
                            : pod_instance_time[static_cast<std::size_t>(index)];
     double time = (std::isnan(pod) ? c.time : pod) * repeat;
     for (std::int32_t r = 0; noise.latency_sigma > 0 && r < repeat; ++r) {
-      const auto key = (static_cast<std::uint64_t>(index) << 20) | static_cast<std::uint64_t>(r);
+      const auto key =
+          repetition_key(static_cast<std::uint64_t>(index), static_cast<std::uint64_t>(r));
       time += c.latency * (latency_factor(key, hops) - 1.0);
     }
     return time;
@@ -835,9 +1027,7 @@ struct Engine::State {
 
   // A transfer's end: launch, its path latency stretched by this step's draw, its bandwidth term.
   double transfer_end(double t, double bandwidth_term, double latency, std::int32_t send) const {
-    // Transfers draw from keys above every collective instance's.
-    const double factor =
-        latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(send), 1);
+    const double factor = latency_factor(transfer_key(static_cast<std::uint64_t>(send)), 1);
     return t + topology.launch_latency + latency * factor + bandwidth_term;
   }
 
@@ -850,7 +1040,7 @@ struct Engine::State {
     if (k > 0 && k % a.phases.size() == 0) latency += topology.launch_latency;
     if (a.jitter) {
       const double hops = static_cast<double>(phase.flow_count());
-      latency *= latency_factor((static_cast<std::uint64_t>(a.id) << 20) | k, hops);
+      latency *= latency_factor(repetition_key(static_cast<std::uint64_t>(a.id), k), hops);
     }
     return latency;
   }
@@ -865,10 +1055,8 @@ struct Engine::State {
       return;
     }
     const Path path = route(topology, from.rank, to.rank);
-    // Transfers draw from keys above every collective instance's.
     const double latency =
-        path.latency *
-        latency_factor((std::uint64_t{1} << 62) | static_cast<std::uint64_t>(from.original), 1);
+        path.latency * latency_factor(transfer_key(static_cast<std::uint64_t>(from.original)), 1);
     const double bytes = program.bytes[static_cast<std::size_t>(from.original)];
     Phase phase{latency, {{from.rank, to.rank, bytes}}, {}};
     begin_activity({true, send, {std::move(phase)}, 0, 0, 1, false}, t);
@@ -1006,7 +1194,7 @@ void Noise::validate(std::int64_t devices) const {
 }
 
 Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise, bool symmetric,
-               Copies copies) {
+               Copies copies, bool record) {
   topology.validate();
   // The contention network keeps state per link (four per device): bound its memory.
   constexpr std::int64_t kMaxContentionDevices = std::int64_t{1} << 24;
@@ -1027,6 +1215,7 @@ Engine::Engine(Program program, Topology topology, NetworkMode mode, Noise noise
   }
   state_ = std::make_unique<State>(std::move(program), topology, mode, std::move(noise), symmetric,
                                    std::move(copies));
+  state_->record = record;
   state_->init();
 }
 
@@ -1054,6 +1243,64 @@ bool Engine::advance(std::uint64_t max_events) {
     s.recorded = true;
   }
   return true;
+}
+
+void Engine::replicate(Noise noise) {
+  State& s = *state_;
+  noise.validate(s.topology.devices);
+  if (!s.symmetric || s.copies.rank_offsets.empty() || s.copies.group_offsets.empty() ||
+      s.mode != NetworkMode::Analytical) {
+    throw SpecError(
+        "a run of every rank from its representatives needs a symmetric program with rank and "
+        "group copies in the analytical network");
+  }
+  if (!s.recorded) {
+    throw SpecError("a run of every rank from its representatives follows a complete run");
+  }
+  s.replicated = std::make_unique<ReplicatedPlan>(s.replicated_plan(std::move(noise)));
+}
+
+const ReplicatedPlan& Engine::State::replicated_or_throw() const {
+  if (!replicated) throw SpecError("call replicate(noise) before running every rank");
+  return *replicated;
+}
+
+std::vector<double> Engine::replicated_makespans(std::uint64_t first, std::uint64_t count,
+                                                 int threads) const {
+  const ReplicatedPlan& plan = state_->replicated_or_throw();
+  if (threads < 1) throw SpecError("threads = " + std::to_string(threads) + ": at least 1");
+  std::vector<double> out(static_cast<std::size_t>(count));
+  std::atomic<std::uint64_t> next{0};
+  std::mutex failed;
+  std::exception_ptr failure;  // the first thread's error (out of memory), raised here
+  const auto work = [&] {
+    try {
+      std::vector<double> ready, ends;
+      for (std::uint64_t k = next++; k < count; k = next++)
+        out[k] = plan.step(first + k, ready, ends);
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(failed);
+      if (!failure) failure = std::current_exception();
+      next = count;
+    }
+  };
+  const auto helpers = static_cast<std::uint64_t>(threads) < count
+                           ? static_cast<std::size_t>(threads) - 1
+                           : static_cast<std::size_t>(count > 0 ? count - 1 : 0);
+  std::vector<std::thread> pool;
+  for (std::size_t t = 0; t < helpers; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
+  return out;
+}
+
+std::int64_t Engine::replicated_ops() const { return state_->replicated_or_throw().cells; }
+
+double Engine::replicated_times(std::uint64_t iteration, double* start, double* end) const {
+  const ReplicatedPlan& plan = state_->replicated_or_throw();
+  std::vector<double> ready, ends;
+  return plan.step(iteration, ready, ends, start, end);
 }
 
 bool Engine::done() const { return state_->queue.empty() && !state_->sweeping; }

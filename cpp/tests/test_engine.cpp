@@ -456,6 +456,71 @@ void symmetric_copies_charge_pod_links() {
                            "copies name ranks of the cluster", "copies.ranks[3] = 9");
 }
 
+// A two-stage pipeline of 4 ranks a stage (pairs in tensor-parallel groups, pods of 4 at 1:2):
+// per rank a compute, an all-reduce repeated twice in its pair, then a send to the same rank of
+// the next stage; stage 1 receives, computes and all-reduces. `stage_ranks`: the ranks that
+// run ops, each with its stage's ops in order (the every-rank program lists rank by rank).
+Program pipeline(const std::vector<std::vector<std::int32_t>>& stage_ranks) {
+  Builder b;
+  std::vector<std::int32_t> pairs;
+  for (std::int32_t first = 0; first < 8; first += 2) pairs.push_back(b.group({first, first + 1}));
+  for (std::size_t stage = 0; stage < 2; ++stage) {
+    for (std::int32_t r : stage_ranks[stage]) {
+      const std::int32_t pair = pairs[static_cast<std::size_t>(r / 2)];
+      if (stage == 0) {
+        const auto x = b.compute(r, 1e-3);
+        const auto y = b.collective(r, CollectiveOp::AllReduce, pair, 1e6, Algorithm::Auto, 2, {x});
+        b.send(r, r + 4, 4e6, 1, 0, {y});
+      } else {
+        const auto x = b.recv(r, r - 4, 4e6, 1, 0);
+        const auto y = b.compute(r, 2e-3, 0, {x});
+        b.collective(r, CollectiveOp::AllReduce, pair, 1e6, Algorithm::Auto, 1, {y});
+      }
+    }
+  }
+  return b.p;
+}
+
+void replicated_runs_equal_every_rank_runs() {
+  const Topology t = topology(8, 2, 4, 2.0);
+  const Noise noise{7, 0.2, 0.5, 0.25, {5}, 1.5, 0.5};
+  Engine full(pipeline({{0, 1, 2, 3}, {4, 5, 6, 7}}), t, NetworkMode::Analytical, noise);
+  // Representatives 0 and 4, each standing for its stage; pair {0, 1} for every pair of stage 0,
+  // {4, 5} for every pair of stage 1 (the pairs no representative is in stand for themselves).
+  Copies copies;
+  copies.rank_offsets = {0, 4, 4, 4, 4, 8, 8, 8, 8};
+  copies.ranks = {0, 1, 2, 3, 4, 5, 6, 7};
+  copies.group_offsets = {0, 4, 6, 10, 12};
+  copies.group_ranks = {0, 1, 2, 3, 2, 3, 4, 5, 6, 7, 6, 7};
+  Engine sym(pipeline({{0}, {4}}), t, NetworkMode::Analytical, {}, true, copies);
+  expect_throws<SpecError>([&] { sym.replicate(noise); }, "replicate before a run",
+                           "follows a complete run");
+  sym.advance(1'000);
+  sym.replicate(noise);
+  expect(sym.replicated_ops() == static_cast<std::int64_t>(full.start().size()), "every op");
+  std::vector<double> makespans;
+  for (std::uint64_t step = 0; step < 3; ++step) {
+    if (step > 0) full.restart(step);
+    full.advance(1'000);
+    std::vector<double> start(full.start().size()), end(start.size());
+    const double makespan = sym.replicated_times(step, start.data(), end.data());
+    expect(makespan == full.makespan(), "step " + std::to_string(step) + ": the same makespan");
+    expect(start == full.start() && end == full.end(),
+           "step " + std::to_string(step) + ": every op's times, bit for bit");
+    makespans.push_back(makespan);
+  }
+  expect(sym.replicated_makespans(0, 3, 2) == makespans, "two threads: the same makespans");
+  expect(makespans[0] != makespans[1], "each step draws anew");
+  expect_throws<SpecError>([&] { (void)sym.replicated_makespans(0, 1, 0); }, "threads >= 1",
+                           "threads = 0");
+  // Copies of pair {0, 1} that leave ranks 2 and 3 out: they would never run the collective.
+  copies.group_ranks = {0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 6, 7};
+  Engine broken(pipeline({{0}, {4}}), t, NetworkMode::Analytical, {}, true, copies);
+  broken.advance(1'000);
+  expect_throws<SpecError>([&] { broken.replicate(noise); }, "group copies cover each copy once",
+                           "copies.group_ranks: the copies of group 0");
+}
+
 }  // namespace
 
 int main() {
@@ -471,5 +536,6 @@ int main() {
   sweep_equals_the_event_loop();
   set_up_can_be_interrupted();
   symmetric_copies_charge_pod_links();
+  replicated_runs_equal_every_rank_runs();
   return summary();
 }

@@ -88,12 +88,27 @@ class Engine:
         noise: Noise = ...,
         symmetric: bool = ...,
         copies: dict[str, npt.NDArray[Any]] | None = ...,
+        consume: bool = ...,
+        record: bool = ...,
     ) -> None: ...
     def restart(self, iteration: _Int) -> None:
         """Run the step again as iteration `iteration` (fresh noise draws)."""
     def advance(self, max_events: _Int) -> bool:
         """Process up to max_events events; True once the run is complete (raises
         podsim.errors.DeadlockError if it cannot finish)."""
+    def replicate(self, noise: Noise) -> None:
+        """After a complete run of a symmetric program with rank and group copies in the
+        analytical network: prepare runs of every rank it stands for, with `noise`
+        (docs/engine.md, "Replicated runs")."""
+    def replicated_makespans(self, first: _Int, count: _Int, threads: _Int = 1) -> list[float]:
+        """Makespans of steps first .. first + count - 1 of every rank, on `threads` threads."""
+    def replicated_times(
+        self, iteration: _Int
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+        """(start, end, makespan) of step `iteration` of every rank, in the every-rank
+        program's op order."""
+    @property
+    def replicated_ops(self) -> int: ...
     @property
     def done(self) -> bool: ...
     @property

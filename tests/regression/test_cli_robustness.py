@@ -435,10 +435,11 @@ def _cpu_seconds(pid: int) -> float:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_ctrl_c_prints_one_line_and_exits_130(scenario):
-    # A noise Monte Carlo of ~1e8 ops runs for many seconds: interrupt it once it runs (past
-    # Python's start-up and imports, about 0.3 s of CPU).
+    # A noise Monte Carlo of ~1e9 ops (20,000 steps of 49,168, near the most one may simulate)
+    # runs for many seconds: interrupt it once it runs (past Python's start-up and imports,
+    # about 0.3 s of CPU).
     text = BASE.replace("global_batch = 32", "global_batch = 512")
-    path = scenario(text + "\n[noise]\ncompute_cv = 0.1\nsteps = 2000\n")
+    path = scenario(text + "\n[noise]\ncompute_cv = 0.1\nsteps = 20000\n")
     process = _subprocess("train", path, "--json")
     deadline = time.monotonic() + 30
     while _cpu_seconds(process.pid) < 0.6 and time.monotonic() < deadline:

@@ -45,8 +45,12 @@ class Engine {
   // `copies` (symmetric only, SpecError otherwise): what the representatives' groups and ranks
   // stand for, so that the analytical network charges pod links every copy's traffic, as the
   // full program's waves would (docs/engine.md, "Pod links").
+  //
+  // `record`: the first complete analytical run records its order of completions (8 bytes an
+  // op, instance and transfer), which restarted runs sweep and replicate() needs; a run that is
+  // neither restarted nor replicated can leave it out (restarts then run the event loop again).
   Engine(Program program, Topology topology, NetworkMode mode, Noise noise = {},
-         bool symmetric = false, Copies copies = {});
+         bool symmetric = false, Copies copies = {}, bool record = true);
 
   // Starts the run again as step `iteration` (new noise draws), reusing the checked program.
   void restart(std::uint64_t iteration);
@@ -62,6 +66,24 @@ class Engine {
   // event queue (analytical mode, every run after the first; docs/engine.md, "Event loop").
   // It gives the event loop's results bit for bit.
   bool swept() const;
+
+  // Every rank of the program a symmetric one stands for (docs/engine.md, "Replicated runs"),
+  // with noise: after a complete run of a symmetric program with rank and group copies in the
+  // analytical network, prepares runs of the every-rank program that lists, representative by
+  // representative in rank order, each of its copies' ops (each copy's in its representative's
+  // order), from the recorded order. They give that program's event loop's results: the same
+  // maxima and additions, with each op's draws keyed by its number there. Throws SpecError if
+  // the copies do not describe such a program.
+  void replicate(Noise noise);
+  // The makespans of steps first, ..., first + count - 1, on `threads` threads at once (each
+  // holds one step's times); the same bits whatever the threads.
+  std::vector<double> replicated_makespans(std::uint64_t first, std::uint64_t count,
+                                           int threads) const;
+  // Ops of the every-rank program.
+  std::int64_t replicated_ops() const;
+  // One step of it: every op's start and end (replicated_ops each, in its program order) and
+  // the makespan.
+  double replicated_times(std::uint64_t iteration, double* start, double* end) const;
 
   // Per op, in program order (copies).
   std::vector<double> start() const;

@@ -1,5 +1,6 @@
 """Runs a program on the C++ engine: the Python side of podsim._core."""
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -24,6 +25,10 @@ CHUNK_EVENTS = 1 << 20
 # so this is at most about five minutes; it admits 100 steps of the Llama 3 405B / 16,384-H100
 # step (8.4M ops each).
 MAX_MONTE_CARLO_OPS = 1_000_000_000
+# Replicated Monte Carlo steps (simulate_replicated_steps) run on threads, each holding one
+# step's ready times: at most this many threads, and their work space at most this many bytes.
+MAX_THREADS = 8
+REPLICATED_MEMORY = 1 << 30
 
 
 def check_monte_carlo_size(steps: int, ops: int) -> None:
@@ -35,6 +40,12 @@ def check_monte_carlo_size(steps: int, ops: int) -> None:
             f"{steps * ops:,.3g} ops; podsim simulates at most {MAX_MONTE_CARLO_OPS:,.3g} per "
             "Monte Carlo: use fewer noise.steps or a smaller job"
         )
+
+
+def _check_steps(steps: object) -> None:
+    ok = isinstance(steps, int | np.integer) and not isinstance(steps, bool) and steps >= 1
+    if not ok:
+        raise SpecError(f"steps = {steps!r} is not allowed: an integer >= 1")
 
 
 def _check_chunk_events(chunk_events: object) -> int:
@@ -106,9 +117,11 @@ def _engine(
     symmetric: bool = False,
     copies: dict[str, np.ndarray] | None = None,
     consume: bool = False,
+    record: bool = True,
 ) -> "_core.Engine":
     """An engine over a program's columns (_columns); `consume`: it takes each column out of
-    `columns` as it copies it."""
+    `columns` as it copies it; `record`: its first analytical run records its order of
+    completions, for restarts and replicate (a single run leaves it out)."""
     core_noise = noise.to_core(cluster) if noise is not None else _core.Noise()
     return _core.Engine(
         columns,
@@ -118,6 +131,7 @@ def _engine(
         symmetric,
         copies,
         consume=consume,
+        record=record,
     )
 
 
@@ -142,7 +156,7 @@ def simulate(
     (docs/engine.md, "Symmetric runs"); no noise then. `copies`: what its groups and ranks stand
     for (podsim.lowering.layout.symmetric_copies), so that pod links see every copy's traffic."""
     chunk_events = _check_chunk_events(chunk_events)
-    engine = _engine(_columns(program), cluster, network, noise, symmetric, copies)
+    engine = _engine(_columns(program), cluster, network, noise, symmetric, copies, record=False)
     if iteration:
         engine.restart(iteration)
     return finish(engine, chunk_events)
@@ -154,7 +168,7 @@ def start_once(
     """A noise-free engine, not run yet (see finish), for a program built for it alone: only the
     engine's argument holds the program's columns, and the engine takes each one as it copies
     it, so that a large program is never held twice in full (the peak of a run of every rank)."""
-    return _engine(_columns(build()), cluster, network, None, consume=True)
+    return _engine(_columns(build()), cluster, network, None, consume=True, record=False)
 
 
 def finish(engine: "_core.Engine", chunk_events: int = CHUNK_EVENTS) -> Timeline:
@@ -184,9 +198,7 @@ def simulate_steps(
     after the first sweeps the first one's order of completions, the same bits as the event
     loop; docs/engine.md, "Event loop")."""
     chunk_events = _check_chunk_events(chunk_events)
-    ok = isinstance(steps, int | np.integer) and not isinstance(steps, bool) and steps >= 1
-    if not ok:
-        raise SpecError(f"steps = {steps!r} is not allowed: an integer >= 1")
+    _check_steps(steps)
     check_monte_carlo_size(int(steps), program.num_ops)
     engine = _engine(_columns(program), cluster, network, noise)
     times = np.empty(steps)
@@ -197,6 +209,62 @@ def simulate_steps(
         times[k] = engine.makespan
         if progress is not None:
             progress(k + 1)
+    return times
+
+
+def replicated_engine(
+    program: Program, copies: dict[str, np.ndarray], cluster: Cluster, noise: "NoiseModel"
+) -> "_core.Engine":
+    """An engine that runs every rank of the program a symmetric one stands for, with noise
+    (docs/engine.md, "Replicated runs"): the symmetric program (with rank and group copies, as
+    podsim.lowering.layout.symmetric_copies gives them) is run once without noise in the
+    analytical network, and its order of completions swept for every copy at once
+    (replicated_makespans, replicated_times). The every-rank program it stands for lists each
+    representative's copies (representatives in rank order), each copy's ops in its
+    representative's order, as podsim.lowering.layout.build_program lays a step out: its runs
+    give that program's results bit for bit, each op's draws keyed by its number there."""
+    engine = _engine(_columns(program), cluster, "analytical", None, True, copies)
+    _run(engine, CHUNK_EVENTS)
+    engine.replicate(noise.to_core(cluster))
+    return engine
+
+
+def replicated_threads(steps: int, ops: int) -> int:
+    """Threads for `steps` replicated steps of an `ops`-op program: the CPUs this process may
+    use, at most MAX_THREADS, and no more than keep the steps' work space (8 bytes an op each)
+    within REPLICATED_MEMORY."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_THREADS, steps, REPLICATED_MEMORY // max(8 * ops, 1)))
+
+
+def simulate_replicated_steps(
+    program: Program,
+    copies: dict[str, np.ndarray],
+    cluster: Cluster,
+    noise: "NoiseModel",
+    steps: int,
+    progress: Callable[[int], None] | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Monte Carlo over every rank, from a symmetric program (replicated_engine): the makespan
+    of `steps` runs, run k with the draws of step k, the same bits as simulate_steps on the
+    every-rank program. Steps run `threads` at a time (default: replicated_threads), each batch
+    a call into C++, so that Ctrl-C and `progress` are seen between batches."""
+    _check_steps(steps)
+    engine = replicated_engine(program, copies, cluster, noise)
+    ops = int(engine.replicated_ops)
+    check_monte_carlo_size(int(steps), ops)
+    if threads is None:
+        threads = replicated_threads(int(steps), ops)
+    times = np.empty(steps)
+    for first in range(0, steps, threads):
+        count = min(threads, steps - first)
+        times[first : first + count] = engine.replicated_makespans(first, count, threads)
+        if progress is not None:
+            progress(first + count)
     return times
 
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
+import numpy as np
+
 from podsim.engine.core import (
     NetworkMode,
     Timeline,
@@ -17,6 +19,7 @@ from podsim.engine.core import (
     finish,
     shared_links,
     simulate,
+    simulate_replicated_steps,
     simulate_steps,
     start_once,
 )
@@ -156,14 +159,14 @@ def simulate_step(
         )
     planned = replace(plan, virtual_stages=v)
     lowered = lower_step(model, planned, cluster, v)
-    if noise is not None:  # built once, kept for the Monte Carlo (and a full noise-free run)
-        lowered.program  # noqa: B018
+    if noise is not None and not replicable(lowered, cluster, network, simulation):
+        lowered.program  # noqa: B018  built once, kept for the Monte Carlo and a full run
     if before_run is not None:
         before_run(lowered)
     run = simulate_lowered(lowered, cluster, network, simulation)
     steps = None
     if noise is not None:
-        steps = simulate_steps(lowered.program, cluster, network, noise, noise.steps, progress)
+        steps = noisy_steps(lowered, cluster, network, noise, run, progress)
     # A full analytical run handles one event per op, instance and transfer: report that count
     # for a symmetric run too, so that the two give the same result.
     events = run.timeline.events
@@ -174,6 +177,39 @@ def simulate_step(
     )
     result = replace(result, events=events, simulation=run.simulation, simulation_note=run.reason)
     return StepRun(result, lowered, run.timeline)
+
+
+def replicable(
+    lowered: LoweredStep, cluster: Cluster, network: NetworkMode, simulation: Simulation
+) -> bool:
+    """Whether a noisy step may run every rank from the representatives (noisy_steps), as far as
+    is known before the noise-free run (which may still find pod links loaded unevenly)."""
+    exact = simulation != "full" and lowered.symmetry(cluster)[0] is None
+    return exact and network == "analytical"
+
+
+def noisy_steps(
+    lowered: LoweredStep,
+    cluster: Cluster,
+    network: NetworkMode,
+    noise: NoiseModel,
+    run: Simulated,
+    progress: Callable[[int], None] | None = None,
+) -> "np.ndarray":
+    """The noise Monte Carlo of a step, every rank simulated: where its noise-free run was
+    symmetric in the analytical network, replicated from the representatives (the same bits as
+    the every-rank program's, without building it; docs/engine.md, "Replicated runs"), else on
+    the every-rank program (contention, asymmetric placements, simulation "full")."""
+    if run.simulation == "symmetric" and network == "analytical":
+        return simulate_replicated_steps(
+            lowered.symmetric_program,
+            lowered.symmetric_copies(),
+            cluster,
+            noise,
+            noise.steps,
+            progress,
+        )
+    return simulate_steps(lowered.program, cluster, network, noise, noise.steps, progress)
 
 
 def train(
