@@ -315,21 +315,34 @@ class Model:
 
     def expert_params(self, layer: int) -> int:
         """The routed experts of one layer (0 for a dense layer): the part ep splits."""
-        if not self.is_moe(layer):
-            return 0
-        return self.experts * self._params(self.mlp_projections(self.expert_ffn_hidden))
+        return self._per_kind(layer)[0]
 
     def mlp_params(self, layer: int) -> int:
         """Feed-forward of one layer: dense, or all routed + shared experts + router."""
-        if not self.is_moe(layer):
-            return self._params(self.mlp_projections(self.ffn_hidden))
-        shared = self.shared_experts * self._params(self.mlp_projections(self.expert_ffn_hidden))
-        router = self.hidden * self.experts
-        return self.expert_params(layer) + shared + router
+        return self._per_kind(layer)[1]
 
     def layer_params(self, layer: int) -> int:
         """One transformer layer: attention + feed-forward + its two norms."""
-        return self.attention_params() + self.mlp_params(layer) + 2 * self._norm_params()
+        return self._per_kind(layer)[2]
+
+    def _per_kind(self, layer: int) -> tuple[int, int, int]:
+        """A layer's (routed expert, feed-forward, whole layer) parameters, which depend on it
+        only through whether it is an MoE layer: counted once per kind and kept on the model
+        (a step's lowering asks for every layer of every stage, several times)."""
+        moe = self.is_moe(layer)
+        cache = self.__dict__.setdefault("_params_per_kind", {})
+        if moe not in cache:
+            routed = shared = router = 0
+            if moe:
+                expert = self._params(self.mlp_projections(self.expert_ffn_hidden))
+                routed, shared = self.experts * expert, self.shared_experts * expert
+                router = self.hidden * self.experts
+                mlp = routed + shared + router
+            else:
+                mlp = self._params(self.mlp_projections(self.ffn_hidden))
+            layer_total = self.attention_params() + mlp + 2 * self._norm_params()
+            cache[moe] = (routed, mlp, layer_total)
+        return cache[moe]
 
     def embedding_params(self) -> int:
         """Input token embedding (vocab x hidden) plus a learned position table if any."""
