@@ -5,6 +5,7 @@ import json
 import pandas
 import pytest
 
+from podsim.engine.core import replicated_threads
 from podsim.errors import SpecError
 from podsim.front import grid_sweep
 from podsim.front.cli import main
@@ -28,6 +29,20 @@ def test_run_all_keeps_order_on_every_local_executor():
     assert seen == list(range(1, 8))
     assert run_all(square, items, "processes", jobs=2) == expected
     assert run_all(square, [], "processes") == []
+
+
+def threads_for_many_steps(steps: int) -> int:
+    return replicated_threads(steps, 1000)
+
+
+def test_workers_run_noisy_steps_on_one_thread_each(dask_client):
+    # A pool's workers share out the CPUs: their replicated noisy steps take one thread each,
+    # where this process takes as many as it may use.
+    here = threads_for_many_steps(100)
+    assert here == replicated_threads(100, 1000) >= 1
+    assert run_all(threads_for_many_steps, [(100,)] * 2, "processes", jobs=2) == [1, 1]
+    assert run_all(threads_for_many_steps, [(100,)], dask_client) == [1]
+    assert threads_for_many_steps(100) == here  # this process is not limited
 
 
 @pytest.mark.parametrize("executor", ["threads", 3, "dask"])

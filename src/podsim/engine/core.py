@@ -229,15 +229,26 @@ def replicated_engine(
     return engine
 
 
+_thread_limit: int | None = None  # limit_threads
+
+
+def limit_threads(threads: int | None) -> None:
+    """At most `threads` threads for this process's replicated steps (None: no limit beyond
+    replicated_threads'): a worker of a pool of processes takes one, the pool using the CPUs."""
+    global _thread_limit
+    _thread_limit = threads
+
+
 def replicated_threads(steps: int, ops: int) -> int:
     """Threads for `steps` replicated steps of an `ops`-op program: the CPUs this process may
-    use, at most MAX_THREADS, and no more than keep the steps' work space (8 bytes an op each)
-    within REPLICATED_MEMORY."""
+    use, at most MAX_THREADS (and limit_threads'), and no more than keep the steps' work space
+    (8 bytes an op each) within REPLICATED_MEMORY."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_THREADS, steps, REPLICATED_MEMORY // max(8 * ops, 1)))
+    most = min(MAX_THREADS, _thread_limit or MAX_THREADS)
+    return max(1, min(cpus, most, steps, REPLICATED_MEMORY // max(8 * ops, 1)))
 
 
 def simulate_replicated_steps(

@@ -15,15 +15,23 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from podsim.engine.core import limit_threads
 from podsim.errors import SpecError, shown
 
 DASK_LOCAL = "dask-local"
 EXECUTORS = ("serial", "processes", DASK_LOCAL, "tcp://HOST:PORT or another dask address")
 
 
+def _in_worker(function: Callable[..., Any], *item: Any) -> Any:
+    """One item in a worker process: its noisy steps take one thread (limit_threads), since
+    the workers already share out the CPUs."""
+    limit_threads(1)
+    return function(*item)
+
+
 def _star(job: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
     function, item = job
-    return function(*item)
+    return _in_worker(function, *item)
 
 
 def _serial(function, items, progress) -> list[Any]:
@@ -77,7 +85,7 @@ def _dask(function, items, executor, workers: int, progress) -> list[Any]:
     import distributed
 
     client, owned = _dask_client(executor, workers)
-    futures = [client.submit(function, *item, pure=False) for item in items]
+    futures = [client.submit(_in_worker, function, *item, pure=False) for item in items]
     try:
         for done, _ in enumerate(distributed.as_completed(futures), start=1):
             if progress is not None:
