@@ -306,6 +306,9 @@ struct Engine::State {
     };
     std::vector<Pending> spanning;
     std::vector<std::int32_t> seen(program.num_groups(), 0);
+    // Per group: whether any of its copies spans pods (-1: not asked yet); every instance of a
+    // group asks it.
+    std::vector<std::int8_t> spanning_group(program.num_groups(), -1);
     pod_instance_time.assign(graph.instance_groups.size(),
                              std::numeric_limits<double>::quiet_NaN());
     for (std::size_t i = 0; i < graph.instance_groups.size(); ++i) {
@@ -313,8 +316,10 @@ struct Engine::State {
       const std::int32_t k = seen[static_cast<std::size_t>(group)]++;
       const auto m = members(group);
       auto copies_of = copies.of_group(group, m);
-      const auto spans = [&](std::span<const std::int32_t> c) { return spans_pods(topology, c); };
-      if (m.size() < 2 || std::none_of(copies_of.begin(), copies_of.end(), spans)) continue;
+      const auto across = [&](std::span<const std::int32_t> c) { return spans_pods(topology, c); };
+      std::int8_t& spans = spanning_group[static_cast<std::size_t>(group)];
+      if (spans < 0) spans = std::any_of(copies_of.begin(), copies_of.end(), across) ? 1 : 0;
+      if (m.size() < 2 || spans == 0) continue;
       const std::size_t op = at(graph.instance_ops(static_cast<std::int32_t>(i))[0]);
       const Algorithm algorithm = cost(group, op).algorithm;
       const Shape shape = shape_of(op);
