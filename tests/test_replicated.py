@@ -15,6 +15,7 @@ from test_noise_golden import NOISES as GOLDEN_NOISES
 from podsim import PodsimError, _core
 from podsim.engine.core import (
     MAX_MONTE_CARLO_OPS,
+    MAX_REPLICATED_OPS,
     core_topology,
     replicated_engine,
     replicated_threads,
@@ -24,7 +25,9 @@ from podsim.engine.core import (
 )
 from podsim.engine.noise import NoiseModel
 from podsim.errors import SpecError
+from podsim.front.api import parse_scenario
 from podsim.front.training import simulate_step
+from podsim.lowering.program import MAX_PROGRAM_OPS
 from podsim.lowering.training import StepBuilder
 from podsim.plans.training import Plan
 
@@ -187,6 +190,47 @@ def test_the_engine_refuses_what_it_cannot_replicate():
         pass
     with pytest.raises(SpecError, match=r"copies\.group_ranks: the copies of group 0"):
         other.replicate(noise)
+
+
+def test_a_step_beyond_the_every_rank_limit_runs_from_its_representatives():
+    # GPT-3 175B on 6,144 Ascend 910B (tp 8, pp 16, 6 virtual stages): 75 M ops if every rank
+    # were built, over the every-rank limit; the symmetric run never builds them, and the
+    # every-rank program is refused where it would be built.
+    text = """
+[cluster]
+preset = "atlas-800t-a2"
+devices = 6144
+[model]
+preset = "gpt3-175b"
+[train]
+seq_len = 2048
+global_batch = 12288
+micro_batch = 1
+tp = 8
+pp = 16
+schedule = "interleaved"
+virtual_stages = 6
+"""
+    s = parse_scenario(text, source="gpt3 on 6,144 NPUs")
+    run = simulate_step(s.model, s.train, s.cluster)
+    assert run.result.simulation == "symmetric" and run.result.ops > MAX_PROGRAM_OPS
+    assert run.lowered.num_ops == run.result.ops
+    with pytest.raises(SpecError, match=f"simulates at most {MAX_PROGRAM_OPS:,}"):
+        run.lowered.program  # noqa: B018
+
+
+def test_a_replicated_step_too_large_is_refused_before_anything_is_built():
+    plan = Plan(seq_len=512, global_batch=8, tp=2, pp=2, dp=2)
+    c = cluster(plan.devices, domain_size=4)
+    lowered = StepBuilder(DENSE, plan, c, 1).lower()
+    program = lowered.symmetric_program
+    # Representatives standing for far more ranks than the cluster has: refused on the count,
+    # before the engine would check the copies.
+    each = MAX_REPLICATED_OPS // program.num_ops + 1  # copies per rank: over the limit, under
+    assert program.num_ops * each < MAX_MONTE_CARLO_OPS  # the Monte Carlo's
+    huge = np.arange(plan.devices + 1, dtype=np.int64) * each
+    with pytest.raises(SpecError, match=f"simulates at most {MAX_REPLICATED_OPS:,}"):
+        simulate_replicated_steps(program, {"rank_offsets": huge}, c, NOISES[0], 1)
 
 
 def test_a_monte_carlo_too_large_is_refused_before_it_runs():

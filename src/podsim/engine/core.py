@@ -29,6 +29,9 @@ MAX_MONTE_CARLO_OPS = 1_000_000_000
 # step's ready times: at most this many threads, and their work space at most this many bytes.
 MAX_THREADS = 8
 REPLICATED_MEMORY = 1 << 30
+# Ops of one replicated step: 8 bytes each of ready times a thread (4 GB at the limit), where
+# every rank's program takes about 150 bytes an op (MAX_PROGRAM_OPS).
+MAX_REPLICATED_OPS = 500_000_000
 
 
 def check_monte_carlo_size(steps: int, ops: int) -> None:
@@ -239,6 +242,13 @@ def limit_threads(threads: int | None) -> None:
     _thread_limit = threads
 
 
+def replicated_ops(program: Program, copies: dict[str, np.ndarray]) -> int:
+    """Ops of the every-rank program a symmetric one stands for: each op, once per copy of its
+    rank."""
+    counts = np.diff(np.asarray(copies["rank_offsets"], dtype=np.int64))
+    return int(counts[program.rank].sum())
+
+
 def replicated_threads(steps: int, ops: int) -> int:
     """Threads for `steps` replicated steps of an `ops`-op program: the CPUs this process may
     use, at most MAX_THREADS (and limit_threads'), and no more than keep the steps' work space
@@ -265,9 +275,10 @@ def simulate_replicated_steps(
     every-rank program. Steps run `threads` at a time (default: replicated_threads), each batch
     a call into C++, so that Ctrl-C and `progress` are seen between batches."""
     _check_steps(steps)
-    engine = replicated_engine(program, copies, cluster, noise)
-    ops = int(engine.replicated_ops)
+    ops = replicated_ops(program, copies)
     check_monte_carlo_size(int(steps), ops)
+    check_program_size(ops, "every rank of the step", MAX_REPLICATED_OPS, 8)
+    engine = replicated_engine(program, copies, cluster, noise)
     if threads is None:
         threads = replicated_threads(int(steps), ops)
     times = np.empty(steps)

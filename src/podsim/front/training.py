@@ -114,8 +114,9 @@ class StepRun:
 
 def check_step_cost(model, plan: Plan, noise: "NoiseModel | None" = None) -> None:
     """Refuses, before any work, a step whose lowering or simulation would be too large: each
-    candidate number of virtual stages (the autotuner lowers them on one replica), the step
-    itself, and steps x ops of a noise Monte Carlo (SpecError with the estimate and limit)."""
+    candidate number of virtual stages (the autotuner lowers them on one replica), the step's
+    templates, and steps x ops of a noise Monte Carlo (SpecError with the estimate and limit).
+    Every rank's program is checked where it is built: symmetric runs never build it."""
     options = virtual_stage_options(model, plan)
     if len(options) > 1:  # the autotuner lowers every option on one replica
         small = one_replica_plan(plan)

@@ -16,12 +16,14 @@ MAX_REPEAT = 2**20
 MAX_PROGRAM_OPS = 50_000_000
 
 
-def check_program_size(ops: int, what: str, limit: int = MAX_PROGRAM_OPS) -> None:
+def check_program_size(
+    ops: int, what: str, limit: int = MAX_PROGRAM_OPS, bytes_per_op: int = 150
+) -> None:
     """Refuses programs too large to simulate, before anything is allocated for them."""
     if ops > limit:
         raise SpecError(
             f"{what} needs {ops:,} ops; podsim simulates at most {limit:,} "
-            "(about 150 bytes each): use fewer devices or microbatches"
+            f"(about {bytes_per_op} bytes each): use fewer devices or microbatches"
         )
 
 
