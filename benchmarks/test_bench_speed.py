@@ -9,6 +9,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+from scenario_texts import GPT3_ON_6144_NPUS
 
 import podsim
 from podsim.engine.core import (
@@ -190,25 +191,8 @@ def test_100_noisy_steps_of_405b(benchmark):
     assert cpu / steps < one / 10
 
 
-GPT3_6144 = """
-[cluster]
-preset = "atlas-800t-a2"
-devices = 6144
-[model]
-preset = "gpt3-175b"
-[train]
-seq_len = 2048
-global_batch = 12288
-micro_batch = 1
-tp = 8
-pp = 16
-schedule = "interleaved"
-virtual_stages = 6
-"""
-
-
 def test_gpt3_on_6144_npus_beyond_the_full_program_limit(benchmark):
-    scenario = parse_scenario(GPT3_6144, source="gpt3-175b on 6,144 Ascend 910B")
+    scenario = parse_scenario(GPT3_ON_6144_NPUS, source="gpt3-175b on 6,144 Ascend 910B")
     result = benchmark.pedantic(podsim.train, (scenario,), rounds=1, iterations=1)
     assert result.ops > MAX_PROGRAM_OPS  # every rank's program would be refused
     assert result.simulation == "symmetric" and 0.1 < result.mfu < 0.8

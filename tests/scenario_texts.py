@@ -17,3 +17,21 @@ tp = 8
 pp = 2
 tokens = 1e12
 """
+
+# GPT-3 175B on 6,144 Ascend 910B (tp 8, pp 16, 6 virtual stages): 75 M ops if every rank's
+# program were built, over the every-rank limit.
+GPT3_ON_6144_NPUS = """
+[cluster]
+preset = "atlas-800t-a2"
+devices = 6144
+[model]
+preset = "gpt3-175b"
+[train]
+seq_len = 2048
+global_batch = 12288
+micro_batch = 1
+tp = 8
+pp = 16
+schedule = "interleaved"
+virtual_stages = 6
+"""

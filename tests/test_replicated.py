@@ -9,6 +9,7 @@ import pytest
 from conftest import cluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scenario_texts import GPT3_ON_6144_NPUS
 from small_models import SMALL_MOE, small_dense
 from test_noise_golden import NOISES as GOLDEN_NOISES
 
@@ -196,22 +197,7 @@ def test_a_step_beyond_the_every_rank_limit_runs_from_its_representatives():
     # GPT-3 175B on 6,144 Ascend 910B (tp 8, pp 16, 6 virtual stages): 75 M ops if every rank
     # were built, over the every-rank limit; the symmetric run never builds them, and the
     # every-rank program is refused where it would be built.
-    text = """
-[cluster]
-preset = "atlas-800t-a2"
-devices = 6144
-[model]
-preset = "gpt3-175b"
-[train]
-seq_len = 2048
-global_batch = 12288
-micro_batch = 1
-tp = 8
-pp = 16
-schedule = "interleaved"
-virtual_stages = 6
-"""
-    s = parse_scenario(text, source="gpt3 on 6,144 NPUs")
+    s = parse_scenario(GPT3_ON_6144_NPUS, source="gpt3 on 6,144 NPUs")
     run = simulate_step(s.model, s.train, s.cluster)
     assert run.result.simulation == "symmetric" and run.result.ops > MAX_PROGRAM_OPS
     assert run.lowered.num_ops == run.result.ops
