@@ -4,6 +4,8 @@ every-rank program, against the every-rank program run by the engine (whose nois
 Python reference engine checks bit for bit, tests/test_noise_reference.py): every op's start and
 end, bit for bit, on random plans and clusters (pods included), any number of threads."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import cluster
@@ -191,6 +193,23 @@ def test_the_engine_refuses_what_it_cannot_replicate():
         pass
     with pytest.raises(SpecError, match=r"copies\.group_ranks: the copies of group 0"):
         other.replicate(noise)
+
+
+def test_no_replicated_run_where_the_symmetric_one_is_not_exact():
+    # Pods of 3 under stages of 4 load the pod links unevenly (tests/test_symmetric.py): the
+    # copies of a send would not all take their representative's time.
+    plan = Plan(seq_len=512, global_batch=8, tp=1, pp=2, dp=4)
+    c = cluster(plan.devices, domain_size=1, pod_size=3, oversubscription=4.0)
+    lowered = StepBuilder(DENSE, plan, c, 1).lower()
+    with pytest.raises(SpecError, match="would not be exact: send op"):
+        replicated_engine(lowered.symmetric_program, lowered.symmetric_copies(), c, NOISES[0])
+    noise = replace(NOISES[0], steps=3)
+    run = simulate_step(DENSE, plan, c, noise=noise)  # every rank's program instead
+    assert run.result.simulation == "full" and "unevenly" in run.result.simulation_note
+    copies = dict(lowered.symmetric_copies())
+    del copies["rank_offsets"]
+    with pytest.raises(SpecError, match=r"copies\.rank_offsets is missing"):
+        simulate_replicated_steps(lowered.symmetric_program, copies, c, NOISES[0], 1)
 
 
 def test_a_step_beyond_the_every_rank_limit_runs_from_its_representatives():

@@ -866,18 +866,19 @@ struct Engine::State {
     }
     // Instances of the every-rank program, numbered as its index numbers them: in program
     // order, the first member of each group copy (its leader) opens the copy's instance.
+    // Each representative's collectives in program order: (instance, its group's copies).
+    std::vector<std::vector<std::pair<std::int32_t, const GroupCopies*>>> collectives(reps.size());
+    for (std::size_t o = 0; o < program.num_ops(); ++o) {
+      const auto at = instance_at.find(static_cast<std::int32_t>(o));
+      if (at == instance_at.end()) continue;
+      collectives[rep_of(program.rank[o])].emplace_back(at->second,
+                                                        &group_copies.at(program.peer[o]));
+    }
     std::int64_t next_instance = 0;
     for (std::size_t i = 0; i < reps.size(); ++i) {
-      std::vector<std::pair<std::int32_t, const GroupCopies*>> collectives;  // per program op
-      for (std::size_t o = 0; o < program.num_ops(); ++o) {
-        if (program.rank[o] != reps[i]) continue;
-        const auto at = instance_at.find(static_cast<std::int32_t>(o));
-        if (at == instance_at.end()) continue;
-        collectives.emplace_back(at->second, &group_copies.at(program.peer[o]));
-      }
       const auto n = static_cast<std::int32_t>(copies.of_rank(reps[i]).size());
       for (std::int32_t c = 0; c < n; ++c) {
-        for (const auto& [instance, gc] : collectives) {
+        for (const auto& [instance, gc] : collectives[i]) {
           const std::int32_t g = gc->group_of_copy[static_cast<std::size_t>(c)];
           if (gc->leader[static_cast<std::size_t>(g)] != c) continue;
           plan.instance_ids[static_cast<std::size_t>(plan.instances[instance].ids + g)] =
@@ -1261,6 +1262,10 @@ void Engine::replicate(Noise noise) {
   }
   if (!s.recorded) {
     throw SpecError("a run of every rank from its representatives follows a complete run");
+  }
+  if (!s.symmetry_note.empty()) {
+    throw SpecError("a run of every rank from its representatives would not be exact: " +
+                    s.symmetry_note);
   }
   s.replicated = std::make_unique<ReplicatedPlan>(s.replicated_plan(std::move(noise)));
 }

@@ -245,8 +245,11 @@ def limit_threads(threads: int | None) -> None:
 def replicated_ops(program: Program, copies: dict[str, np.ndarray]) -> int:
     """Ops of the every-rank program a symmetric one stands for: each op, once per copy of its
     rank."""
+    if "rank_offsets" not in copies:
+        raise SpecError("copies.rank_offsets is missing: a replicated run needs rank copies")
     counts = np.diff(np.asarray(copies["rank_offsets"], dtype=np.int64))
-    return int(counts[program.rank].sum())
+    # Ranks outside the table are the engine's to refuse (by name); here they count as clipped.
+    return int(np.take(counts, program.rank, mode="clip").sum()) if len(counts) else 0
 
 
 def replicated_threads(steps: int, ops: int) -> int:
