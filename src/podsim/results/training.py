@@ -4,6 +4,7 @@ The breakdown follows the step's critical path (critical_path below); nothing is
 later.
 """
 
+import bisect
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -148,6 +149,9 @@ class _StepGraph:
         self.stage_base = np.concatenate([[0], np.cumsum(self.lengths) * size])[:-1].astype(
             np.int64
         )
+        # What the walk reads once per op, as Python values (the path is walked op by op).
+        self.bases: list[int] = self.stage_base.tolist()
+        self.stage_size = self.layout.stage_size
         self.columns = [
             {name: c[name].tolist() for name in ("kind", "role", "stage_offset", "collective")}
             for c in arrays
@@ -192,17 +196,17 @@ class _StepGraph:
 
     def locate(self, op: int) -> tuple[int, int]:
         """(rank, template index) of a program op."""
-        stage = int(np.searchsorted(self.stage_base, op, side="right") - 1)
-        local, j = divmod(op - int(self.stage_base[stage]), self.lengths[stage])
-        return stage * self.layout.stage_size + local, j
+        stage = bisect.bisect_right(self.bases, op) - 1
+        local, j = divmod(op - self.bases[stage], self.lengths[stage])
+        return stage * self.stage_size + local, j
 
     def op(self, rank: int, j: int) -> int:
-        stage, local = divmod(rank, self.layout.stage_size)
-        return int(self.stage_base[stage]) + local * self.lengths[stage] + j
+        stage, local = divmod(rank, self.stage_size)
+        return self.bases[stage] + local * self.lengths[stage] + j
 
     def participants(self, rank: int, j: int) -> list[tuple[int, int]]:
         """The (rank, template index) of every op that starts together with this one."""
-        stage = rank // self.layout.stage_size
+        stage = rank // self.stage_size
         cols = self.columns[stage]
         kind = cols["kind"][j]
         if kind == Kind.COLLECTIVE:
@@ -213,7 +217,7 @@ class _StepGraph:
             return [(int(m), j) for m in order[offsets[g] : offsets[g + 1]]]
         if kind in (Kind.SEND, Kind.RECV):
             peer_stage = (stage + cols["stage_offset"][j]) % self.layout.pp
-            peer = rank + (peer_stage - stage) * self.layout.stage_size
+            peer = rank + (peer_stage - stage) * self.stage_size
             other = Kind.RECV if kind == Kind.SEND else Kind.SEND
             number = self.partner_index[stage][1]
             tag = cols["collective"][j]
@@ -223,7 +227,7 @@ class _StepGraph:
         return [(rank, j)]
 
     def prerequisites(self, rank: int, j: int) -> list[int]:
-        stage = rank // self.layout.stage_size
+        stage = rank // self.stage_size
         starts, flat = self.deps[stage]
         before = flat[starts[j] : starts[j] + self.dep_counts[stage][j]]
         if self.prev[stage][j] >= 0:

@@ -267,7 +267,8 @@ class Model:
 
     def is_moe(self, layer: int) -> bool:
         """Whether layer (0-based) has routed experts; the first dense_layers are dense."""
-        self._check_layer(layer)
+        if not (type(layer) is int and 0 <= layer < self.layers):  # the lowering asks per layer
+            self._check_layer(layer)
         return self.experts > 0 and layer >= self.dense_layers
 
     def _check_layer(self, layer: int) -> None:
