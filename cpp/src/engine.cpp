@@ -9,6 +9,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <tuple>
 #include <unordered_map>
@@ -1298,7 +1299,14 @@ std::vector<double> Engine::replicated_makespans(std::uint64_t first, std::uint6
                            ? static_cast<std::size_t>(threads) - 1
                            : static_cast<std::size_t>(count > 0 ? count - 1 : 0);
   std::vector<std::thread> pool;
-  for (std::size_t t = 0; t < helpers; ++t) pool.emplace_back(work);
+  pool.reserve(helpers);
+  for (std::size_t t = 0; t < helpers; ++t) {
+    try {
+      pool.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // the system would not start another thread: those started share the steps
+    }
+  }
   work();
   for (std::thread& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);

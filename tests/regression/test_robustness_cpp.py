@@ -91,6 +91,31 @@ def test_threads_that_cannot_start_do_not_abort():
     assert proc.stdout.strip() == "ok"
 
 
+def test_replicated_steps_on_threads_that_cannot_start_do_not_abort():
+    """The same for noisy steps replicated from stage representatives (docs/engine.md,
+    "Replicated runs"): the threads that start share the steps, with the one-thread results."""
+    proc = run_limited(
+        """
+        from podsim.engine.core import replicated_engine
+        from podsim.lowering.training import StepBuilder
+        from podsim.plans.training import Plan
+        from podsim.specs.models import get_model
+        plan = Plan(seq_len=512, global_batch=8, tp=2, pp=2, dp=2)
+        cluster = podsim.make_cluster("h100-sxm", plan.devices)
+        lowered = StepBuilder(get_model("llama3-8b"), plan, cluster, 1).lower()
+        engine = replicated_engine(lowered.symmetric_program, lowered.symmetric_copies(),
+                                   cluster, podsim.NoiseModel(seed=1, compute_cv=0.1))
+        many = engine.replicated_makespans(0, 3000, 2000)
+        one = engine.replicated_makespans(0, 3000, 1)
+        assert many == one and len(set(one)) == 3000
+        print("ok")
+        """,
+        spare_bytes=96 << 20,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "ok"
+
+
 # --- 2: a job that never finishes (failures_mc_unbounded.toml, failures_mc_1run.toml) ---------
 
 
