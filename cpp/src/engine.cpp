@@ -701,6 +701,10 @@ struct Engine::State {
     std::int64_t total = 0;
     for (std::size_t i = 0; i < reps.size(); ++i) {
       const auto copies_of = copies.of_rank(reps[i]);
+      if (copies_of.empty()) {
+        throw SpecError("copies.rank_offsets: rank " + std::to_string(reps[i]) +
+                        " runs ops but stands for no rank (it must stand for itself first)");
+      }
       base[i] = total;
       total += ops_of[i] * static_cast<std::int64_t>(copies_of.size());
       copy_at[i] = static_cast<std::int64_t>(plan.copy_ranks.size());

@@ -519,6 +519,14 @@ void replicated_runs_equal_every_rank_runs() {
   broken.advance(1'000);
   expect_throws<SpecError>([&] { broken.replicate(noise); }, "group copies cover each copy once",
                            "copies.group_ranks: the copies of group 0");
+  // Representative 4 standing for no rank: its ops would vanish from the every-rank program.
+  copies.group_ranks = {0, 1, 2, 3, 2, 3, 4, 5, 6, 7, 6, 7};
+  copies.rank_offsets = {0, 4, 4, 4, 4, 4, 4, 4, 4};
+  copies.ranks = {0, 1, 2, 3};
+  Engine alone(pipeline({{0}, {4}}), topology(8, 2, 8), NetworkMode::Analytical, {}, true, copies);
+  alone.advance(1'000);
+  expect_throws<SpecError>([&] { alone.replicate(noise); }, "every representative is a copy",
+                           "rank 4 runs ops but stands for no rank");
 }
 
 }  // namespace
