@@ -45,4 +45,18 @@ double Draws::latency_factor(std::uint64_t key, double hops, std::uint64_t step)
   return std::exp(noise_.latency_sigma * random::max_of_normals(std::max(hops, 1.0), u));
 }
 
+double Draws::instance_time(double time, double latency, std::int32_t repeat, double hops,
+                            std::uint64_t instance, std::uint64_t step) const {
+  for (std::int32_t r = 0; noise_.latency_sigma > 0 && r < repeat; ++r) {
+    const auto key = repetition_key(instance, static_cast<std::uint64_t>(r));
+    time += latency * (latency_factor(key, hops, step) - 1.0);
+  }
+  return time;
+}
+
+double Draws::transfer_end(double t, double launch, double latency, double bandwidth_term,
+                           std::uint64_t send, std::uint64_t step) const {
+  return t + launch + latency * latency_factor(transfer_key(send), 1, step) + bandwidth_term;
+}
+
 }  // namespace podsim

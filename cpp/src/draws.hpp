@@ -27,6 +27,17 @@ class Draws {
   // `hops` concurrent hops, each lognormal with median 1 (order statistic, one draw).
   double latency_factor(std::uint64_t key, double hops, std::uint64_t step) const;
 
+  // An analytical collective instance's time in step `step`: `time` (its closed form or
+  // pod-link time, all `repeat` repetitions) plus, with latency noise, what each repetition's
+  // latency term `latency` gains from the slowest of its `hops` concurrent hops.
+  double instance_time(double time, double latency, std::int32_t repeat, double hops,
+                       std::uint64_t instance, std::uint64_t step) const;
+
+  // When an analytical transfer that starts at `t` ends in step `step`: the launch, its path
+  // latency stretched by its draw (keyed by its send op), its bandwidth term.
+  double transfer_end(double t, double launch, double latency, double bandwidth_term,
+                      std::uint64_t send, std::uint64_t step) const;
+
  private:
   bool slow(std::int32_t rank) const {
     return !slow_.empty() && slow_[static_cast<std::size_t>(rank)] != 0;

@@ -151,8 +151,7 @@ struct Engine::State {
   std::vector<Instance> instances;
   std::vector<Activity> activities;
   std::map<CostKey, Cost> costs;
-  Noise noise;
-  Draws draws;
+  Draws draws;  // the noise model's draws (its Noise included)
   std::uint64_t iteration = 0;
   // Analytical mode over several pods (docs/engine.md, "Pod links"): the time of each collective
   // instance, and the pod-link seconds of each send, whose traffic crosses pods, counting every
@@ -195,12 +194,7 @@ struct Engine::State {
   std::size_t cursor = 0, position = 0, dependent = 0;  // item, op, dependent next swept
 
   State(Program p, Topology t, NetworkMode m, Noise n, bool sym, Copies c)
-      : topology(t),
-        mode(m),
-        symmetric(sym),
-        noise(std::move(n)),
-        copies(std::move(c)),
-        network(topology) {
+      : topology(t), mode(m), symmetric(sym), copies(std::move(c)), network(topology) {
     {
       const ProgramIndex index = index_program(p, topology);  // checks, in program order
       copies.validate(p, topology);
@@ -217,7 +211,7 @@ struct Engine::State {
     std::sort(initial_ready.begin(), initial_ready.end(),
               [&](std::int64_t a, std::int64_t b) { return original[a] < original[b]; });
     if (mode == NetworkMode::Analytical && topology.num_pods() > 1) prepare_pod_links();
-    prepare_noise();
+    prepare_noise(std::move(n));
     fill_slots();
     if (mode == NetworkMode::Analytical) prepare_transfers();
   }
@@ -265,10 +259,10 @@ struct Engine::State {
   }
 
   // The draws, with slow devices among the ranks the program uses (not the whole cluster).
-  void prepare_noise() {
+  void prepare_noise(Noise noise) {
     std::int32_t ranks = 0;
     for (std::int32_t r : program.rank) ranks = std::max(ranks, r + 1);
-    draws = Draws(noise, ranks);
+    draws = Draws(std::move(noise), ranks);
   }
 
   // Waves: the k-th instance on every group of the same size, op, algorithm, bytes, shape and
@@ -809,17 +803,13 @@ struct Engine::State {
           const SweepOp& o = sweep_ops[p];
           const std::size_t rep = rep_of(o.rank);
           const GroupCopies& gc = copies_of_group(group, rep);
-          const Instance& instance = instances[static_cast<std::size_t>(index)];
-          const Cost& c = *instance.cost;
           const auto op = static_cast<std::size_t>(o.original);
-          const double pod = pod_instance_time.empty()
-                                 ? std::numeric_limits<double>::quiet_NaN()
-                                 : pod_instance_time[static_cast<std::size_t>(index)];
           const auto size_of_group = static_cast<std::int32_t>(members(group).size());
           instance_at.emplace(o.original, static_cast<std::int32_t>(plan.instances.size()));
-          plan.instances.push_back({(std::isnan(pod) ? c.time : pod) * program.repeat[op],
-                                    c.latency, static_cast<double>(size_of_group),
-                                    program.repeat[op], size_of_group, gc.members,
+          plan.instances.push_back({noise_free_instance_time(index, op),
+                                    instances[static_cast<std::size_t>(index)].cost->latency,
+                                    static_cast<double>(size_of_group), program.repeat[op],
+                                    size_of_group, gc.members,
                                     static_cast<std::int64_t>(plan.instance_ids.size())});
           plan.instance_ids.resize(plan.instance_ids.size() + gc.leader.size(), -1);
           plan.items.push_back({ReplicatedPlan::ItemKind::Instance, static_cast<std::int32_t>(p),
@@ -1004,7 +994,7 @@ struct Engine::State {
       return;
     }
     begin_activity({false, index, std::move(phases), 0, 0, static_cast<std::size_t>(repeat),
-                    noise.latency_sigma > 0},
+                    draws.noise().latency_sigma > 0},
                    t);
   }
 
@@ -1013,19 +1003,19 @@ struct Engine::State {
   // stretched by this step's draw. Its cost is looked up when it first starts.
   double analytical_instance_time(std::int32_t index, std::size_t op) const {
     const Instance& instance = instances[static_cast<std::size_t>(index)];
-    const Cost& c = *instance.cost;
-    const std::int32_t repeat = program.repeat[op];
     const double hops = static_cast<double>(members(instance.group).size());
+    return draws.instance_time(noise_free_instance_time(index, op), instance.cost->latency,
+                               program.repeat[op], hops, static_cast<std::uint64_t>(index),
+                               iteration);
+  }
+
+  // Its time without noise: its closed form or pod-link time, times its repetitions.
+  double noise_free_instance_time(std::int32_t index, std::size_t op) const {
     const double pod = pod_instance_time.empty()
                            ? std::numeric_limits<double>::quiet_NaN()
                            : pod_instance_time[static_cast<std::size_t>(index)];
-    double time = (std::isnan(pod) ? c.time : pod) * repeat;
-    for (std::int32_t r = 0; noise.latency_sigma > 0 && r < repeat; ++r) {
-      const auto key =
-          repetition_key(static_cast<std::uint64_t>(index), static_cast<std::uint64_t>(r));
-      time += c.latency * (latency_factor(key, hops) - 1.0);
-    }
-    return time;
+    const Cost& c = *instances[static_cast<std::size_t>(index)].cost;
+    return (std::isnan(pod) ? c.time : pod) * program.repeat[op];
   }
 
   // When a transfer that starts at `t` ends in the analytical network (`send`: internal; its
@@ -1038,8 +1028,8 @@ struct Engine::State {
 
   // A transfer's end: launch, its path latency stretched by this step's draw, its bandwidth term.
   double transfer_end(double t, double bandwidth_term, double latency, std::int32_t send) const {
-    const double factor = latency_factor(transfer_key(static_cast<std::uint64_t>(send)), 1);
-    return t + topology.launch_latency + latency * factor + bandwidth_term;
+    return draws.transfer_end(t, topology.launch_latency, latency, bandwidth_term,
+                              static_cast<std::uint64_t>(send), iteration);
   }
 
   // The latency before phase k of an activity: back-to-back repetitions each pay the launch
@@ -1299,9 +1289,8 @@ std::vector<double> Engine::replicated_makespans(std::uint64_t first, std::uint6
       next = count;
     }
   };
-  const auto helpers = static_cast<std::uint64_t>(threads) < count
-                           ? static_cast<std::size_t>(threads) - 1
-                           : static_cast<std::size_t>(count > 0 ? count - 1 : 0);
+  const auto helpers = static_cast<std::size_t>(
+      std::clamp<std::uint64_t>(count, 1, static_cast<std::uint64_t>(threads)) - 1);
   std::vector<std::thread> pool;
   pool.reserve(helpers);
   for (std::size_t t = 0; t < helpers; ++t) {

@@ -9,7 +9,6 @@ double ReplicatedPlan::step(std::uint64_t iteration, std::vector<double>& ready,
   ready.assign(static_cast<std::size_t>(cells), 0.0);
   ends.resize(static_cast<std::size_t>(most_copies));
   double makespan = 0.0;
-  const bool jitter_latency = draws.noise().latency_sigma > 0;
   const auto op_of = [&](std::size_t p, std::size_t c) {
     return static_cast<std::size_t>(first_op[p] + static_cast<std::int64_t>(c) * op_stride[p]);
   };
@@ -50,13 +49,9 @@ double ReplicatedPlan::step(std::uint64_t iteration, std::vector<double>& ready,
           const std::int32_t* member = member_copies.data() + in.members + g * size;
           double t = at[member[0]];
           for (std::size_t j = 1; j < size; ++j) t = std::max(t, at[member[j]]);
-          double time = in.time;
           const auto id = static_cast<std::uint64_t>(instance_ids[in.ids + g]);
-          for (std::int32_t r = 0; jitter_latency && r < in.repeat; ++r) {
-            const auto key = repetition_key(id, static_cast<std::uint64_t>(r));
-            time += in.latency * (draws.latency_factor(key, in.hops, iteration) - 1.0);
-          }
-          const double done = t + time;
+          const double done =
+              t + draws.instance_time(in.time, in.latency, in.repeat, in.hops, id, iteration);
           for (std::size_t j = 0; j < size; ++j) {
             ends[member[j]] = done;
             started(p, member[j], t);
@@ -71,9 +66,8 @@ double ReplicatedPlan::step(std::uint64_t iteration, std::vector<double>& ready,
         for (std::size_t c = 0; c < n; ++c) {
           const double t = std::max(at[c], other[c]);
           const std::size_t path = tr.same ? 0 : c;
-          const double factor = draws.latency_factor(transfer_key(op_of(p, c)), 1, iteration);
-          ends[c] = t + launch_latency + latency[tr.paths + path] * factor +
-                    bandwidth_term[tr.paths + path];
+          ends[c] = draws.transfer_end(t, launch_latency, latency[tr.paths + path],
+                                       bandwidth_term[tr.paths + path], op_of(p, c), iteration);
           started(p, c, t);
           started(p + 1, c, t);
         }
