@@ -808,8 +808,7 @@ struct Engine::State {
           instance_at.emplace(o.original, static_cast<std::int32_t>(plan.instances.size()));
           plan.instances.push_back({noise_free_instance_time(index, op),
                                     instances[static_cast<std::size_t>(index)].cost->latency,
-                                    static_cast<double>(size_of_group), program.repeat[op],
-                                    size_of_group, gc.members,
+                                    program.repeat[op], size_of_group, gc.members,
                                     static_cast<std::int64_t>(plan.instance_ids.size())});
           plan.instance_ids.resize(plan.instance_ids.size() + gc.leader.size(), -1);
           plan.items.push_back({ReplicatedPlan::ItemKind::Instance, static_cast<std::int32_t>(p),

@@ -51,7 +51,8 @@ double ReplicatedPlan::step(std::uint64_t iteration, std::vector<double>& ready,
           for (std::size_t j = 1; j < size; ++j) t = std::max(t, at[member[j]]);
           const auto id = static_cast<std::uint64_t>(instance_ids[in.ids + g]);
           const double done =
-              t + draws.instance_time(in.time, in.latency, in.repeat, in.hops, id, iteration);
+              t + draws.instance_time(in.time, in.latency, in.repeat,
+                                      static_cast<double>(in.group_size), id, iteration);
           for (std::size_t j = 0; j < size; ++j) {
             ends[member[j]] = done;
             started(p, member[j], t);

@@ -29,11 +29,10 @@ struct ReplicatedPlan {
   struct Instance {
     double time;     // each repetition's closed form (or pod-link time), times repeat
     double latency;  // the latency term of one repetition, stretched by the draws
-    double hops;     // concurrent hops of the latency draw: the group's size
     std::int32_t repeat;
-    std::int32_t group_size;
-    std::int64_t members;  // into member_copies: group copies one after the other
-    std::int64_t ids;      // into instance_ids: each group copy's instance (the draw's key)
+    std::int32_t group_size;  // also the concurrent hops of its latency draws
+    std::int64_t members;     // into member_copies: group copies one after the other
+    std::int64_t ids;         // into instance_ids: each group copy's instance (the draw's key)
   };
   // A transfer between two representatives, for each copy: path latency and bandwidth term.
   struct Transfer {
