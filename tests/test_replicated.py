@@ -19,6 +19,7 @@ from podsim import PodsimError, _core
 from podsim.engine.core import (
     MAX_MONTE_CARLO_OPS,
     MAX_REPLICATED_OPS,
+    _columns,
     core_topology,
     replicated_engine,
     replicated_threads,
@@ -145,18 +146,12 @@ def test_noisy_steps_give_the_every_rank_result():
     assert auto.breakdown.straggler_s > 0
 
 
-def engine_for(plan, c, copies=True):
-    lowered = StepBuilder(DENSE, plan, c, 1).lower()
-    program = lowered.symmetric_program
-    columns = {name: getattr(program, name) for name in program.__dataclass_fields__}
-    return lowered, columns, (lowered.symmetric_copies() if copies else None)
-
-
 def test_the_engine_refuses_what_it_cannot_replicate():
     plan = Plan(seq_len=512, global_batch=8, tp=2, pp=2, dp=2)
     c = cluster(plan.devices, domain_size=4)
     topology, noise = core_topology(c), _core.Noise(seed=1, compute_cv=0.1)
-    lowered, columns, copies = engine_for(plan, c)
+    lowered = StepBuilder(DENSE, plan, c, 1).lower()
+    columns, copies = _columns(lowered.symmetric_program), lowered.symmetric_copies()
     engine = _core.Engine(columns, topology, 0, _core.Noise(), True, copies)
     with pytest.raises(SpecError, match="follows a complete run"):
         engine.replicate(noise)
@@ -169,7 +164,7 @@ def test_the_engine_refuses_what_it_cannot_replicate():
     engine.replicate(noise)
     with pytest.raises(SpecError, match="threads = 0"):
         engine.replicated_makespans(0, 1, 0)
-    full = {name: getattr(lowered.program, name) for name in lowered.program.__dataclass_fields__}
+    full = _columns(lowered.program)
     for mode, symmetric, with_copies in ((1, True, True), (0, False, False), (0, True, False)):
         other = _core.Engine(
             columns if symmetric else full,
